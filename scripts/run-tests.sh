@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole ctest suite of the Release build, then the file-loader tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer (they parse untrusted files).
+set -euo pipefail
+build=${1:-build}
+jobs=$(nproc)
+ctest --test-dir "$build" -j "$jobs" --output-on-failure
+echo "lowbit: building the loader tests with ASan/UBSan (build-asan/)" >&2
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOWBIT_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs" --target lowbit_io_tests
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan -L io -j "$jobs" --output-on-failure

@@ -1,0 +1,35 @@
+// CPU matrix products y = x · Wᵀ with W stored in its checkpoint format (row-major [n, k],
+// block formats packed along k) and fp32 activations / outputs.
+//   x: [m, k] fp32 (row stride k), y: [m, n] fp32 (row stride n).
+// Rows of W are split across threads (OpenMP); for m > 1 each row of W is decoded once and
+// used for all m activations, so prompt processing reads the weights once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace lowbit::kernels::cpu {
+
+struct WeightMatrix {
+  DType dtype;
+  const void* data;  // n rows of dtype_bytes(dtype, k) bytes each
+  int64_t n;         // output features (rows)
+  int64_t k;         // input features (row length; a multiple of the block size)
+};
+
+// Whether the CPU kernels can compute with `dtype` weights; an empty string means yes,
+// otherwise the reason (e.g. "Q4_K: no CPU kernel yet").
+std::string cannot_implement(DType dtype);
+
+// y[m, n] = x[m, k] · Wᵀ. Uses AVX-512 / AVX2 variants when the CPU has them.
+void linear(const WeightMatrix& w, const float* x, int64_t m, float* y);
+
+// Decodes row `row` of W into fp32 (k values): embedding lookup and tests use it.
+void dequantize_row(const WeightMatrix& w, int64_t row, float* out);
+
+// Plain scalar reference of linear() (double accumulation), for tests.
+void linear_reference(const WeightMatrix& w, const float* x, int64_t m, float* y);
+
+}  // namespace lowbit::kernels::cpu
