@@ -1,0 +1,56 @@
+// Opens a model from a path (HF directory with config.json, or a .gguf file), detects its
+// quantization method, and builds the model and tokenizer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "models/llama.h"
+#include "models/model_config.h"
+#include "quant/registry.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lowbit::io {
+class GgufFile;
+class SafetensorsCheckpoint;
+}  // namespace lowbit::io
+
+namespace lowbit::engine {
+
+struct LoadOptions {
+  std::string quantization;  // "" = detect from the checkpoint
+  bool progress_bar = false;  // draw a loading bar on stderr
+};
+
+struct LoadedModel {
+  LoadedModel();
+  ~LoadedModel();
+  LoadedModel(LoadedModel&&) noexcept;
+
+  std::string path;
+  std::unique_ptr<io::GgufFile> gguf;
+  std::unique_ptr<io::SafetensorsCheckpoint> safetensors;
+  std::unique_ptr<models::WeightSource> source;
+  std::unique_ptr<quant::QuantConfig> quant;
+  models::ModelConfig config;
+  models::GenerationDefaults generation;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null when the checkpoint has none
+  std::unique_ptr<models::LlamaModel> model;
+
+  // Throws when the model came without a tokenizer.
+  const tokenizer::Tokenizer& require_tokenizer() const;
+  std::vector<int32_t> eos_ids() const;  // generation config ∪ tokenizer's
+};
+
+// Which method a checkpoint uses: "gguf" for GGUF files, quantization_config.quant_method
+// of config.json (or quantize_config.json), else "unquantized". `forced` (from
+// --quantization) must agree with the checkpoint.
+std::string detect_method(const std::string& model_path, const std::string& forced,
+                          const quant::MethodRegistry& registry);
+
+LoadedModel load_model(const std::string& path, const LoadOptions& options,
+                       const quant::MethodRegistry& registry);
+
+}  // namespace lowbit::engine

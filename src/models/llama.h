@@ -1,0 +1,60 @@
+// The Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, SmolLM) on the CPU:
+// RMSNorm, GQA attention with RoPE (neox or interleaved pairs, llama3/linear scaling), optional
+// q/k RMSNorm (Qwen3), SwiGLU MLP. Activations are fp32; linear layers compute through their
+// quantization method, so nothing here depends on how weights are stored.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "kernels/cpu/linear.h"
+#include "models/model_config.h"
+#include "nn/linear.h"
+
+namespace lowbit::models {
+
+class WeightSource;
+
+class LlamaModel {
+ public:
+  using Progress = std::function<void(int64_t done, int64_t total)>;
+  LlamaModel(const ModelConfig& config, const WeightSource& source,
+             const quant::QuantConfig& quant, const Progress& progress = {});
+
+  const ModelConfig& config() const { return config_; }
+  engine::KvCache make_cache(int64_t capacity) const;
+
+  // Runs `tokens` at positions cache.length() .. + n - 1, appending their keys/values.
+  // logits: [n, vocab] when all_logits, else [1, vocab] for the last token only.
+  void forward(std::span<const int32_t> tokens, engine::KvCache& cache, bool all_logits,
+               std::vector<float>& logits);
+
+  uint64_t weight_bytes() const;  // bytes of all weights as stored
+  // Bytes read from weights to generate one token (all linears + one embedding row).
+  uint64_t weight_bytes_per_token() const;
+
+ private:
+  struct Layer {
+    nn::Linear q, k, v, o, gate, up, down;
+    std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;
+  };
+  void attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCache& cache);
+  void apply_rope(float* x, int64_t n, int64_t heads, int64_t pos0);
+
+  ModelConfig config_;
+  kernels::cpu::WeightMatrix embedding_{};
+  uint64_t embedding_bytes_ = 0;
+  std::vector<Layer> layers_;
+  std::vector<float> final_norm_;
+  nn::Linear lm_head_;
+  std::vector<double> inv_freq_;
+  std::vector<float> rope_cos_, rope_sin_;  // [positions, rope_dim / 2], grown on demand
+
+  // Scratch activations, sized for the largest batch seen: [n, width].
+  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
+};
+
+}  // namespace lowbit::models

@@ -1,0 +1,68 @@
+#include "quant/dense_weight_method.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/cpu/linear.h"
+
+namespace lowbit::quant {
+namespace {
+
+// What process_weights_after_loading prepares: the kernel's view of W and an fp32 bias.
+struct Prepared {
+  kernels::cpu::WeightMatrix weight;
+  std::vector<float> bias;  // empty when the layer has none
+};
+
+std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> out(size_t(t.numel()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    switch (t.dtype) {
+      case DType::F32: out[i] = reinterpret_cast<const float*>(t.data)[i]; break;
+      case DType::F16: out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]); break;
+      case DType::BF16: out[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]); break;
+      default: fail("{}: dtype {} where F32/F16/BF16 was expected", t.name, name(t.dtype));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<TensorSpec> DenseWeightMethod::create_weights(const LinearLayer& layer) const {
+  std::vector<TensorSpec> specs = {
+      {"weight", {layer.out_features, layer.in_features}, weight_dtypes_, false}};
+  if (layer.has_bias)
+    specs.push_back({"bias", {layer.out_features}, {DType::F32, DType::F16, DType::BF16}, false});
+  return specs;
+}
+
+void DenseWeightMethod::process_weights_after_loading(LinearLayer& layer) const {
+  const TensorView& w = layer.tensors.at("weight");
+  std::string reason = kernels::cpu::cannot_implement(w.dtype);
+  if (!reason.empty())
+    fail("{}.weight ({}, method {}): no CPU kernel: {}", layer.prefix, name(w.dtype),
+         method_name_, reason);
+  auto p = std::make_shared<Prepared>();
+  p->weight = {w.dtype, w.data, layer.out_features, layer.in_features};
+  if (auto it = layer.tensors.find("bias"); it != layer.tensors.end()) p->bias = to_f32(it->second);
+  layer.prepared = p;
+}
+
+void DenseWeightMethod::apply(const LinearLayer& layer, const float* x, int64_t m,
+                              float* y) const {
+  const auto& p = *static_cast<const Prepared*>(layer.prepared.get());
+  kernels::cpu::linear(p.weight, x, m, y);
+  if (!p.bias.empty()) {
+    const int64_t n = layer.out_features;
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < n; ++j) y[r * n + j] += p.bias[j];
+  }
+}
+
+uint64_t DenseWeightMethod::weight_bytes(const LinearLayer& layer) const {
+  return layer.tensors.at("weight").nbytes;
+}
+
+}  // namespace lowbit::quant

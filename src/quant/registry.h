@@ -1,0 +1,42 @@
+// The one list of quantization methods lowbit knows (in-tree methods are registered by
+// MethodRegistry::builtin(); plugins, a later issue, add theirs to a registry they are given).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "quant/quant_method.h"
+
+namespace lowbit::quant {
+
+struct MethodInfo {
+  std::string name;
+  std::string description;
+  std::vector<std::string> backends;  // "cpu", "cuda"
+  // Builds the config from the checkpoint's quantization config (an empty object when the
+  // method is chosen without one, e.g. "unquantized" or "gguf").
+  std::function<std::unique_ptr<QuantConfig>(const nlohmann::json&)> from_config;
+};
+
+class MethodRegistry {
+ public:
+  static MethodRegistry builtin();  // unquantized, gguf
+  void add(MethodInfo info);        // throws when the name is taken
+  const MethodInfo* find(const std::string& name) const;
+  const std::vector<MethodInfo>& methods() const { return methods_; }
+  // Throws naming every registered method when `name` is unknown.
+  std::unique_ptr<QuantConfig> make(const std::string& name, const nlohmann::json& config) const;
+
+ private:
+  std::vector<MethodInfo> methods_;
+};
+
+// In-tree methods (one file each).
+MethodInfo unquantized_method_info();
+MethodInfo gguf_method_info();
+
+}  // namespace lowbit::quant
