@@ -52,10 +52,14 @@ Value Value::callable(std::string name, NativeFn fn) {
 
 double Value::as_float() const {
   switch (kind_) {
-    case Kind::kFloat: return f_;
-    case Kind::kInt: return static_cast<double>(i_);
-    case Kind::kBool: return b_ ? 1.0 : 0.0;
-    default: return 0.0;
+    case Kind::kFloat:
+      return f_;
+    case Kind::kInt:
+      return static_cast<double>(i_);
+    case Kind::kBool:
+      return b_ ? 1.0 : 0.0;
+    default:
+      return 0.0;
   }
 }
 
@@ -70,29 +74,47 @@ const Value* Value::find(std::string_view key) const {
 bool Value::truthy() const {
   switch (kind_) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
-    case Kind::kBool: return b_;
-    case Kind::kInt: return i_ != 0;
-    case Kind::kFloat: return f_ != 0.0;
-    case Kind::kString: return !s_->empty();
-    case Kind::kList: return !l_->empty();
-    case Kind::kDict: return !d_->empty();
-    default: return true;
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return b_;
+    case Kind::kInt:
+      return i_ != 0;
+    case Kind::kFloat:
+      return f_ != 0.0;
+    case Kind::kString:
+      return !s_->empty();
+    case Kind::kList:
+      return !l_->empty();
+    case Kind::kDict:
+      return !d_->empty();
+    default:
+      return true;
   }
 }
 
 std::string Value::type_name() const {
   switch (kind_) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kList: return tuple_ ? "tuple" : "list";
-    case Kind::kDict: return "dict";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kCallable: return "function";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return tuple_ ? "tuple" : "list";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kCallable:
+      return "function";
   }
   return "?";
 }
@@ -162,9 +184,12 @@ std::string python_repr_string(const std::string& s) {
 
 std::string Value::repr() const {
   switch (kind_) {
-    case Kind::kString: return python_repr_string(*s_);
-    case Kind::kUndefined: return "";
-    default: break;
+    case Kind::kString:
+      return python_repr_string(*s_);
+    case Kind::kUndefined:
+      return "";
+    default:
+      break;
   }
   if (kind_ == Kind::kList) {
     std::string out = tuple_ ? "(" : "[";
@@ -192,14 +217,22 @@ std::string Value::repr() const {
 
 std::string Value::to_str() const {
   switch (kind_) {
-    case Kind::kUndefined: return "";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return b_ ? "True" : "False";
-    case Kind::kInt: return std::to_string(i_);
-    case Kind::kFloat: return format_float(f_);
-    case Kind::kString: return *s_;
-    case Kind::kCallable: return "<function " + c_->name + ">";
-    default: return repr();
+    case Kind::kUndefined:
+      return "";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return b_ ? "True" : "False";
+    case Kind::kInt:
+      return std::to_string(i_);
+    case Kind::kFloat:
+      return format_float(f_);
+    case Kind::kString:
+      return *s_;
+    case Kind::kCallable:
+      return "<function " + c_->name + ">";
+    default:
+      return repr();
   }
 }
 
@@ -211,8 +244,10 @@ bool equals(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Kind::kUndefined:
-    case Kind::kNone: return true;
-    case Kind::kString: return a.str() == b.str();
+    case Kind::kNone:
+      return true;
+    case Kind::kString:
+      return a.str() == b.str();
     case Kind::kList: {
       if (a.is_tuple() != b.is_tuple() || a.items().size() != b.items().size()) return false;
       for (size_t i = 0; i < a.items().size(); ++i) {
@@ -228,9 +263,12 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    case Kind::kNamespace: return &a.ns_entries() == &b.ns_entries();
-    case Kind::kCallable: return &a.fn() == &b.fn();
-    default: return false;
+    case Kind::kNamespace:
+      return &a.ns_entries() == &b.ns_entries();
+    case Kind::kCallable:
+      return &a.fn() == &b.fn();
+    default:
+      return false;
   }
 }
 
@@ -261,13 +299,27 @@ static void json_string(std::string& out, const std::string& s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char b[8];
@@ -292,17 +344,28 @@ static void json_value(std::string& out, const Value& v, int indent, int level,
     }
   };
   switch (v.kind()) {
-    case Kind::kNone: out += "null"; return;
-    case Kind::kBool: out += v.as_bool() ? "true" : "false"; return;
-    case Kind::kInt: out += std::to_string(v.as_int()); return;
+    case Kind::kNone:
+      out += "null";
+      return;
+    case Kind::kBool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Kind::kInt:
+      out += std::to_string(v.as_int());
+      return;
     case Kind::kFloat: {
       double d = v.as_float();
-      if (std::isnan(d)) out += "NaN";
-      else if (std::isinf(d)) out += d < 0 ? "-Infinity" : "Infinity";
-      else out += format_float(d);
+      if (std::isnan(d))
+        out += "NaN";
+      else if (std::isinf(d))
+        out += d < 0 ? "-Infinity" : "Infinity";
+      else
+        out += format_float(d);
       return;
     }
-    case Kind::kString: json_string(out, v.str()); return;
+    case Kind::kString:
+      json_string(out, v.str());
+      return;
     case Kind::kList: {
       if (v.items().empty()) {
         out += "[]";
@@ -356,16 +419,21 @@ std::string to_json(const Value& v, int indent, const std::string& item_sep,
 
 Value from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX)) return Value(static_cast<double>(u));
       return Value(static_cast<int64_t>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       List l;
       l.reserve(j.size());
@@ -378,43 +446,24 @@ Value from_json(const nlohmann::ordered_json& j) {
       for (const auto& [k, e] : j.items()) d.emplace_back(k, from_json(e));
       return Value::dict(std::move(d));
     }
-    default: return Value::none();
+    default:
+      return Value::none();
   }
 }
 
 std::u32string utf8_decode(const std::string& s) {
-  // Invalid bytes decode to themselves (U+0080..U+00FF) so that nothing is lost or thrown.
+  // Invalid bytes decode to U+0080..U+00FF so that nothing throws (Python strs are always valid).
   std::u32string out;
   out.reserve(s.size());
   size_t i = 0;
   while (i < s.size()) {
     unsigned char c = s[i];
-    int n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (n < 0 || i + n >= s.size() + (n == 0 ? 1 : 0)) {
-      if (n != 0) {
-        out += static_cast<char32_t>(c);
-        ++i;
-        continue;
-      }
-    }
-    if (n == 0) {
-      out += c;
-      ++i;
-      continue;
-    }
-    if (i + n >= s.size() + 0 && i + n > s.size() - 1 + 1) {
-      out += static_cast<char32_t>(c);
-      ++i;
-      continue;
-    }
-    char32_t cp = c & (0x3f >> n);
-    bool ok = true;
-    for (int k = 1; k <= n; ++k) {
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len != 0 && i + len <= s.size();
+    char32_t cp = len == 1 ? c : (c & (0x7f >> len));
+    for (size_t k = 1; ok && k < len; ++k) {
       unsigned char cc = s[i + k];
-      if ((cc & 0xc0) != 0x80) {
-        ok = false;
-        break;
-      }
+      ok = (cc & 0xc0) == 0x80;
       cp = (cp << 6) | (cc & 0x3f);
     }
     if (!ok) {
@@ -423,7 +472,7 @@ std::u32string utf8_decode(const std::string& s) {
       continue;
     }
     out += cp;
-    i += n + 1;
+    i += len;
   }
   return out;
 }
