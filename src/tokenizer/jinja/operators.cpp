@@ -44,11 +44,6 @@ bool contains(Interpreter& in, const Value& container, const Value& item, int li
                      b.type_name() + "'");
 }
 
-int64_t checked(Interpreter& in, bool overflow, int64_t r, int line) {
-  if (overflow) in.error(line, "integer overflow");
-  return r;
-}
-
 Value repeat(Interpreter& in, const Value& seq, int64_t times, int line) {
   if (times <= 0) return seq.is_string() ? Value(std::string()) : Value::list({});
   if (seq.is_string()) {
@@ -134,9 +129,18 @@ Value Interpreter::eval_binary(const Expr& e) {
   }
   if (ints) {
     int64_t x = a.as_int(), y = b.as_int(), r = 0;
-    if (op == "+") return Value(checked(*this, __builtin_add_overflow(x, y, &r), r, line));
-    if (op == "-") return Value(checked(*this, __builtin_sub_overflow(x, y, &r), r, line));
-    if (op == "*") return Value(checked(*this, __builtin_mul_overflow(x, y, &r), r, line));
+    if (op == "+") {
+      if (__builtin_add_overflow(x, y, &r)) error(line, "integer overflow");
+      return Value(r);
+    }
+    if (op == "-") {
+      if (__builtin_sub_overflow(x, y, &r)) error(line, "integer overflow");
+      return Value(r);
+    }
+    if (op == "*") {
+      if (__builtin_mul_overflow(x, y, &r)) error(line, "integer overflow");
+      return Value(r);
+    }
     if (op == "//" || op == "%") {
       if (y == 0) error(line, "integer division or modulo by zero");
       if (x == std::numeric_limits<int64_t>::min() && y == -1) error(line, "integer overflow");
