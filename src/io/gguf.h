@@ -19,14 +19,25 @@
 namespace lowbit::io {
 
 enum class GgufType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8,
-  ARRAY = 9, U64 = 10, I64 = 11, F64 = 12
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12
 };
 
 struct GgufArray;
 // A metadata value. Integers keep their stored width's signedness in the variant index.
-using GgufValue = std::variant<uint64_t, int64_t, double, bool, std::string,
-                               std::shared_ptr<GgufArray>>;
+using GgufValue =
+    std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>>;
 struct GgufArray {
   GgufType elem_type;
   std::vector<GgufValue> items;
@@ -68,6 +79,7 @@ class GgufFile {
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::map<std::string, GgufValue> kv_;
+  std::map<std::string, GgufType> kv_types_;  // the stored type (U32 vs U64, F32 vs F64, ...)
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> tensor_index_;
   friend class GgufParser;
