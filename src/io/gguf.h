@@ -19,25 +19,14 @@
 namespace lowbit::io {
 
 enum class GgufType : uint32_t {
-  U8 = 0,
-  I8 = 1,
-  U16 = 2,
-  I16 = 3,
-  U32 = 4,
-  I32 = 5,
-  F32 = 6,
-  BOOL = 7,
-  STRING = 8,
-  ARRAY = 9,
-  U64 = 10,
-  I64 = 11,
-  F64 = 12
+  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8,
+  ARRAY = 9, U64 = 10, I64 = 11, F64 = 12
 };
 
 struct GgufArray;
 // A metadata value. Integers keep their stored width's signedness in the variant index.
-using GgufValue =
-    std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>>;
+using GgufValue = std::variant<uint64_t, int64_t, double, bool, std::string,
+                               std::shared_ptr<GgufArray>>;
 struct GgufArray {
   GgufType elem_type;
   std::vector<GgufValue> items;
