@@ -29,8 +29,8 @@ struct ChatTemplateLimits {
   int max_call_depth = 64;                  // nested macro calls (recursion)
   int64_t max_loop_iterations = 1'000'000;  // summed over all loops of one render
   size_t max_output_bytes = 16u << 20;      // total bytes written; also caps any one string
-  size_t max_items = 1u << 20;              // caps any one list/dict the template builds
-  double max_seconds = 2.0;                 // wall clock for one render
+  size_t max_items = 1u << 18;  // caps any one list/dict the template builds (~100 B/item)
+  double max_seconds = 2.0;     // wall clock for one render
 };
 
 // Throws lowbit::Error("chat template: <what> at line L") on syntax errors, unknown

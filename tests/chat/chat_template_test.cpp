@@ -1,5 +1,7 @@
 // Byte-for-byte comparison with Python jinja2 as transformers' apply_chat_template runs it.
 // Fixtures: tools/gen_chat_fixtures.py -> tests/fixtures/chat/{templates,features}.json.
+#include "tokenizer/chat_template.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -7,7 +9,6 @@
 
 #include "core/error.h"
 #include "test_paths.h"
-#include "tokenizer/chat_template.h"
 
 namespace lowbit::tokenizer {
 namespace {
@@ -27,7 +28,8 @@ ordered_json load(const std::string& rel) {
 }
 
 std::string template_source(const std::string& name) {
-  if (name == "smollm2") return read_file(testing::source_path("tests/fixtures/chat/smollm2.jinja"));
+  if (name == "smollm2")
+    return read_file(testing::source_path("tests/fixtures/chat/smollm2.jinja"));
   auto cfg = ordered_json::parse(
       read_file(testing::shared_path("models/tokenizers/" + name + "/tokenizer_config.json")));
   return cfg.at("chat_template").get<std::string>();
