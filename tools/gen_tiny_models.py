@@ -395,6 +395,84 @@ def check_gguf(path, sd, arch, nh, nkv):
                           sd["model.embed_tokens.weight"].reshape(-1))
 
 
+def gguf_numpy_logits(path, ids):
+    """Independent check of a written GGUF: a numpy forward pass with llama.cpp's semantics
+    (adjacent-pair RoPE for arch llama, NEOX pairs otherwise; rope_freqs divide frequencies),
+    reading only the file. Returns logits [len(ids), vocab] (float64)."""
+    r = gguf.GGUFReader(path)
+    kv = {f.name: f.contents() for f in r.fields.values()}
+    arch = kv["general.architecture"]
+    t = {x.name: np.array(x.data, dtype=np.float64).reshape(
+        [int(d) for d in reversed(x.shape)]) for x in r.tensors}
+    H, nh = kv[f"{arch}.embedding_length"], kv[f"{arch}.attention.head_count"]
+    nkv, eps = kv[f"{arch}.attention.head_count_kv"], kv[f"{arch}.attention.layer_norm_rms_epsilon"]
+    hd = kv.get(f"{arch}.attention.key_length", H // nh)
+    inv = 1.0 / (np.float64(kv[f"{arch}.rope.freq_base"]) ** (np.arange(0, hd, 2) / hd))
+    if kv.get(f"{arch}.rope.scaling.type") == "linear":
+        inv = inv / kv[f"{arch}.rope.scaling.factor"]
+    if "rope_freqs.weight" in t:
+        inv = inv / t["rope_freqs.weight"]
+    n = len(ids)
+    ang = np.arange(n)[:, None] * inv[None, :]
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+
+    def rope(x):  # [n, heads, hd]
+        if arch == "llama":
+            a, b = x[..., 0::2], x[..., 1::2]
+            out = np.empty_like(x)
+            out[..., 0::2], out[..., 1::2] = a * cos - b * sin, b * cos + a * sin
+            return out
+        a, b = x[..., :hd // 2], x[..., hd // 2:]
+        return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+
+    def norm(x, w):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+    def lin(x, name):
+        y = x @ t[name + ".weight"].T
+        return y + t[name + ".bias"] if name + ".bias" in t else y
+
+    x = t["token_embd.weight"][ids]
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    for i in range(kv[f"{arch}.block_count"]):
+        b = f"blk.{i}."
+        h = norm(x, t[b + "attn_norm.weight"])
+        q = lin(h, b + "attn_q").reshape(n, nh, hd)
+        k = lin(h, b + "attn_k").reshape(n, nkv, hd)
+        v = lin(h, b + "attn_v").reshape(n, nkv, hd)
+        if b + "attn_q_norm.weight" in t:
+            q, k = norm(q, t[b + "attn_q_norm.weight"]), norm(k, t[b + "attn_k_norm.weight"])
+        q, k = rope(q), rope(k)
+        k, v = np.repeat(k, nh // nkv, axis=1), np.repeat(v, nh // nkv, axis=1)
+        s = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(hd) + mask
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        x = x + lin(np.einsum("hqk,khd->qhd", p, v).reshape(n, nh * hd), b + "attn_output")
+        h = norm(x, t[b + "ffn_norm.weight"])
+        g = lin(h, b + "ffn_gate")
+        x = x + lin(g / (1 + np.exp(-g)) * lin(h, b + "ffn_up"), b + "ffn_down")
+    out = t.get("output.weight", t["token_embd.weight"])
+    return norm(x, t["output_norm.weight"]) @ out.T
+
+
+def verify_gguf(spec):
+    """The GGUF file alone, run by numpy, reproduces the transformers logits rows."""
+    path = os.path.join(OUT, spec["name"] + ".gguf")
+    with open(os.path.join(OUT, spec["name"] + ".json")) as f:
+        meta = json.load(f)
+    ref = np.fromfile(os.path.join(OUT, spec["name"] + ".logits.f32"), dtype="<f4")
+    ref = ref.reshape(-1, meta["vocab_size"])
+    row = 0
+    for c in meta["cases"]:
+        seq = c["input_ids"] + c["greedy_ids"][:-1]
+        got = gguf_numpy_logits(path, seq)[len(c["input_ids"]) - 1:]
+        want = ref[row:row + c["logit_rows"]]
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err < 1e-5, f"{path}: numpy forward differs from transformers by {err}"
+        row += c["logit_rows"]
+    print(f"  {spec['name']}.gguf: numpy llama.cpp-style forward matches (rel err {err:.2e})")
+
+
 def main(argv):
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
@@ -407,6 +485,7 @@ def main(argv):
         write_reference(spec, model)
         if spec.get("gguf"):
             write_gguf(spec, model)
+            verify_gguf(spec)
         sizes = {f: os.path.getsize(os.path.join(d, f)) for f in sorted(os.listdir(d))}
         print(f"  {spec['name']}: {sizes}")
 
