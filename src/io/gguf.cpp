@@ -225,11 +225,9 @@ class GgufParser {
     out_.tensors_.reserve(size_t(n));
     for (uint64_t i = 0; i < n; ++i) {
       TensorView t;
-      t.name = str("tensor name", UINT64_MAX);
+      // Names must be < 64 bytes (GGML_MAX_NAME = 64 including the NUL).
+      t.name = str("tensor name", kMaxTensorName);
       if (t.name.empty()) fail("{}: tensor #{} has an empty name", path_, i);
-      if (t.name.size() > kMaxTensorName)
-        fail("{}: tensor #{} name of {} bytes is too long, expected < 64 bytes", path_, i,
-             t.name.size());
       if (out_.tensor_index_.count(t.name)) fail("{}: duplicate tensor name '{}'", path_, t.name);
       uint32_t n_dims = u32("tensor n_dims");
       if (n_dims < 1 || n_dims > kMaxDims)

@@ -104,7 +104,7 @@ inline void gguf_layout(GgufSpec& s) {
 
 // Byte offsets of the regions of a serialized GGUF, for targeted truncation.
 struct GgufRegions {
-  size_t kv_begin = 24, tensor_info_begin = 0, data_begin = 0, end = 0;
+  size_t kv_begin = 24, tensor_info_begin = 0, header_end = 0, data_begin = 0, end = 0;
 };
 
 inline Bytes gguf_serialize(const GgufSpec& s, GgufRegions* regions = nullptr) {
@@ -135,7 +135,7 @@ inline Bytes gguf_serialize(const GgufSpec& s, GgufRegions* regions = nullptr) {
     if (b.size() < at + t.data.size()) b.resize(at + t.data.size(), 0);
     std::memcpy(b.data() + at, t.data.data(), t.data.size());
   }
-  if (regions) *regions = {24, ti, data_begin, b.size()};
+  if (regions) *regions = {24, ti, header_end, data_begin, b.size()};
   return b;
 }
 
