@@ -317,6 +317,74 @@ inline Bytes st_serialize(const StSpec& s) {
   return b;
 }
 
+// ---- random valid safetensors files ----
+
+inline const std::vector<std::string>& st_dtype_names() {
+  static const std::vector<std::string> k = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2",
+                                             "I64", "I32", "I16", "I8",   "U8",      "BOOL"};
+  return k;
+}
+
+inline std::string json_list(const std::vector<uint64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// A random valid safetensors file: 1..5 tensors of random dtypes and shapes (rank 0..3,
+// zero-sized ones included; tensor 0 is never empty), data laid out in a random order that
+// differs from the header order, optional __metadata__.
+struct RandomSt {
+  StSpec spec;
+  std::vector<std::vector<int64_t>> shapes;  // per spec.tensors entry
+  std::vector<std::string> dtypes;
+};
+
+inline void st_set_offsets(StTensorSpec& t) {
+  t.offsets_json = json_list({t.begin, t.begin + t.data.size()});
+}
+
+inline RandomSt random_st(Rng& rng) {
+  RandomSt r;
+  size_t n = rand_in(rng, 1, 5);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& dt = st_dtype_names()[rng() % st_dtype_names().size()];
+    std::vector<uint64_t> shape(rand_in(rng, i == 0 ? 1 : 0, 3));
+    uint64_t numel = 1;
+    for (auto& d : shape) {
+      d = rand_in(rng, i == 0 ? 1 : (rng() % 8 == 0 ? 0 : 1), 7);
+      numel *= d;
+    }
+    StTensorSpec t;
+    t.name = "t" + std::to_string(i) + "." + rand_name(rng, rand_in(rng, 0, 16));
+    t.dtype_json = "\"" + dt + "\"";
+    t.shape_json = json_list(shape);
+    t.data = rand_bytes(rng, *dtype_bytes(*dtype_from_safetensors_name(dt), numel));
+    r.spec.tensors.push_back(std::move(t));
+    r.shapes.emplace_back(shape.begin(), shape.end());
+    r.dtypes.push_back(dt);
+  }
+  // Data order: a random permutation of the header order.
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  uint64_t off = 0;
+  for (size_t i : order) {
+    auto& t = r.spec.tensors[i];
+    t.begin = off;
+    off += t.data.size();
+    st_set_offsets(t);
+  }
+  if (rng() % 2) {
+    r.spec.metadata_json = "{\"format\":\"pt\"";
+    for (size_t i = 0, m = rand_in(rng, 0, 3); i < m; ++i)
+      r.spec.metadata_json += ",\"m" + std::to_string(i) + "\":\"" + rand_name(rng, 5) + "\"";
+    r.spec.metadata_json += "}";
+  }
+  r.spec.pad_to = rng() % 2 ? 8 : 1;
+  return r;
+}
+
 // ---- files ----
 
 class ScratchDir {
