@@ -77,10 +77,19 @@ TEST(JinjaSandbox, UndefinedIsLenient) {
 }
 
 TEST(JinjaSandbox, NestedLoopsHitIterationBudget) {
+  ChatTemplateLimits lim;
+  lim.max_loop_iterations = 200'000;
+  lim.max_seconds = 60;
   double s = expect_error(
       "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}"
       "{% endfor %}{% endfor %}{% endfor %}",
-      "loop iterations");
+      "more than 200000 loop iterations", lim);
+  EXPECT_LT(s, 5.0);
+  // With default limits it stops too (iteration or time budget, whichever comes first).
+  s = expect_error(
+      "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}"
+      "{% endfor %}{% endfor %}{% endfor %}",
+      "chat template: ");
   EXPECT_LT(s, 5.0);
   ChatTemplateLimits small;
   small.max_loop_iterations = 100;
@@ -152,6 +161,15 @@ TEST(JinjaSandbox, TimeBudget) {
   EXPECT_LT(s, 2.0);
 }
 
+TEST(JinjaSandbox, SelfReferencesDoNotLeakOrOverflow) {
+  // A namespace holding itself and a macro closing over its own frame form reference cycles;
+  // the interpreter breaks them after the render (LeakSanitizer checks this under ASan).
+  expect_error("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", "nested deeper");
+  EXPECT_EQ(render("{% set ns = namespace(a=[]) %}{% set ns.b = [ns] %}{{ ns.b|length }}"
+                   "{% macro m() %}M{% endmacro %}{% set ns.m = m %}{{ ns.m() }}"),
+            "1M");
+}
+
 TEST(JinjaSandbox, WhitespaceControlAndNewlines) {
   // \r\n is normalized and one trailing newline dropped, as jinja2 does.
   EXPECT_EQ(render("a\r\nb\r\n"), "a\nb");
@@ -183,6 +201,68 @@ TEST(JinjaSandbox, StrftimeNowAndReasoningAlias) {
   EXPECT_EQ(render("{{ messages[0].reasoning_content }}{{ messages[0]|tojson }}", vars),
             "t{\"thinking\": \"t\", \"role\": \"assistant\", \"content\": \"c\", "
             "\"reasoning_content\": \"t\"}");
+}
+
+}  // namespace
+}  // namespace lowbit::tokenizer
+
+namespace lowbit::tokenizer {
+namespace {
+
+// Mutated real templates (byte flips, deletions, duplications) must either render or throw
+// lowbit::Error: never crash, hang or throw anything else.
+TEST(JinjaSandbox, MutatedTemplatesFailCleanly) {
+  const std::string base =
+      "{%- set ns = namespace(i=0) %}{% for m in messages[::-1] if m.role != 'x' %}"
+      "{%- set ns.i = ns.i + 1 %}{% if m.content is string and m.content.startswith('<') %}"
+      "{{ m.content.split('>')[-1].strip() | tojson(indent=2) }}{% elif not loop.last %}"
+      "{{ '<|im_start|>' + m['role'] ~ loop.index0 }}{% else %}{{ (m.content|trim)[1:3] }}"
+      "{% endif %}{% endfor %}{% macro f(a, b=2) %}{{ a * b }}{% endmacro %}{{ f(ns.i) }}"
+      "{# c #}{{ {'k': [1, 2.5, none, true]}|items|list }}{{ raise_exception('x') if 0 }}";
+  ordered_json vars = {
+      {"messages", ordered_json::array({{{"role", "user"}, {"content", "<a>b"}},
+                                        {{"role", "assistant"}, {"content", "hi"}}})}};
+  ChatTemplateLimits lim;
+  lim.max_seconds = 0.5;
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto next = [&]() {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  const std::string alphabet = "{}%#-+()[]'\".|~:,=*/ \nabfinorst0123456789_";
+  int rendered = 0, errors = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string s = base;
+    int edits = 1 + next() % 4;
+    for (int k = 0; k < edits && !s.empty(); ++k) {
+      size_t pos = next() % s.size();
+      switch (next() % 4) {
+        case 0:
+          s[pos] = alphabet[next() % alphabet.size()];
+          break;
+        case 1:
+          s.erase(pos, 1 + next() % 8);
+          break;
+        case 2:
+          s.insert(pos, s.substr(next() % s.size(), 1 + next() % 16));
+          break;
+        default:
+          s[pos] = static_cast<char>(next() & 0xff);
+          break;
+      }
+    }
+    try {
+      render_chat_template_json(s, vars, lim);
+      ++rendered;
+    } catch (const Error&) {
+      ++errors;
+    }
+  }
+  EXPECT_EQ(rendered + errors, 3000);
+  EXPECT_GT(rendered, 100);
+  EXPECT_GT(errors, 100);
 }
 
 }  // namespace

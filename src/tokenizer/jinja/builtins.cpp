@@ -449,7 +449,10 @@ Dict make_globals() {
       }
       if (!found) d.emplace_back(k, v);
     }
-    return ns ? Value::make_namespace(std::move(d)) : Value::dict(std::move(d));
+    if (!ns) return Value::dict(std::move(d));
+    Value v = Value::make_namespace(std::move(d));
+    in.track_namespace(v);
+    return v;
   };
   g.emplace_back("namespace",
                  Value::callable("namespace", [make_dict](Interpreter& in, CallArgs& a) {

@@ -51,6 +51,11 @@ void Frame::set(const std::string& name, Value v) {
 
 Interpreter::Interpreter(const Limits& limits) : limits_(limits) {}
 
+Interpreter::~Interpreter() {
+  for (const Value& ns : namespaces_) ns.clear_namespace();
+  for (const auto& f : captured_frames_) f->vars.clear();
+}
+
 void Interpreter::error(int line, const std::string& what) const {
   fail("chat template: {} at line {}", what, line ? line : line_);
 }
@@ -350,6 +355,7 @@ void Interpreter::exec_set(const Stmt& s) {
 
 Value Interpreter::make_macro(const Stmt& s) {
   auto closure = frame_;
+  captured_frames_.push_back(closure);
   const Stmt* def = &s;
   return Value::callable(s.names[0], [closure, def](Interpreter& in, CallArgs& args) {
     if (in.call_depth_ >= in.limits_.max_call_depth) {

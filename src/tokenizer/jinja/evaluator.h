@@ -40,6 +40,9 @@ struct Frame {
 class Interpreter {
  public:
   explicit Interpreter(const Limits& limits);
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   std::string render(const Body& body, Dict globals);
 
@@ -53,6 +56,9 @@ class Interpreter {
   int current_line() const { return line_; }
 
   Value call(const Value& callee, CallArgs& args, int line);
+  // Namespaces and frames captured by macros can form reference cycles (a macro stored in the
+  // frame it closes over, `ns.self = ns`); they are tracked and cleared when the render ends.
+  void track_namespace(const Value& ns) { namespaces_.push_back(ns); }
 
  private:
   enum class Flow { kNormal, kBreak, kContinue };
@@ -81,6 +87,8 @@ class Interpreter {
   int call_depth_ = 0;
   int line_ = 0;
   std::chrono::steady_clock::time_point deadline_;
+  std::vector<Value> namespaces_;
+  std::vector<std::shared_ptr<Frame>> captured_frames_;
 };
 
 // Items a for loop or filter iterates over: list items, dict keys, str code points, nothing for

@@ -182,7 +182,8 @@ std::string python_repr_string(const std::string& s) {
   return out;
 }
 
-std::string Value::repr() const {
+std::string Value::repr(int depth) const {
+  if (depth > 200) fail("chat template: value nested deeper than 200 levels");
   switch (kind_) {
     case Kind::kString:
       return python_repr_string(*s_);
@@ -195,7 +196,7 @@ std::string Value::repr() const {
     std::string out = tuple_ ? "(" : "[";
     for (size_t i = 0; i < l_->size(); ++i) {
       if (i) out += ", ";
-      out += (*l_)[i].repr();
+      out += (*l_)[i].repr(depth + 1);
     }
     if (tuple_ && l_->size() == 1) out += ",";
     out += tuple_ ? ")" : "]";
@@ -207,7 +208,7 @@ std::string Value::repr() const {
     for (const auto& [k, v] : *d_) {
       if (!first) out += ", ";
       first = false;
-      out += python_repr_string(k) + ": " + v.repr();
+      out += python_repr_string(k) + ": " + v.repr(depth + 1);
     }
     out += kind_ == Kind::kNamespace ? "}>" : "}";
     return out;

@@ -88,8 +88,12 @@ class Value {
   bool truthy() const;
   // Python str(value) as jinja2 prints it in {{ }}.
   std::string to_str() const;
-  // Python repr(value).
-  std::string repr() const;
+  // Python repr(value); throws past 200 levels (namespaces can contain themselves).
+  std::string repr(int depth = 0) const;
+  // Drops a namespace's attributes (breaks reference cycles at the end of a render).
+  void clear_namespace() const {
+    if (kind_ == Kind::kNamespace) d_->clear();
+  }
   std::string type_name() const;
 
  private:
