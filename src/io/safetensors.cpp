@@ -298,7 +298,8 @@ std::unique_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_dir(const std
   if (fs::exists(index_path, ec)) {
     std::string text = read_small_file(index_path, kMaxIndexBytes);
     json idx = parse_strict_json(text.data(), text.data() + text.size(), index_path);
-    if (!idx.is_object()) fail("{}: expected a JSON object", index_path);
+    if (!idx.is_object())
+      fail("{}: is a {}, expected a JSON object with a 'weight_map'", index_path, idx.type_name());
     auto wm = idx.find("weight_map");
     if (wm == idx.end() || !wm->is_object())
       fail("{}: missing 'weight_map' object (tensor name -> shard file name)", index_path);
