@@ -250,7 +250,7 @@ std::optional<std::string> find_cached(const HubId& id, const fs::path& repo_dir
     std::vector<std::string> ggufs;
     for (auto it = fs::recursive_directory_iterator(snap); it != fs::recursive_directory_iterator();
          ++it) {
-      std::string rel = fs::relative(it->path(), snap).string();
+      std::string rel = it->path().lexically_relative(snap).string();
       if (ends_with(rel, ".gguf") && exists_following_links(it->path())) ggufs.push_back(rel);
     }
     if (ggufs.empty()) {
