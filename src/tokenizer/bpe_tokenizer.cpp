@@ -18,9 +18,9 @@ class RegexSplitter {
     for (const auto& st : stages) {
       int err = 0;
       PCRE2_SIZE err_off = 0;
-      pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(st.regex.data()),
-                                       st.regex.size(), PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK,
-                                       &err, &err_off, nullptr);
+      pcre2_code* code =
+          pcre2_compile(reinterpret_cast<PCRE2_SPTR>(st.regex.data()), st.regex.size(),
+                        PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &err_off, nullptr);
       if (!code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof(msg));
@@ -162,7 +162,8 @@ std::optional<int32_t> ByteBpeTokenizer::token_id(std::string_view piece) const 
 }
 
 std::string ByteBpeTokenizer::token_bytes(int32_t id) const {
-  if (id < 0 || id >= vocab_size_) fail("{}: token id {} is outside [0, {})", source_, id, vocab_size_);
+  if (id < 0 || id >= vocab_size_)
+    fail("{}: token id {} is outside [0, {})", source_, id, vocab_size_);
   auto it = added_text_.find(id);
   if (it != added_text_.end()) return it->second;
   return bytes_[static_cast<size_t>(id)];
@@ -253,9 +254,7 @@ void ByteBpeTokenizer::bpe_piece(std::string_view piece, std::vector<int32_t>& o
   if (!sym.empty()) sym.back().next = -1;
   struct Cand {
     int32_t rank, left, right, left_id, right_id, new_id;
-    bool operator>(const Cand& o) const {
-      return rank != o.rank ? rank > o.rank : left > o.left;
-    }
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
   };
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
   auto push = [&](int32_t l) {
@@ -265,7 +264,8 @@ void ByteBpeTokenizer::bpe_piece(std::string_view piece, std::vector<int32_t>& o
     uint64_t k = (static_cast<uint64_t>(static_cast<uint32_t>(sym[l].id)) << 32) |
                  static_cast<uint32_t>(sym[r].id);
     auto it = merges_.find(k);
-    if (it != merges_.end()) heap.push({it->second.rank, l, r, sym[l].id, sym[r].id, it->second.id});
+    if (it != merges_.end())
+      heap.push({it->second.rank, l, r, sym[l].id, sym[r].id, it->second.id});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(sym.size()); ++i) push(i);
   while (!heap.empty()) {

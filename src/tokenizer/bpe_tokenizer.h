@@ -50,8 +50,8 @@ class ByteBpeTokenizer : public TokenizerBase {
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;
   void bpe_piece(std::string_view bytes, std::vector<int32_t>& out) const;
 
-  std::vector<std::string> pieces_;                   // id -> stored piece
-  std::vector<std::string> bytes_;                    // id -> raw bytes
+  std::vector<std::string> pieces_;  // id -> stored piece
+  std::vector<std::string> bytes_;   // id -> raw bytes
   std::unordered_map<std::string, int32_t> piece_to_id_;
   std::unordered_map<std::string, int32_t> bytes_to_id_;  // normal vocab tokens only
   struct Merge {

@@ -43,12 +43,14 @@ void select_pre(const std::string& pre, BpeSpec& spec, bool& add_bos_default) {
 std::unique_ptr<Tokenizer> load_from_gguf(const io::GgufFile& gguf) {
   const std::string& path = gguf.path();
   std::string model = gguf.get_string_or("tokenizer.ggml.model", "");
-  if (model.empty()) fail("{}: tokenizer.ggml.model: missing, expected \"gpt2\" or \"llama\"", path);
+  if (model.empty())
+    fail("{}: tokenizer.ggml.model: missing, expected \"gpt2\" or \"llama\"", path);
   std::vector<std::string> tokens = gguf.get_string_array("tokenizer.ggml.tokens");
   const size_t n = tokens.size();
   if (n == 0) fail("{}: tokenizer.ggml.tokens: empty", path);
   std::vector<int64_t> types;
-  if (gguf.has("tokenizer.ggml.token_type")) types = gguf.get_int_array("tokenizer.ggml.token_type");
+  if (gguf.has("tokenizer.ggml.token_type"))
+    types = gguf.get_int_array("tokenizer.ggml.token_type");
   if (types.empty()) types.assign(n, 1);
   if (types.size() != n) {
     fail("{}: tokenizer.ggml.token_type: {} entries, expected {} (one per token)", path,
@@ -78,8 +80,8 @@ std::unique_ptr<Tokenizer> load_from_gguf(const io::GgufFile& gguf) {
       const std::string& m = merges[i];
       size_t sp = m.find(' ', 1);  // a piece never contains ' ' (byte-level maps it to "Ġ")
       if (sp == std::string::npos) {
-        fail("{}: tokenizer.ggml.merges[{}]: '{}' is not two pieces separated by a space", path,
-             i, m);
+        fail("{}: tokenizer.ggml.merges[{}]: '{}' is not two pieces separated by a space", path, i,
+             m);
       }
       spec.merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
     }

@@ -4,9 +4,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/error.h"
 #include "tokenizer/bpe_tokenizer.h"
@@ -70,8 +69,10 @@ bool add_pre_tokenizer(const json& pt, BpeSpec& spec, const std::string& path) {
     }
     std::string behavior = pt.value("behavior", "Isolated");
     if (pt.value("invert", false) || (behavior != "Isolated" && behavior != "Removed")) {
-      fail("{}: pre_tokenizer Split: behavior '{}' invert {} is not supported (expected "
-           "Isolated or Removed, invert false)", path, behavior, pt.value("invert", false));
+      fail(
+          "{}: pre_tokenizer Split: behavior '{}' invert {} is not supported (expected "
+          "Isolated or Removed, invert false)",
+          path, behavior, pt.value("invert", false));
     }
     spec.stages.push_back({re, behavior == "Removed"});
     return false;
@@ -85,8 +86,10 @@ bool add_pre_tokenizer(const json& pt, BpeSpec& spec, const std::string& path) {
     spec.stages.push_back({pt.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+", false});
     return false;
   }
-  fail("{}: pre_tokenizer type '{}' is not supported (expected Split, ByteLevel, Digits or "
-       "Sequence)", path, type);
+  fail(
+      "{}: pre_tokenizer type '{}' is not supported (expected Split, ByteLevel, Digits or "
+      "Sequence)",
+      path, type);
 }
 
 void add_normalizer(const json& n, BpeSpec& spec, const std::string& path) {
@@ -139,7 +142,8 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& tokenizer_json
     std::string mtype = model.value("type", "BPE");
     if (mtype != "BPE") fail("{}: model.type '{}' is not supported (expected BPE)", path, mtype);
     int64_t max_id = -1;
-    for (const auto& [piece, id] : model.at("vocab").items()) max_id = std::max<int64_t>(max_id, id);
+    for (const auto& [piece, id] : model.at("vocab").items())
+      max_id = std::max<int64_t>(max_id, id);
     if (j.contains("added_tokens")) {
       for (const auto& a : j["added_tokens"]) {
         AddedToken t;
@@ -182,8 +186,10 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& tokenizer_json
     }
     add_normalizer(j.value("normalizer", json()), spec, path);
     if (!add_pre_tokenizer(j.value("pre_tokenizer", json()), spec, path)) {
-      fail("{}: pre_tokenizer has no ByteLevel step; only byte-level BPE tokenizer.json is "
-           "supported (use tokenizer.model for SentencePiece models)", path);
+      fail(
+          "{}: pre_tokenizer has no ByteLevel step; only byte-level BPE tokenizer.json is "
+          "supported (use tokenizer.model for SentencePiece models)",
+          path);
     }
   } catch (const json::exception& e) {
     fail("{}: unexpected structure: {}", path, e.what());
@@ -353,7 +359,8 @@ std::unique_ptr<Tokenizer> load_spm_model(const std::string& path) {
           m.skip(w);
         }
       }
-      if (type < 1 || type > 6) fail("{}: piece '{}' has type {}, expected 1..6", path, piece, type);
+      if (type < 1 || type > 6)
+        fail("{}: piece '{}' has type {}, expected 1..6", path, piece, type);
       spec.pieces.push_back(piece);
       spec.scores.push_back(score);
       spec.types.push_back(static_cast<SpmPieceType>(type));

@@ -72,7 +72,8 @@ std::optional<int32_t> SpmTokenizer::token_id(std::string_view piece) const {
 }
 
 std::string SpmTokenizer::token_bytes(int32_t id) const {
-  if (id < 0 || id >= vocab_size_) fail("{}: token id {} is outside [0, {})", source_, id, vocab_size_);
+  if (id < 0 || id >= vocab_size_)
+    fail("{}: token id {} is outside [0, {})", source_, id, vocab_size_);
   const std::string& p = spec_.pieces[static_cast<size_t>(id)];
   SpmPieceType t = spec_.types[static_cast<size_t>(id)];
   if (t == SpmPieceType::kByte && p.size() == 6) {

@@ -14,7 +14,12 @@
 namespace lowbit::tokenizer {
 
 enum class SpmPieceType : int32_t {
-  kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6
 };
 
 struct SpmSpec {
@@ -40,8 +45,8 @@ class SpmTokenizer : public TokenizerBase {
  private:
   void encode_text(std::string text, std::vector<int32_t>& out) const;
   void resegment(std::string_view text,
-                 const std::unordered_map<std::string_view, std::pair<std::string_view,
-                                                                      std::string_view>>& rev,
+                 const std::unordered_map<std::string_view,
+                                          std::pair<std::string_view, std::string_view>>& rev,
                  std::vector<int32_t>& out) const;
 
   SpmSpec spec_;

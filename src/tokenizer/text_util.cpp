@@ -136,8 +136,8 @@ std::string nfc(std::string_view s) {
   if (unorm2_isNormalized(norm, u16.data(), n16, &err) && U_SUCCESS(err)) return std::string(s);
   err = U_ZERO_ERROR;
   std::vector<UChar> outb(static_cast<size_t>(n16) * 3 + 16);
-  int32_t nout = unorm2_normalize(norm, u16.data(), n16, outb.data(),
-                                  static_cast<int32_t>(outb.size()), &err);
+  int32_t nout =
+      unorm2_normalize(norm, u16.data(), n16, outb.data(), static_cast<int32_t>(outb.size()), &err);
   if (U_FAILURE(err)) fail("tokenizer: NFC normalization failed: {}", u_errorName(err));
   std::string out(static_cast<size_t>(nout) * 3 + 4, '\0');
   int32_t n8 = 0;

@@ -7,7 +7,9 @@
 namespace lowbit::tokenizer {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 // Word characters for single_word (ASCII alnum, '_' and any non-ASCII byte).
 bool is_word(char c) {
   auto u = static_cast<uint8_t>(c);

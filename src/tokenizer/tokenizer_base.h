@@ -83,7 +83,7 @@ class TokenizerBase : public Tokenizer {
   std::unordered_set<int32_t> special_ids_;
   AddedTokenMatcher added_;
   std::unordered_map<int32_t, std::string> added_text_;  // id -> raw content
-  std::string source_;  // file name for messages
+  std::string source_;                                   // file name for messages
 };
 
 }  // namespace lowbit::tokenizer
