@@ -280,14 +280,31 @@ class FakeHub {
   }
 
   void api(int c, const Req& r, const std::string& rest) {
+    // /api/models/{org}/{name}/revision/{rev} (model info) or .../tree/{rev} (file listing,
+    // what Python's snapshot_download asks for).
     size_t p = rest.find("/revision/");
+    bool tree = false;
+    if (p == std::string::npos && (p = rest.find("/tree/")) != std::string::npos) tree = true;
     std::string id = rest.substr(0, p);
-    std::string rev = p == std::string::npos ? "main" : url_decode(rest.substr(p + 10));
+    std::string rev =
+        p == std::string::npos ? "main" : url_decode(rest.substr(p + (tree ? 6 : 10)));
     auto it = repos_.find(id);
     if (it == repos_.end()) return error(c, r, 401, "RepoNotFound", "Repository not found");
     const FakeRepo& repo = it->second;
     if (rev != "main" && rev != repo.commit) {
       return error(c, r, 404, "RevisionNotFound", "Invalid rev id: " + rev);
+    }
+    if (tree) {
+      nlohmann::json list = nlohmann::json::array();
+      for (auto& [name, f] : repo.files) {
+        nlohmann::json e = {{"type", "file"},
+                            {"path", name},
+                            {"size", f.content.size()},
+                            {"oid", fake_hex(name, 40, 5)}};
+        if (f.lfs) e["lfs"] = {{"oid", f.etag}, {"size", f.content.size()}, {"pointerSize", 134}};
+        list.push_back(e);
+      }
+      return reply(c, r, 200, "OK", {{"Content-Type", "application/json"}}, list.dump());
     }
     nlohmann::json sib = nlohmann::json::array();
     for (auto& [name, f] : repo.files) sib.push_back({{"rfilename", name}});

@@ -432,3 +432,83 @@ TEST(HubIdTest, ParsesAndRecognisesIds) {
 }
 
 }  // namespace
+
+namespace {
+
+// Listing of a cache tree: "path" for folders/files, "path -> target" for links; .locks and
+// transient files left out. Two caches holding the same snapshot list identically.
+std::vector<std::string> tree(const fs::path& root) {
+  std::vector<std::string> out;
+  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
+       ++it) {
+    std::string rel = it->path().lexically_relative(root).string();
+    // .locks, CACHEDIR.TAG and trees/<commit>.json (a listing cache of huggingface_hub >= 1.x's
+    // snapshot_download) are bookkeeping, not part of the layout a reader depends on.
+    if (rel.rfind(".locks", 0) == 0 || rel == "CACHEDIR.TAG") continue;
+    if (rel.find("/trees") != std::string::npos) continue;
+    if (it->is_symlink()) {
+      out.push_back(rel + " -> " + fs::read_symlink(it->path()).string());
+    } else {
+      out.push_back(rel + (it->is_directory() ? "/" : " " + std::to_string(it->file_size())));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool have_python_hub() {
+  return std::system("python3 -c 'import huggingface_hub' >/dev/null 2>&1") == 0;
+}
+
+// Downloads `files` of `repo` with Python's huggingface_hub into `cache` from `endpoint`.
+int python_download(const std::string& endpoint, const fs::path& cache, const std::string& repo,
+                    const std::vector<std::string>& files) {
+  std::string patterns;
+  for (const auto& f : files) patterns += "'" + f + "',";
+  std::string cmd = "HF_ENDPOINT=" + endpoint + " HF_HUB_CACHE=" + cache.string() +
+                    " HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 HF_TOKEN=tok"
+                    " HF_HUB_DISABLE_PROGRESS_BARS=1 python3 -c \"from huggingface_hub import "
+                    "snapshot_download as s; s('" +
+                    repo + "', allow_patterns=[" + patterns + "])\" >/dev/null";
+  return std::system(cmd.c_str());
+}
+
+// The same snapshot downloaded by Python's huggingface_hub and by lowbit gives the same tree,
+// and each reuses the other's cache without downloading again.
+TEST_F(HubTest, SameTreeAsPythonHuggingfaceHub) {
+  if (!have_python_hub()) GTEST_SKIP() << "python3 with huggingface_hub not installed";
+  add_safetensors_repo("org/model");
+  hub_.repo("org/model").files.erase("original/consolidated.00.pth");
+  hub_.add_file("org/model", "original/params.json", "{}", false);  // nested link depth
+  fs::path py_cache = tmp_ / "py";
+  ASSERT_EQ(python_download(hub_.endpoint(), py_cache, "org/model", kExpectedFiles), 0);
+  resolve_model("org/model", opt_);
+  std::vector<std::string> py_tree = tree(py_cache);
+  // models--org--model/ blobs/ refs/ refs/main snapshots/ snapshots/<commit>/, 7 blobs, 7 links
+  EXPECT_EQ(py_tree.size(), 6 + 7 + 7u);
+  EXPECT_EQ(py_tree, tree(opt_.cache_dir));
+
+  // lowbit reads Python's cache offline and online without fetching any file.
+  HubOptions o = opt_;
+  o.cache_dir = py_cache.string();
+  hub_.clear_log();
+  EXPECT_EQ(resolve_model("org/model", o),
+            (py_cache / "models--org--model/snapshots" / kCommit).string());
+  EXPECT_EQ(count_log("/resolve/"), 0u);
+  o.offline = true;
+  EXPECT_TRUE(fs::exists(resolve_model("org/model", o) + "/model-00002-of-00002.safetensors"));
+
+  // Python reuses lowbit's cache: it asks for metadata but downloads no body.
+  hub_.clear_log();
+  ASSERT_EQ(python_download(hub_.endpoint(), opt_.cache_dir, "org/model", kExpectedFiles), 0);
+  EXPECT_EQ(count_log("GET /cdn/"), 0u);
+  for (const auto& l : hub_.log()) EXPECT_EQ(l.rfind("GET /org/", 0), std::string::npos) << l;
+
+  // A nested file: Python's link is one level deeper; lowbit's matches.
+  ASSERT_EQ(python_download(hub_.endpoint(), py_cache, "org/model", {"original/params.json"}), 0);
+  fs::path nested = py_cache / "models--org--model/snapshots" / kCommit / "original/params.json";
+  EXPECT_EQ(fs::read_symlink(nested).string(),
+            "../../../blobs/" + hub_.repo("org/model").files.at("original/params.json").etag);
+}
+
+}  // namespace
