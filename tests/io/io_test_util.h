@@ -133,7 +133,7 @@ inline Bytes gguf_serialize(const GgufSpec& s, GgufRegions* regions = nullptr) {
     if (t.offset > (1u << 24)) continue;  // deliberately absurd offsets: nothing to write
     size_t at = data_begin + t.offset;
     if (b.size() < at + t.data.size()) b.resize(at + t.data.size(), 0);
-    std::memcpy(b.data() + at, t.data.data(), t.data.size());
+    if (!t.data.empty()) std::memcpy(b.data() + at, t.data.data(), t.data.size());
   }
   if (regions) *regions = {24, ti, header_end, data_begin, b.size()};
   return b;
@@ -311,7 +311,7 @@ inline Bytes st_serialize(const StSpec& s) {
   for (const auto& t : s.tensors) {
     size_t at = data_begin + t.begin;
     if (b.size() < at + t.data.size()) b.resize(at + t.data.size(), 0);
-    std::memcpy(b.data() + at, t.data.data(), t.data.size());
+    if (!t.data.empty()) std::memcpy(b.data() + at, t.data.data(), t.data.size());
   }
   b.resize(b.size() + s.trailing, 0xAB);
   return b;
