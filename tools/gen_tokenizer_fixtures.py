@@ -12,6 +12,9 @@ References (independent of lowbit):
     short tricky strings (with add_special_tokens True and False).
   * llama2.json: the `sentencepiece` package on ../shared/models/llama2-tokenizer/tokenizer.model
     (sp.encode(text), no BOS) for a few files and the short strings without special tokens.
+  * tiny_gpt2_llama3.gguf/.json: a 700-token byte-level BPE trained here (HF tokenizers) on
+    TinyStories with the Llama 3 pre-tokenizer, written as a GGUF (model gpt2, pre llama-bpe);
+    ids from HF tokenizers for the short strings and 20 kB of botchan.
   * smollm2.json: transformers' GGUF tokenizer conversion of SmolLM2-135M-Instruct.Q4_1.gguf
     (AutoTokenizer.from_pretrained(dir, gguf_file=...)) with the pre-tokenizer of the real
     SmolLM2 tokenizer.json put back (see gen_smollm), short strings + a few files; skipped
@@ -179,6 +182,52 @@ def gen_smollm(path):
             "files": files, "strings": strings}
 
 
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def gen_tiny_gguf():
+    """A tiny byte-level BPE (trained here on TinyStories, 700 tokens) written both as a GGUF
+    (tokenizer.ggml.model gpt2, pre llama-bpe) and checked against HF tokenizers with the
+    Llama 3 pipeline (Split regex + ByteLevel, ignore_merges, BOS via TemplateProcessing)."""
+    import gguf
+    from tokenizers import Tokenizer, Regex, models, pre_tokenizers, decoders, processors, trainers
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    train_text = read_text("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt")
+    tok.train_from_iterator([train_text], trainer)
+    bos = tok.token_to_id(specials[0])
+    tok.post_processor = processors.TemplateProcessing(
+        single=specials[0] + " $A", special_tokens=[(specials[0], bos)])
+    state = json.loads(tok.to_str())
+    vocab = sorted(state["model"]["vocab"].items(), key=lambda kv: kv[1])
+    assert [i for _, i in vocab] == list(range(len(vocab)))
+    merges = [" ".join(m) if isinstance(m, list) else m for m in state["model"]["merges"]]
+    w = gguf.GGUFWriter(os.path.join(OUT, "tiny_gpt2_llama3.gguf"), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list([p for p, _ in vocab])
+    w.add_token_types([3 if p in specials else 1 for p, _ in vocab])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(bos)
+    w.add_eos_token_id(tok.token_to_id(specials[1]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    texts = [b.decode("utf-8", errors="replace") for b in short_cases()]
+    texts.append(read_text("data/botchan/botchan.txt")[:20000])
+    cases = [{"hex": t.encode("utf-8").hex(), "ids": tok.encode(t, add_special_tokens=False).ids,
+              "ids_special": tok.encode(t, add_special_tokens=True).ids} for t in texts]
+    return {"reference": "tokenizers " + __import__("tokenizers").__version__, "strings": cases}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm-gguf",
@@ -187,7 +236,7 @@ def main():
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     jobs = {"llama3": lambda: gen_hf("llama3"), "qwen3": lambda: gen_hf("qwen3"),
-            "llama2": gen_spm}
+            "llama2": gen_spm, "tiny_gpt2_llama3": gen_tiny_gguf}
     if os.path.exists(args.smollm_gguf):
         jobs["smollm2"] = lambda: gen_smollm(args.smollm_gguf)
     for name, fn in jobs.items():

@@ -198,14 +198,16 @@ std::vector<int32_t> ByteBpeTokenizer::encode(std::string_view text, bool add_sp
 }
 
 void ByteBpeTokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) const {
-  std::string storage;
+  std::string normalized, prefixed;
   if (spec_flags_.nfc) {
-    storage = nfc(text);
-    text = storage;
+    normalized = nfc(text);
+    text = normalized;
   }
   if (spec_flags_.add_prefix_space && !text.empty() && text[0] != ' ') {
-    storage = " " + std::string(text);
-    text = storage;
+    prefixed.reserve(text.size() + 1);
+    prefixed += ' ';
+    prefixed += text;
+    text = prefixed;
   }
   std::vector<std::pair<size_t, size_t>> spans;
   splitter_->split(text, spans);

@@ -230,6 +230,27 @@ TEST(BpeTokenizer, SmolLM2GgufMatchesTransformers) {
   ASSERT_TRUE(tok->chat_template().has_value());
 }
 
+TEST(BpeTokenizer, TinyGgufGpt2Llama3PreMatchesHfTokenizers) {
+  // Committed 17 kB GGUF (tools/gen_tokenizer_fixtures.py): model gpt2, pre llama-bpe, so the
+  // GGUF byte-level path (Llama 3 regex, ignore_merges, default BOS) runs without ../shared.
+  auto gguf = io::GgufFile::open(source_path("tests/fixtures/tokenizer/tiny_gpt2_llama3.gguf"));
+  auto tok = load_from_gguf(*gguf);
+  EXPECT_EQ(tok->vocab_size(), 700);
+  EXPECT_TRUE(tok->adds_bos());
+  EXPECT_EQ(tok->bos_token_text(), "<|begin_of_text|>");
+  EXPECT_TRUE(tok->is_special(tok->token_id("<|eot_id|>").value()));
+  json fx = fixture("tiny_gpt2_llama3");
+  ASSERT_GE(fx["strings"].size(), 20u);
+  for (const auto& s : fx["strings"]) {
+    std::string text = from_hex(s["hex"]);
+    auto ids = tok->encode(text, false);
+    EXPECT_EQ(ids, s["ids"].get<std::vector<int32_t>>()) << "text: " << text.substr(0, 200);
+    EXPECT_EQ(tok->encode(text, true), s["ids_special"].get<std::vector<int32_t>>())
+        << "text: " << text.substr(0, 200);
+    EXPECT_EQ(tok->decode(ids, false), sanitize_utf8(text));
+  }
+}
+
 TEST(TextUtil, SanitizeMatchesPythonReplace) {
   EXPECT_EQ(sanitize_utf8("ok \xC3\xA9"), "ok \xC3\xA9");
   EXPECT_EQ(sanitize_utf8("a\xFF"), "a\xEF\xBF\xBD");
