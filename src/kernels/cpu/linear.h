@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "kernels/cpu/cpu_features.h"
 
 namespace lowbit::kernels::cpu {
 
@@ -31,5 +32,10 @@ void dequantize_row(const WeightMatrix& w, int64_t row, float* out);
 
 // Plain scalar reference of linear() (double accumulation), for tests.
 void linear_reference(const WeightMatrix& w, const float* x, int64_t m, float* y);
+
+// linear() / dequantize_row() at a given SIMD level (tests and benchmarks compare levels).
+// Throws lowbit::Error when this CPU cannot run `isa` (see isa_supported()).
+void linear_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y);
+void dequantize_row_isa(Isa isa, const WeightMatrix& w, int64_t row, float* out);
 
 }  // namespace lowbit::kernels::cpu

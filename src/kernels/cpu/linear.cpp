@@ -1,0 +1,125 @@
+#include "kernels/cpu/linear.h"
+
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/isa_kernels.h"
+
+namespace lowbit::kernels::cpu {
+namespace {
+
+// Checks what every entry point relies on; one line naming what was found and expected.
+void validate(const WeightMatrix& w, int64_t m) {
+  if (!cpu_kernel_supports(w.dtype))
+    fail("linear: weight dtype {} has no CPU kernel (supported: {})", name(w.dtype),
+         cpu_kernel_supported_list());
+  if (w.n < 0 || w.k < 0 || m < 0)
+    fail("linear: negative size (n={}, k={}, m={}), expected sizes >= 0", w.n, w.k, m);
+  const uint32_t be = traits(w.dtype).block_elems;
+  if (w.k % be != 0)
+    fail("linear: {} weight row length k={} is not a multiple of the block size {}", name(w.dtype),
+         w.k, be);
+  if (w.n > 0 && w.k > 0 && !w.data)
+    fail("linear: {} weight [{}, {}] has no data", name(w.dtype), w.n, w.k);
+  if (!dtype_bytes(w.dtype, uint64_t(w.k)))
+    fail("linear: {} row of {} elements overflows the byte size", name(w.dtype), w.k);
+}
+
+const uint8_t* row_ptr(const WeightMatrix& w, int64_t row) {
+  return static_cast<const uint8_t*>(w.data) + uint64_t(row) * *dtype_bytes(w.dtype, uint64_t(w.k));
+}
+
+void require(Isa isa) {
+  if (!isa_supported(isa))
+    fail("kernels: SIMD level {} requested but this CPU supports at most {}", isa_name(isa),
+         isa_name(max_isa()));
+}
+
+// Scalar fast-path stand-in: dequantize one row at a time and accumulate in fp32 with four
+// lanes. Rows are independent, so a NaN in one activation row stays in its output row.
+void linear_scalar(const WeightMatrix& w, const float* x, int64_t m, float* y) {
+#pragma omp parallel if (w.n * w.k * (m + 1) > (int64_t(1) << 18))
+  {
+    std::vector<float> row(size_t(w.k));
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < w.n; ++j) {
+      dequantize_ref(w.dtype, row_ptr(w, j), w.k, row.data());
+      for (int64_t i = 0; i < m; ++i) {
+        const float* xi = x + i * w.k;
+        float s[4] = {0, 0, 0, 0};
+        int64_t t = 0;
+        for (; t + 4 <= w.k; t += 4)
+          for (int l = 0; l < 4; ++l) s[l] += row[size_t(t + l)] * xi[t + l];
+        for (; t < w.k; ++t) s[0] += row[size_t(t)] * xi[t];
+        y[i * w.n + j] = (s[0] + s[1]) + (s[2] + s[3]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::string cannot_implement(DType dtype) {
+  if (cpu_kernel_supports(dtype)) return "";
+  return std::string(name(dtype)) + ": no CPU kernel yet (CPU kernels support " +
+         cpu_kernel_supported_list() + ")";
+}
+
+void linear_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y) {
+  require(isa);
+  validate(w, m);
+  if (m == 0 || w.n == 0) return;
+  if (w.k == 0) {
+    for (int64_t i = 0; i < m * w.n; ++i) y[i] = 0.0f;
+    return;
+  }
+  switch (isa) {
+    case Isa::kAvx512:
+      return avx512::linear(w, x, m, y);
+    case Isa::kAvx2:
+      return avx2::linear(w, x, m, y);
+    default:
+      return linear_scalar(w, x, m, y);
+  }
+}
+
+void linear(const WeightMatrix& w, const float* x, int64_t m, float* y) {
+  linear_isa(active_isa(), w, x, m, y);
+}
+
+void dequantize_row_isa(Isa isa, const WeightMatrix& w, int64_t row, float* out) {
+  require(isa);
+  validate(w, 1);
+  if (row < 0 || row >= w.n)
+    fail("dequantize_row: row {} out of range for a {} weight with {} rows", row, name(w.dtype),
+         w.n);
+  if (w.k == 0) return;
+  switch (isa) {
+    case Isa::kAvx512:
+      return avx512::dequantize_row(w, row, out);
+    case Isa::kAvx2:
+      return avx2::dequantize_row(w, row, out);
+    default:
+      return dequantize_ref(w.dtype, row_ptr(w, row), w.k, out);
+  }
+}
+
+void dequantize_row(const WeightMatrix& w, int64_t row, float* out) {
+  dequantize_row_isa(active_isa(), w, row, out);
+}
+
+void linear_reference(const WeightMatrix& w, const float* x, int64_t m, float* y) {
+  validate(w, m);
+  std::vector<float> row(size_t(w.k));
+  for (int64_t j = 0; j < w.n; ++j) {
+    dequantize_ref(w.dtype, row_ptr(w, j), w.k, row.data());
+    for (int64_t i = 0; i < m; ++i) {
+      double s = 0;
+      for (int64_t t = 0; t < w.k; ++t) s += double(row[size_t(t)]) * double(x[i * w.k + t]);
+      y[i * w.n + j] = float(s);
+    }
+  }
+}
+
+}  // namespace lowbit::kernels::cpu
