@@ -123,7 +123,7 @@ std::optional<HubId> try_parse_hub_id(const std::string& s, std::string* why) {
 }
 
 // Percent-encodes everything but RFC 3986 unreserved characters (and '/' when keep_slash).
-std::string url_quote(const std::string& s, bool keep_slash) {
+[[maybe_unused]] std::string url_quote(const std::string& s, bool keep_slash) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
@@ -150,7 +150,7 @@ std::string read_small_file(const fs::path& p, size_t cap) {
 }
 
 // Writes `text` to `path` atomically (temp file in the same folder + rename).
-void write_atomic(const fs::path& path, const std::string& text) {
+[[maybe_unused]] void write_atomic(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
   fs::path tmp = path;
   tmp += ".tmp-" + std::to_string(::getpid());

@@ -49,6 +49,9 @@ std::string error_of(Fn&& fn) {
 class HubTest : public ::testing::Test {
  protected:
   void SetUp() override {
+#ifndef LOWBIT_HAVE_CURL
+    GTEST_SKIP() << "built without libcurl";
+#endif
     char tmpl[] = "/tmp/lowbit_hub_test_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     tmp_ = tmpl;
@@ -60,7 +63,9 @@ class HubTest : public ::testing::Test {
     opt_.connect_timeout_s = 5;
     opt_.stall_timeout_s = 10;
   }
-  void TearDown() override { fs::remove_all(tmp_); }
+  void TearDown() override {
+    if (!tmp_.empty()) fs::remove_all(tmp_);
+  }
 
   // A safetensors repo with two shards, an index, tokenizer files and things never fetched.
   void add_safetensors_repo(const std::string& id) {
@@ -399,6 +404,16 @@ TEST_F(HubTest, GgufSelection) {
   opt_.offline = true;
   EXPECT_EQ(fs::path(resolve_model("org/q", opt_)).filename(), "model-Q4_K_M.gguf");
 }
+
+#ifndef LOWBIT_HAVE_CURL
+TEST(HubNoCurlTest, SaysSoAndStillUsesTheCache) {
+  HubOptions o;
+  o.cache_dir = "/nonexistent/lowbit-hub-cache";
+  o.offline = false;
+  std::string msg = error_of([&] { resolve_model("org/name", o); });
+  EXPECT_NE(msg.find("built without libcurl"), std::string::npos) << msg;
+}
+#endif
 
 TEST(HubIdTest, ParsesAndRecognisesIds) {
   using lowbit::io::looks_like_hub_id;
