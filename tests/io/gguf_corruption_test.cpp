@@ -514,7 +514,8 @@ TEST(GgufCorruption, RandomMutationsNeverCrash) {
             for (uint64_t i = 0; i < t.nbytes; ++i) sum += t.data[i];  // must be mapped
           }
           EXPECT_LE(total, b.size());
-          for (const auto& [key, v] : g->metadata()) {
+          for (const auto& kv : g->metadata()) {
+            const std::string& key = kv.first;
             for (const auto& get : std::vector<std::function<void()>>{
                      [&] { g->get_int(key); }, [&] { g->get_float(key); },
                      [&] { g->get_string(key); }, [&] { g->get_bool(key); },

@@ -138,6 +138,41 @@ TEST(Gguf, RealStories260KMatchesSafetensorsEmbedding) {
   EXPECT_TRUE(found);
 }
 
+// Files written by llama.cpp's gguf-py (tools/gen_io_fixtures.py; also the fuzz seed corpus).
+TEST(Gguf, FilesWrittenByGgufPy) {
+  auto g = GgufFile::open(lowbit::testing::source_path("fuzz/corpus/gguf/every_value_type.gguf"));
+  EXPECT_EQ(g->get_string("general.architecture"), "llama");
+  EXPECT_EQ(g->type_of("t.u8"), GgufType::U8);
+  EXPECT_EQ(g->get_int("t.u8"), 200);
+  EXPECT_EQ(g->get_int("t.i8"), -5);
+  EXPECT_EQ(g->get_int("t.u16"), 60000);
+  EXPECT_EQ(g->get_int("t.i16"), -300);
+  EXPECT_EQ(g->get_int("t.u32"), 4000000000);
+  EXPECT_EQ(g->get_int("t.i32"), -7);
+  EXPECT_EQ(g->get_float("t.f32"), 0.125);
+  EXPECT_TRUE(g->get_bool("t.bool"));
+  EXPECT_EQ(g->get_string("t.str"), "hello gguf");
+  EXPECT_EQ(std::get<uint64_t>(g->metadata().at("t.u64")), (uint64_t(1) << 63) + 5);
+  EXPECT_EQ(g->get_int("t.i64"), -(int64_t(1) << 40));
+  EXPECT_EQ(g->type_of("t.f64"), GgufType::F64);
+  EXPECT_EQ(g->get_float("t.f64"), 3.5);
+  EXPECT_EQ(g->get_string_array("t.arr_str"), (std::vector<std::string>{"a", "bc", ""}));
+  EXPECT_EQ(g->get_int_array("t.arr_i32"), (std::vector<int64_t>{1, -2, 3}));
+  EXPECT_EQ(g->get_float_array("t.arr_f32"), (std::vector<float>{0.5f, -1.5f}));
+  ASSERT_EQ(g->tensors().size(), 1u);
+  EXPECT_EQ(g->tensors()[0].shape, (std::vector<int64_t>{3, 5}));
+
+  auto q = GgufFile::open(lowbit::testing::source_path("fuzz/corpus/gguf/quantized_types.gguf"));
+  EXPECT_EQ(q->alignment(), 64u);
+  EXPECT_EQ(q->find_tensor("q8")->dtype, DType::Q8_0);
+  EXPECT_EQ(q->find_tensor("q8")->shape, (std::vector<int64_t>{2, 32}));
+  EXPECT_EQ(q->find_tensor("q8")->nbytes, 68u);
+  EXPECT_EQ(q->find_tensor("q4")->dtype, DType::Q4_0);
+  EXPECT_EQ(q->find_tensor("q4")->shape, (std::vector<int64_t>{1, 64}));
+  EXPECT_EQ(q->find_tensor("f16")->dtype, DType::F16);
+  EXPECT_EQ(q->find_tensor("f16")->shape, (std::vector<int64_t>{4}));
+}
+
 GgufSpec typed_spec() {
   GgufSpec s;
   s.kvs.push_back(kv_u32("a.u32", 7));
