@@ -19,7 +19,8 @@ Runner add_info(CLI::App& app) {
                 kernels::cpu::isa_name(kernels::cpu::active_isa()));
     std::printf("CUDA: backend not built (no GPU kernels yet); devices: none\n");
     std::printf("Quantization methods:\n");
-    for (const auto& m : quant::MethodRegistry::builtin().methods()) {
+    const auto registry = quant::MethodRegistry::builtin();
+    for (const auto& m : registry.methods()) {
       std::string backends;
       for (const auto& b : m.backends) backends += (backends.empty() ? "" : ", ") + b;
       std::printf("  %-14s [%s] %s\n", m.name.c_str(), backends.c_str(), m.description.c_str());

@@ -147,7 +147,7 @@ void LlamaModel::attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCac
   const int64_t max_len = pos0 + n;
 #pragma omp parallel
   {
-    std::vector<float> scores(size_t(max_len));
+    std::vector<float> scores(static_cast<size_t>(max_len));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t t = 0; t < n; ++t)
       for (int64_t h = 0; h < nh; ++h) {
