@@ -251,6 +251,32 @@ TEST(BpeTokenizer, TinyGgufGpt2Llama3PreMatchesHfTokenizers) {
   }
 }
 
+TEST(BadInput, PathologicalTextsStayFast) {
+  // Long runs (one huge pre-token / regex match) and random bytes must neither hang nor crash.
+  if (!shared_available()) GTEST_SKIP() << "../shared not available";
+  auto l3 = load_from_hf_dir(shared_path("models/tokenizers/llama3"));
+  auto l2 = load_from_hf_dir(shared_path("models/llama2-tokenizer"));
+  std::string random_bytes(100000, '\0');
+  uint32_t x = 12345;
+  for (char& c : random_bytes) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  const std::vector<std::string> texts = {std::string(200000, ' '), std::string(200000, 'a'),
+                                          std::string(100000, '\n') + "x", random_bytes,
+                                          std::string(50000, '9')};
+  auto t0 = std::chrono::steady_clock::now();
+  for (const auto& t : texts) {
+    for (const Tokenizer* tok : {l3.get(), l2.get()}) {
+      auto ids = tok->encode(t, true);
+      EXPECT_FALSE(ids.empty());
+      EXPECT_EQ(tok->decode(ids, true), sanitize_utf8(t));
+    }
+  }
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 20.0);
+}
+
 TEST(TextUtil, SanitizeMatchesPythonReplace) {
   EXPECT_EQ(sanitize_utf8("ok \xC3\xA9"), "ok \xC3\xA9");
   EXPECT_EQ(sanitize_utf8("a\xFF"), "a\xEF\xBF\xBD");
