@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev
           libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
-          libsentencepiece-dev python3 python3-pip python3-venv unzip)
+          libicu-dev python3 python3-pip python3-venv unzip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
