@@ -41,18 +41,32 @@ bool get_bool(const json& j, const std::string& key, const std::string& source, 
   return it->get<bool>();
 }
 
+// Configs written by transformers >= 5 hold rope_theta and the scaling in one
+// "rope_parameters" object ({"rope_type": "llama3", "rope_theta": 5e5, "factor": 8, ...})
+// instead of top-level "rope_theta" + "rope_scaling"; null when neither object is present.
+const json* rope_object(const json& j, const std::string& source, std::string& key) {
+  for (const char* k : {"rope_scaling", "rope_parameters"}) {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_object())
+      fail("{}: field '{}' is {}, expected an object", source, k, it->type_name());
+    key = k;
+    return &*it;
+  }
+  return nullptr;
+}
+
 RopeScaling parse_rope_scaling(const json& j, const std::string& source) {
   RopeScaling s;
-  auto it = j.find("rope_scaling");
-  if (it == j.end() || it->is_null()) return s;
-  if (!it->is_object()) fail("{}: field 'rope_scaling' is {}, expected an object", source,
-                             it->type_name());
+  std::string key;
+  const json* it = rope_object(j, source, key);
+  if (!it) return s;
   std::string type;
   if (it->contains("rope_type") && (*it)["rope_type"].is_string())
     type = (*it)["rope_type"].get<std::string>();
   else if (it->contains("type") && (*it)["type"].is_string())
     type = (*it)["type"].get<std::string>();
-  std::string where = source + ": rope_scaling";
+  std::string where = source + ": " + key;
   if (type == "default" || type.empty()) return s;
   s.factor = get_double(*it, "factor", where, 1.0);
   if (!(s.factor > 0)) fail("{}.factor is {}, expected > 0", where, s.factor);
@@ -127,18 +141,23 @@ ModelConfig parse_hf_config(const json& j, const std::string& source) {
   c.rope_dim = c.head_dim;
   c.max_position = get_int(j, "max_position_embeddings", source, 4096);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", source, 1e-6);
-  c.rope_theta = get_double(j, "rope_theta", source, 10000.0);
+  double theta = 10000.0;
+  std::string rope_key;
+  if (const json* rp = rope_object(j, source, rope_key); rp && rope_key == "rope_parameters")
+    theta = get_double(*rp, "rope_theta", source + ": rope_parameters", theta);
+  c.rope_theta = get_double(j, "rope_theta", source, theta);
   c.rope_scaling = parse_rope_scaling(j, source);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", source, false);
   c.rope_style = RopeStyle::kNeox;
+  // Biases as transformers builds the layers: Qwen2 always has q/k/v (not o) biases; Mistral
+  // none; Llama and Qwen3 put attention_bias on q/k/v/o; only Llama reads mlp_bias.
   if (c.architecture == "qwen2") {
-    c.attention_bias = true;  // Qwen2 attention always has q/k/v biases
-  } else {
-    bool bias = get_bool(j, "attention_bias", source, false);
-    c.attention_bias = bias;
-    c.attention_out_bias = bias && c.architecture != "qwen3";
+    c.attention_bias = true;
+  } else if (c.architecture != "mistral") {
+    c.attention_bias = get_bool(j, "attention_bias", source, false);
+    c.attention_out_bias = c.attention_bias;
   }
-  c.mlp_bias = get_bool(j, "mlp_bias", source, false);
+  if (c.architecture == "llama") c.mlp_bias = get_bool(j, "mlp_bias", source, false);
   c.qk_norm = c.architecture == "qwen3";
   std::string act = j.value("hidden_act", std::string("silu"));
   if (act != "silu") fail("{}: hidden_act is '{}', expected 'silu'", source, act);

@@ -54,6 +54,8 @@ std::string hf_to_gguf_name(const std::string& hf) {
       {"model.embed_tokens.weight", "token_embd.weight"},
       {"lm_head.weight", "output.weight"},
       {"model.norm.weight", "output_norm.weight"},
+      // Llama-3 rope factors: GGUF-only, asked for under its GGUF name by LlamaModel.
+      {"rope_freqs.weight", "rope_freqs.weight"},
   };
   for (auto [h, g] : kGlobal)
     if (hf == h) return g;
