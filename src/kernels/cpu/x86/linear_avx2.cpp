@@ -162,8 +162,12 @@ void rows_dot(const uint8_t* w0, size_t row_bytes, const float* x, int64_t k, fl
     for (int g = 0; g < 4; ++g) acc[r][g] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w0 + r * row_bytes + b * Dec::kBytes;
+      // Low byte rate per row stream: prefetch hides DRAM latency (see linear_avx512.cpp).
+      if constexpr (!Dec::kPlain)
+        _mm_prefetch(reinterpret_cast<const char*>(blk) + 1024, _MM_HINT_T0);
       __m256 v[4];
-      Dec::decode(w0 + r * row_bytes + b * Dec::kBytes, v);
+      Dec::decode(blk, v);
       for (int g = 0; g < 4; ++g)
         acc[r][g] = _mm256_fmadd_ps(v[g], _mm256_loadu_ps(x + 32 * b + 8 * g), acc[r][g]);
     }

@@ -52,6 +52,7 @@ inline uint32_t load_u32(const uint8_t* p) {
 struct DecF32 {
   static constexpr int kBytes = 128;
   static constexpr bool kPlain = true;
+  static constexpr bool kScaled = false;
   static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
     lo = _mm512_loadu_ps(p);
     hi = _mm512_loadu_ps(p + 64);
@@ -65,6 +66,7 @@ struct DecF32 {
 struct DecF16 {
   static constexpr int kBytes = 64;
   static constexpr bool kPlain = true;
+  static constexpr bool kScaled = false;
   static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
     lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
@@ -74,6 +76,7 @@ struct DecF16 {
 struct DecBF16 {
   static constexpr int kBytes = 64;
   static constexpr bool kPlain = true;
+  static constexpr bool kScaled = false;
   static __m512 widen(const uint8_t* p) {
     __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -91,30 +94,46 @@ struct DecBF16 {
 struct DecQ8_0 {
   static constexpr int kBytes = 34;
   static constexpr bool kPlain = false;
-  static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
-    const __m512 d = _mm512_set1_ps(load_f16(p));
+  static constexpr bool kScaled = true;  // W = d · ints(), d factored out in rows_dot
+  static float scale(const uint8_t* p) { return load_f16(p); }
+  static void ints(const uint8_t* p, __m512& lo, __m512& hi) {
     const __m128i* q = reinterpret_cast<const __m128i*>(p + 2);
-    lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d);
-    hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1))), d);
+    lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q)));
+    hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1)));
+  }
+  static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
+    const __m512 d = _mm512_set1_ps(scale(p));
+    ints(p, lo, hi);
+    lo = _mm512_mul_ps(lo, d);  // |q| < 2^8 times an 11-bit significand: exact
+    hi = _mm512_mul_ps(hi, d);
   }
   static float scalar(const uint8_t*, int64_t) { return 0; }
 };
 struct DecQ4_0 {
   static constexpr int kBytes = 18;
   static constexpr bool kPlain = false;
+  static constexpr bool kScaled = true;
+  static float scale(const uint8_t* p) { return load_f16(p); }
+  // vpermps reads only the low 4 bits of each index, so a byte indexes its low nibble
+  // directly: one permute turns 16 nibbles into 16 floats (nibble − 8).
+  static void ints(const uint8_t* p, __m512& lo, __m512& hi) {
+    const __m512 table = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i q = load_u8x16_as_i32(p + 2);
+    lo = _mm512_permutexvar_ps(q, table);
+    hi = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
+  }
   static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
-    const __m512 d = _mm512_set1_ps(load_f16(p));
-    const __m512i q = load_u8x16_as_i32(p + 2), eight = _mm512_set1_epi32(8);
-    const __m512i l = _mm512_sub_epi32(_mm512_and_si512(q, _mm512_set1_epi32(15)), eight);
-    const __m512i h = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight);
-    lo = _mm512_mul_ps(_mm512_cvtepi32_ps(l), d);
-    hi = _mm512_mul_ps(_mm512_cvtepi32_ps(h), d);
+    const __m512 d = _mm512_set1_ps(scale(p));
+    ints(p, lo, hi);
+    lo = _mm512_mul_ps(lo, d);
+    hi = _mm512_mul_ps(hi, d);
   }
   static float scalar(const uint8_t*, int64_t) { return 0; }
 };
 struct DecQ4_1 {
   static constexpr int kBytes = 20;
   static constexpr bool kPlain = false;
+  static constexpr bool kScaled = false;
   static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
     const __m512 d = _mm512_set1_ps(load_f16(p)), m = _mm512_set1_ps(load_f16(p + 2));
     const __m512i q = load_u8x16_as_i32(p + 4);
@@ -135,19 +154,30 @@ inline void q5_ints(const uint8_t* qh_p, const uint8_t* qs_p, __m512i& l, __m512
 struct DecQ5_0 {
   static constexpr int kBytes = 22;
   static constexpr bool kPlain = false;
-  static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
-    const __m512 d = _mm512_set1_ps(load_f16(p));
+  static constexpr bool kScaled = true;
+  static float scale(const uint8_t* p) { return load_f16(p); }
+  // 5-bit index (nibble | fifth bit << 4) into a 32-entry table of (q − 16) via vpermt2ps.
+  static void ints(const uint8_t* p, __m512& lo, __m512& hi) {
+    const __m512 t0 =
+        _mm512_setr_ps(-16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1);
+    const __m512 t1 = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     __m512i l, h;
     q5_ints(p + 2, p + 6, l, h);
-    const __m512i sixteen = _mm512_set1_epi32(16);
-    lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(l, sixteen)), d);
-    hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(h, sixteen)), d);
+    lo = _mm512_permutex2var_ps(t0, l, t1);
+    hi = _mm512_permutex2var_ps(t0, h, t1);
+  }
+  static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
+    const __m512 d = _mm512_set1_ps(scale(p));
+    ints(p, lo, hi);
+    lo = _mm512_mul_ps(lo, d);
+    hi = _mm512_mul_ps(hi, d);
   }
   static float scalar(const uint8_t*, int64_t) { return 0; }
 };
 struct DecQ5_1 {
   static constexpr int kBytes = 24;
   static constexpr bool kPlain = false;
+  static constexpr bool kScaled = false;
   static void decode(const uint8_t* p, __m512& lo, __m512& hi) {
     const __m512 d = _mm512_set1_ps(load_f16(p)), m = _mm512_set1_ps(load_f16(p + 2));
     __m512i l, h;
@@ -160,6 +190,8 @@ struct DecQ5_1 {
 
 // ---- m == 1 ---------------------------------------------------------------------------
 
+constexpr int kPrefetchBytes = 1024;
+
 // out[r] = Σ_t W[r, t] · x[t] for R consecutive rows starting at `w0`.
 template <class Dec, int R>
 void rows_dot(const uint8_t* w0, size_t row_bytes, const float* x, int64_t k, float* out) {
@@ -169,10 +201,22 @@ void rows_dot(const uint8_t* w0, size_t row_bytes, const float* x, int64_t k, fl
   for (int64_t b = 0; b < nb; ++b) {
     const __m512 xa = _mm512_loadu_ps(x + 32 * b), xb = _mm512_loadu_ps(x + 32 * b + 16);
     for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w0 + r * row_bytes + b * Dec::kBytes;
+      // Four row streams at a low byte rate each: hardware prefetch alone leaves DRAM
+      // latency exposed for the 18–24-byte formats.
+      if constexpr (!Dec::kPlain)
+        _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetchBytes, _MM_HINT_T0);
       __m512 lo, hi;
-      Dec::decode(w0 + r * row_bytes + b * Dec::kBytes, lo, hi);
-      acc[r][0] = _mm512_fmadd_ps(lo, xa, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(hi, xb, acc[r][1]);
+      if constexpr (Dec::kScaled) {
+        // Σ d·q·x = d·Σ q·x: one scale FMA per block instead of two multiplies.
+        Dec::ints(blk, lo, hi);
+        const __m512 t = _mm512_fmadd_ps(hi, xb, _mm512_mul_ps(lo, xa));
+        acc[r][b & 1] = _mm512_fmadd_ps(t, _mm512_set1_ps(Dec::scale(blk)), acc[r][b & 1]);
+      } else {
+        Dec::decode(blk, lo, hi);
+        acc[r][0] = _mm512_fmadd_ps(lo, xa, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(hi, xb, acc[r][1]);
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
