@@ -9,7 +9,8 @@
 namespace lowbit::cli {
 
 void add_model_options(CLI::App& cmd, ModelOptions& opts) {
-  cmd.add_option("-m,--model", opts.model, "HF model directory or .gguf file")->required();
+  cmd.add_option("-m,--model", opts.model, "HF model directory, .gguf file or Hub id (org/name)")
+      ->required();
   cmd.add_option("--quantization", opts.quantization,
                  "force a quantization method (must agree with the checkpoint)");
   cmd.add_option("-t,--threads", opts.threads, "CPU threads (default: all cores)")

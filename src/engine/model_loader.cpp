@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/hub.h"
 #include "io/safetensors.h"
 #include "models/weight_source.h"
 
@@ -112,16 +113,26 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options,
                        const quant::MethodRegistry& registry) {
   LoadedModel m;
   m.path = path;
-  fs::path p(path);
-  if (!fs::exists(p)) fail("{}: no such file or directory", path);
+  if (!fs::exists(path) && io::looks_like_hub_id(path)) {
+    // "org/name[@rev][/file.gguf]": download (or reuse) the Hugging Face Hub snapshot.
+    io::HubOptions hub;
+    if (options.progress_bar && isatty(STDERR_FILENO))
+      hub.progress = [](uint64_t done, uint64_t total, const std::string& file) {
+        fprintf(stderr, "\rdownloading %s: %.1f / %.1f MB", file.c_str(), done / 1e6, total / 1e6);
+        if (done == total) fprintf(stderr, "\n");
+      };
+    m.path = io::resolve_model(path, hub);
+  }
+  fs::path p(m.path);
+  if (!fs::exists(p)) fail("{}: no such file or directory", m.path);
   if (fs::is_directory(p) && !fs::exists(p / "config.json"))
-    fail("{}: directory has no config.json (expected a Hugging Face model directory)", path);
+    fail("{}: directory has no config.json (expected a Hugging Face model directory)", m.path);
   if (!fs::is_directory(p) && !is_gguf(p))
-    fail("{}: expected a Hugging Face model directory or a .gguf file", path);
+    fail("{}: expected a Hugging Face model directory or a .gguf file", m.path);
 
-  std::string method = detect_method(path, options.quantization, registry);
+  std::string method = detect_method(m.path, options.quantization, registry);
   if (is_gguf(p)) {
-    m.gguf = io::GgufFile::open(path);
+    m.gguf = io::GgufFile::open(m.path);
     m.config = models::config_from_gguf(*m.gguf);
     m.source = models::gguf_source(*m.gguf);
     m.quant = registry.make(method, json::object());
@@ -139,14 +150,14 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options,
     if (fs::exists(p / "generation_config.json"))
       m.generation = models::parse_generation_config(read_json(p / "generation_config.json"),
                                                      (p / "generation_config.json").string());
-    m.safetensors = io::SafetensorsCheckpoint::open_dir(path);
-    m.source = models::safetensors_source(*m.safetensors, path);
+    m.safetensors = io::SafetensorsCheckpoint::open_dir(m.path);
+    m.source = models::safetensors_source(*m.safetensors, m.path);
     m.quant = registry.make(method, checkpoint_quant_config(p).second);
     if (fs::exists(p / "tokenizer.json") || fs::exists(p / "tokenizer.model"))
-      m.tokenizer = tokenizer::load_from_hf_dir(path);
+      m.tokenizer = tokenizer::load_from_hf_dir(m.path);
   }
   if (m.tokenizer && m.tokenizer->vocab_size() > m.config.vocab_size)
-    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", path,
+    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", m.path,
          m.tokenizer->vocab_size(), m.config.vocab_size);
   ProgressBar bar(options.progress_bar);
   m.model = std::make_unique<models::LlamaModel>(m.config, *m.source, *m.quant,
