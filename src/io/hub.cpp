@@ -193,6 +193,7 @@ std::vector<std::string> gguf_parts(const std::string& name) {
   std::smatch m;
   if (!std::regex_match(name, m, split_re)) return {name};
   int n = std::stoi(m[2].str());
+  if (n < 1) return {name};
   std::vector<std::string> out;
   for (int i = 1; i <= n; i++)
     out.push_back(fmt::format("{}-{:05d}-of-{}.gguf", m[1].str(), i, m[2].str()));
@@ -849,16 +850,12 @@ std::string hub_repo_cache_dir(const std::string& cache_dir, const std::string& 
   return (fs::path(cache_dir) / name).string();
 }
 
-std::string resolve_model(const std::string& id_or_path, const HubOptions& opt) {
-  std::error_code ec;
-  if (fs::exists(id_or_path, ec)) return id_or_path;
-  if (!looks_like_hub_id(id_or_path)) {
-    fail(
-        "'{}' is neither an existing file or directory nor a Hugging Face model id "
-        "(org/name[/file.gguf][@revision])",
-        id_or_path);
-  }
+namespace {
+
+std::string resolve_hub_id(const std::string& id_or_path, const HubOptions& opt_in) {
   HubId id = parse_hub_id(id_or_path);
+  HubOptions opt = opt_in;
+  while (!opt.endpoint.empty() && opt.endpoint.back() == '/') opt.endpoint.pop_back();
   if (opt.cache_dir.empty()) fail("hub: no cache directory (set HF_HUB_CACHE or HF_HOME)");
   fs::path repo_dir = hub_repo_cache_dir(opt.cache_dir, id.repo);
   std::string label = id.repo + (id.file.empty() ? "" : "/" + id.file) +
@@ -878,6 +875,25 @@ std::string resolve_model(const std::string& id_or_path, const HubOptions& opt) 
 #else
   return from_cache("lowbit was built without libcurl, so it cannot download", "");
 #endif
+}
+
+}  // namespace
+
+std::string resolve_model(const std::string& id_or_path, const HubOptions& opt) {
+  std::error_code ec;
+  if (fs::exists(id_or_path, ec)) return id_or_path;
+  if (!looks_like_hub_id(id_or_path)) {
+    fail(
+        "'{}' is neither an existing file or directory nor a Hugging Face model id "
+        "(org/name[/file.gguf][@revision])",
+        id_or_path);
+  }
+  try {
+    return resolve_hub_id(id_or_path, opt);
+  } catch (const fs::filesystem_error& e) {
+    // Disk full, permissions, a file where the cache needs a folder: one line, as Error.
+    fail("hub: {}: cache error: {}", id_or_path, e.what());
+  }
 }
 
 }  // namespace lowbit::io

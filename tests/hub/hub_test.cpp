@@ -110,9 +110,11 @@ TEST_F(HubTest, SafetensorsRepoHasHuggingfaceHubLayout) {
   add_safetensors_repo("org/model");
   opt_.token = "tok123";
   std::vector<std::string> progress_files;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> last_progress;
   opt_.progress = [&](uint64_t done, uint64_t total, const std::string& file) {
     EXPECT_LE(done, total ? total : done);
     if (progress_files.empty() || progress_files.back() != file) progress_files.push_back(file);
+    last_progress[file] = {done, total};
   };
   std::string path = resolve_model("org/model", opt_);
   fs::path dir = repo_dir("org/model");
@@ -141,6 +143,9 @@ TEST_F(HubTest, SafetensorsRepoHasHuggingfaceHubLayout) {
   EXPECT_EQ(count_log("consolidated"), 0u);
   EXPECT_GT(count_log("auth=Bearer tok123"), 0u);
   EXPECT_GE(progress_files.size(), kExpectedFiles.size());
+  auto shard_size = files.at("model-00001-of-00002.safetensors").content.size();
+  EXPECT_EQ(last_progress["model-00001-of-00002.safetensors"],
+            std::make_pair(uint64_t(shard_size), uint64_t(shard_size)));
 
   // Second call: everything is in the snapshot, only the API is asked.
   hub_.clear_log();
@@ -317,6 +322,15 @@ TEST_F(HubTest, HttpErrorsAreClear) {
   msg = error_of([&] { resolve_model("org/pickle", opt_); });
   EXPECT_NE(msg.find("convert them to safetensors"), std::string::npos) << msg;
   EXPECT_EQ(count_log("pytorch_model.bin"), 0u);
+}
+
+TEST_F(HubTest, CacheProblemsAreErrors) {
+  add_safetensors_repo("org/model");
+  fs::create_directories(opt_.cache_dir);
+  std::ofstream(repo_dir("org/model")) << "a file where the repo folder should be";
+  std::string msg = error_of([&] { resolve_model("org/model", opt_); });
+  EXPECT_NE(msg.find("hub: org/model: cache error:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Not a directory"), std::string::npos) << msg;
 }
 
 TEST_F(HubTest, RejectsHostileNames) {
