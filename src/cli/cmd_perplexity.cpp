@@ -32,7 +32,7 @@ int run_perplexity(const PerplexityOptions& o) {
   auto registry = quant::MethodRegistry::builtin();
   engine::LoadedModel m = engine::load_model(o.model.model, {o.model.quantization, true}, registry);
   const auto& tok = m.require_tokenizer();
-  std::vector<int32_t> tokens = tok.encode(text, true);
+  std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);
   int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;
   std::fprintf(stderr, "%s: %zu tokens, ctx %lld\n", o.file.c_str(), tokens.size(),
                (long long)o.ctx);

@@ -178,14 +178,15 @@ std::string ByteBpeTokenizer::decode(const std::vector<int32_t>& ids, bool skip_
   return sanitize_utf8(out);  // HF decodes bytes with replacement of invalid UTF-8
 }
 
-std::vector<int32_t> ByteBpeTokenizer::encode(std::string_view text, bool add_special) const {
+std::vector<int32_t> ByteBpeTokenizer::encode(std::string_view text, bool add_special,
+                                           bool parse_special) const {
   std::string clean = sanitize_utf8(text);
   std::vector<int32_t> ids;
   ids.reserve(clean.size() / 3 + 4);
   if (added_.empty()) {
     encode_text(clean, ids);
   } else {
-    for (const Fragment& f : added_.split(clean)) {
+    for (const Fragment& f : added_.split(clean, parse_special)) {
       if (f.token >= 0) {
         ids.push_back(f.token);
       } else {

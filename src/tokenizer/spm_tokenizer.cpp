@@ -110,11 +110,12 @@ std::string SpmTokenizer::decode(const std::vector<int32_t>& ids, bool skip_spec
   return sanitize_utf8(out);
 }
 
-std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_special) const {
+std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_special,
+                                           bool parse_special) const {
   std::string clean = sanitize_utf8(text);
   std::vector<int32_t> ids;
   bool prev_special = true;  // the start counts as "after a special token"
-  for (const Fragment& f : added_.split(clean)) {
+  for (const Fragment& f : added_.split(clean, parse_special)) {
     if (f.token >= 0) {
       ids.push_back(f.token);
       prev_special = true;

@@ -37,7 +37,9 @@ class SpmTokenizer : public TokenizerBase {
   // Control, user-defined and unknown pieces become matchable special/added tokens.
   explicit SpmTokenizer(const SpmSpec& spec);
 
-  std::vector<int32_t> encode(std::string_view text, bool add_special) const override;
+  using Tokenizer::encode;
+  std::vector<int32_t> encode(std::string_view text, bool add_special,
+                              bool parse_special) const override;
   std::string token_bytes(int32_t id) const override;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special) const override;
   std::optional<int32_t> token_id(std::string_view piece) const override;

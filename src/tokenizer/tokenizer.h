@@ -22,7 +22,14 @@ class Tokenizer {
   // Token ids of `text`. `add_special` adds BOS (and EOS) where the tokenizer's own config
   // says so (HF `add_special_tokens=True`); special/added tokens written in the text are
   // recognised (HF default behaviour).
-  virtual std::vector<int32_t> encode(std::string_view text, bool add_special) const = 0;
+  // parse_special = false treats special (control) tokens written in the text as plain text,
+  // as llama.cpp's tokenizer does without parse_special (llama-perplexity); user-defined added
+  // tokens are still matched.
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_special,
+                                      bool parse_special) const = 0;
+  std::vector<int32_t> encode(std::string_view text, bool add_special) const {
+    return encode(text, add_special, true);
+  }
   // The bytes of one token (may be part of a UTF-8 character; callers buffer).
   virtual std::string token_bytes(int32_t id) const = 0;
   // Whole-sequence decode (HF `decode(ids, skip_special_tokens)`).

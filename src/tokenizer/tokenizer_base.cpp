@@ -35,7 +35,7 @@ void AddedTokenMatcher::add(const AddedToken& t) {
   ++count_;
 }
 
-std::vector<Fragment> AddedTokenMatcher::split(std::string_view text) const {
+std::vector<Fragment> AddedTokenMatcher::split(std::string_view text, bool include_special) const {
   std::vector<Fragment> out;
   size_t text_start = 0;  // start of the pending plain-text fragment
   size_t i = 0;
@@ -43,6 +43,7 @@ std::vector<Fragment> AddedTokenMatcher::split(std::string_view text) const {
     const auto& bucket = by_first_byte_[static_cast<uint8_t>(text[i])];
     const AddedToken* hit = nullptr;
     for (const auto& t : bucket) {
+      if (!include_special && t.special) continue;
       if (text.compare(i, t.content.size(), t.content) != 0) continue;
       if (t.single_word) {
         size_t end = i + t.content.size();

@@ -38,7 +38,8 @@ class AddedTokenMatcher {
  public:
   void add(const AddedToken& t);
   bool empty() const { return count_ == 0; }
-  std::vector<Fragment> split(std::string_view text) const;
+  // include_special = false leaves special tokens in the text fragments.
+  std::vector<Fragment> split(std::string_view text, bool include_special = true) const;
 
  private:
   // Tokens grouped by first byte, longest first.
