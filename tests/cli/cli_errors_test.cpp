@@ -15,15 +15,15 @@ namespace lowbit::testing {
 namespace {
 namespace fs = std::filesystem;
 
-struct Run {
+struct CliRun {
   int exit_code = -1;
   bool signaled = false;
   std::string output;  // stdout + stderr
 };
 
-Run run_cli(const std::string& args) {
+CliRun run_cli(const std::string& args) {
   std::string cmd = "timeout 60 " + std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit " + args + " 2>&1";
-  Run r;
+  CliRun r;
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;
   size_t n;
@@ -51,7 +51,7 @@ class CliErrors : public ::testing::Test {
   }
   // Expect a clean failure whose single error line contains every fragment.
   void expect_error(const std::string& args, std::initializer_list<std::string> fragments) {
-    Run r = run_cli(args);
+    CliRun r = run_cli(args);
     EXPECT_FALSE(r.signaled) << r.output;
     EXPECT_NE(r.exit_code, 0) << r.output;
     EXPECT_NE(r.exit_code, 124) << "timed out: " << r.output;
@@ -144,7 +144,7 @@ TEST_F(CliErrors, PickleCheckpointRefused) {
 
 TEST(Cli, GenerateGreedyFromBosReproducesStories260K) {
   if (!shared_available()) GTEST_SKIP();
-  Run r = run_cli("generate --model " + shared_path("models/stories260K/gguf/stories260K-F32.gguf") +
+  CliRun r = run_cli("generate --model " + shared_path("models/stories260K/gguf/stories260K-F32.gguf") +
                   " --prompt '' --temperature 0 --max-tokens 40");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("Once upon a time, there was a little girl named Lily. She loved to "
@@ -154,7 +154,7 @@ TEST(Cli, GenerateGreedyFromBosReproducesStories260K) {
 }
 
 TEST(Cli, InfoListsMethods) {
-  Run r = run_cli("info");
+  CliRun r = run_cli("info");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("unquantized"), std::string::npos);
   EXPECT_NE(r.output.find("gguf"), std::string::npos);
