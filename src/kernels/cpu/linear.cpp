@@ -1,5 +1,8 @@
 #include "kernels/cpu/linear.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -58,7 +61,20 @@ void linear_scalar(const WeightMatrix& w, const float* x, int64_t m, float* y) {
   }
 }
 
+// q8act: the process-wide activation-precision setting, defaulted from the environment once.
+std::atomic<bool>& exact_flag() {
+  static std::atomic<bool> flag = [] {
+    const char* env = std::getenv("LOWBIT_EXACT_ACTIVATIONS");
+    return env != nullptr && std::strcmp(env, "1") == 0;
+  }();
+  return flag;
+}
+
 }  // namespace
+
+void set_exact_activations(bool exact) { exact_flag().store(exact, std::memory_order_relaxed); }
+
+bool exact_activations() { return exact_flag().load(std::memory_order_relaxed); }
 
 std::string cannot_implement(DType dtype) {
   if (cpu_kernel_supports(dtype)) return "";

@@ -27,13 +27,22 @@ std::string cannot_implement(DType dtype);
 // y[m, n] = x[m, k] · Wᵀ. Uses AVX-512 / AVX2 variants when the CPU has them.
 void linear(const WeightMatrix& w, const float* x, int64_t m, float* y);
 
+// q8act: activation precision for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights (process-wide). By default
+// linear() quantizes each activation row to 8-bit blocks once and uses integer dot products,
+// like llama.cpp (q8_activation.h); exact = fp32 activations times the exact dequantized
+// weights (linear_isa()). The default is exact iff LOWBIT_EXACT_ACTIVATIONS=1 (read once);
+// tests comparing against fp32 references call set_exact_activations(true).
+// F32/F16/BF16 weights always use fp32 activations.
+void set_exact_activations(bool exact);
+bool exact_activations();
+
 // Decodes row `row` of W into fp32 (k values): embedding lookup and tests use it.
 void dequantize_row(const WeightMatrix& w, int64_t row, float* out);
 
 // Plain scalar reference of linear() (double accumulation), for tests.
 void linear_reference(const WeightMatrix& w, const float* x, int64_t m, float* y);
 
-// linear() / dequantize_row() at a given SIMD level (tests and benchmarks compare levels).
+// linear() / dequantize_row() at a given SIMD level, always with exact fp32 activations (tests and benchmarks compare levels).
 // Throws lowbit::Error when this CPU cannot run `isa` (see isa_supported()).
 void linear_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y);
 void dequantize_row_isa(Isa isa, const WeightMatrix& w, int64_t row, float* out);
