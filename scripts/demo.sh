@@ -8,7 +8,7 @@ model=${LOWBIT_DEMO_MODEL:-}
 if [ -z "$model" ]; then
   model=$(scripts/fetch-default-model.sh | tail -n 1)
 fi
-prompt=${LOWBIT_DEMO_PROMPT:-"Write a short poem about the sea."}
+prompt=${LOWBIT_DEMO_PROMPT:-"Give me three tips for staying healthy."}
 echo "lowbit: $build/bin/lowbit generate --model $model --chat --prompt \"$prompt\"" >&2
 "$build/bin/lowbit" generate --model "$model" --chat --prompt "$prompt" --max-tokens 200 \
-  --temperature 0.3 --seed 1
+  --temperature 0.6 --top-p 0.9 --seed 2
