@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/isa_kernels.h"
+#include "kernels/cpu/q8_activation.h"  // q8act: int8-activation path
 
 namespace lowbit::kernels::cpu {
 namespace {
@@ -101,6 +102,10 @@ void linear_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float
 }
 
 void linear(const WeightMatrix& w, const float* x, int64_t m, float* y) {
+  // q8act: 32-element block weights default to llama.cpp-style int8 activations
+  // (q8_activation.h); exact_activations() keeps the fp32-activation kernels.
+  if (!exact_activations() && q8_activation_supports(w.dtype))
+    return linear_q8_isa(active_isa(), w, x, m, y);
   linear_isa(active_isa(), w, x, m, y);
 }
 

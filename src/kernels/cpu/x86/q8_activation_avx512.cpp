@@ -1,0 +1,254 @@
+// AVX-512 VNNI variant of the int8-activation products (q8_activation.h).
+// Two weight blocks at a time: their 64 unsigned weight bytes, decoded as
+// [lo16(b0) lo16(b1) hi16(b0) hi16(b1)], meet the pair-interleaved activation bytes in one
+// vpdpbusd (u8 × s8 → 16 int32 lanes; lanes 0–3, 8–11 belong to b0, 4–7, 12–15 to b1). The
+// accumulator starts from the activation's bias lanes (−offset·Σ q_x over the lane's 4 bytes),
+// so each lane holds the exact Σ (q_w − offset)·q_x of its 4 elements; lanes are converted to
+// fp32 and scaled by d_w·d_x (exact integers; only the fp32 summation order differs from ggml).
+// m == 1: 4 weight rows per step (rows split across threads in static contiguous chunks).
+// m > 1: the same 4 rows are reused (from L1) for every activation row.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/q8_activation.h"
+
+namespace lowbit::kernels::cpu::avx512 {
+namespace {
+
+inline uint16_t u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline uint32_t u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline float hsum512(__m512 v) {
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// ---- Weight formats: pair() → 64 u8 in pair layout; one() → 32 u8 [lo16 | hi16]. --------
+
+template <int kB, int kQs>
+struct Nibbles {
+  static constexpr int kBytes = kB;
+  static __m512i pair(const uint8_t* b0) {
+    const __m256i raw = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b0 + kB + kQs),
+                                            reinterpret_cast<const __m128i*>(b0 + kQs));
+    const __m256i m = _mm256_set1_epi8(15);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, m)),
+                              _mm256_and_si256(_mm256_srli_epi16(raw, 4), m), 1);
+  }
+  static __m256i one(const uint8_t* b) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kQs));
+    const __m128i m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
+  }
+};
+template <int kB, int kQh>
+struct Fives {
+  static constexpr int kBytes = kB;
+  static __m512i pair(const uint8_t* b0) {
+    const uint64_t h0 = u32(b0 + kQh), h1 = u32(b0 + kB + kQh);
+    const __mmask64 mask =
+        (h0 & 0xFFFF) | (h1 & 0xFFFF) << 16 | (h0 >> 16) << 32 | (h1 >> 16) << 48;
+    const __m512i w = Nibbles<kB, kQh + 4>::pair(b0);
+    return _mm512_mask_add_epi8(w, mask, w, _mm512_set1_epi8(16));
+  }
+  static __m256i one(const uint8_t* b) {
+    const __m256i w = Nibbles<kB, kQh + 4>::one(b);
+    return _mm256_mask_add_epi8(w, __mmask32(u32(b + kQh)), w, _mm256_set1_epi8(16));
+  }
+};
+
+template <class W>
+struct Unsigned : W {
+  static __m512i dot(__m512i acc, __m512i w, __m512i x) { return _mm512_dpbusd_epi32(acc, w, x); }
+  static __m256i dot1(__m256i acc, __m256i w, __m256i x) { return _mm256_dpbusd_epi32(acc, w, x); }
+};
+
+// Q8_0: signed weights; |w| (≤ 128 as u8) times x with w's sign moved onto it.
+struct Q8w {
+  static constexpr int kBytes = 34;
+  static __m512i pair(const uint8_t* b0) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 34 + 2));
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  static __m256i one(const uint8_t* b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+  }
+  static __m512i dot(__m512i acc, __m512i w, __m512i x) {
+    const __m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(w), sx);
+  }
+  static __m256i dot1(__m256i acc, __m256i w, __m256i x) {
+    return _mm256_dpbusd_epi32(acc, _mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+  }
+};
+
+// d (and m) of two consecutive blocks as [d0, d1, m0, m1] (m = 0 without a min).
+template <class W, bool kMin>
+inline __m128 scales(const uint8_t* b0) {
+  if constexpr (kMin) {
+    const __m128 v = _mm_cvtph_ps(_mm_set_epi32(0, 0, int(u32(b0 + W::kBytes)), int(u32(b0))));
+    return _mm_shuffle_ps(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+  } else {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(int(u16(b0) | uint32_t(u16(b0 + W::kBytes)) << 16)));
+  }
+}
+
+constexpr int kPrefetch = 768;
+
+// out[r*ldo] = Σ blocks for R weight rows from w0 against activation row (qs, ds, bias).
+template <class W, bool kMin, int R>
+void rows_dot(const uint8_t* w0, size_t row_bytes, const int8_t* qs, const float* ds,
+              const int32_t* bias, int64_t nb, float* out) {
+  const __m512i bcast = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  __m512 acc[R];
+  __m128 accm[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_setzero_ps();
+    accm[r] = _mm_setzero_ps();
+  }
+  const int64_t full = nb / 2;
+  for (int64_t p = 0; p < full; ++p) {
+    const __m512i x = _mm512_loadu_si512(qs + 64 * p);
+    const __m512i bi = _mm512_loadu_si512(bias + 16 * p);
+    const __m128 dxs = _mm_loadu_ps(ds + 4 * p);  // {dx0, dx1, sx0, sx1}
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b0 = w0 + r * row_bytes + 2 * p * W::kBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(b0) + kPrefetch, _MM_HINT_T0);
+      const __m512i isum = W::dot(bi, W::pair(b0), x);
+      const __m128 prod = _mm_mul_ps(scales<W, kMin>(b0), dxs);  // {d0dx0, d1dx1, m0sx0, m1sx1}
+      const __m512 sc = _mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(prod));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r]);
+      if constexpr (kMin) accm[r] = _mm_add_ps(accm[r], prod);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = hsum512(acc[r]);
+    if constexpr (kMin) {
+      const __m128 hi = _mm_movehl_ps(accm[r], accm[r]);
+      s += _mm_cvtss_f32(_mm_add_ss(hi, _mm_movehdup_ps(hi)));
+    }
+    if (nb & 1) {  // lone last block: 32 bytes [lo | hi], bias lane 0
+      const int64_t p = full;
+      const uint8_t* b = w0 + r * row_bytes + 2 * p * W::kBytes;
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 64 * p));
+      const __m256i bi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + 16 * p));
+      const __m256i isum = W::dot1(bi, W::one(b), x);
+      const float dw = _cvtsh_ss(u16(b));
+      s += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw * ds[4 * p])));
+      if constexpr (kMin) s += _cvtsh_ss(u16(b + 2)) * ds[4 * p + 2];
+    }
+    out[r] = s;
+  }
+}
+
+template <class W, bool kMin>
+void run(const WeightMatrix& w, const Q8Activations& a, float* y) {
+  const size_t row_bytes = *dtype_bytes(w.dtype, uint64_t(w.k));
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t groups = (w.n + 3) / 4;
+#pragma omp parallel for schedule(static) if (w.n * w.k * a.m > (int64_t(1) << 16))
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t r0 = 4 * g;
+    const uint8_t* p = base + size_t(r0) * row_bytes;
+    const int rows = int(std::min<int64_t>(4, w.n - r0));
+    for (int64_t i = 0; i < a.m; ++i) {
+      const int8_t* qs = a.qs.data() + i * a.k;
+      const float* ds = a.ds.data() + i * a.pairs * 4;
+      const int32_t* bias = a.bias.data() + i * a.pairs * 16;
+      float* out = y + i * w.n + r0;
+      switch (rows) {
+        case 4:
+          rows_dot<W, kMin, 4>(p, row_bytes, qs, ds, bias, a.nb, out);
+          break;
+        case 3:
+          rows_dot<W, kMin, 3>(p, row_bytes, qs, ds, bias, a.nb, out);
+          break;
+        case 2:
+          rows_dot<W, kMin, 2>(p, row_bytes, qs, ds, bias, a.nb, out);
+          break;
+        default:
+          rows_dot<W, kMin, 1>(p, row_bytes, qs, ds, bias, a.nb, out);
+          break;
+      }
+    }
+  }
+}
+
+// Round half away from zero (roundf) exactly: trunc, then ±1 where |frac| ≥ 0.5.
+inline __m512 round_away(__m512 v) {
+  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_abs_ps(_mm512_sub_ps(v, t));
+  const __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+  return _mm512_mask_add_ps(t, up, t, one);
+}
+
+}  // namespace
+
+void quantize_blocks(const float* x, int64_t nb, int8_t* qs, float* d, int32_t* sums) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+    int64_t lo, hi;
+    q8_half_offsets(b, nb, &lo, &hi);
+    const int bad = _mm512_fpclass_ps_mask(v0, 0x99) | _mm512_fpclass_ps_mask(v1, 0x99);
+    if (bad) {
+      std::memset(qs + lo, 0, 16);
+      std::memset(qs + hi, 0, 16);
+      sums[b] = 0;
+      d[b] = NAN;
+      continue;
+    }
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float db = amax / 127.0f;
+    float id = db != 0.0f ? 1.0f / db : 0.0f;
+    if (!std::isfinite(id)) id = 0.0f;
+    const __m512 vid = _mm512_set1_ps(id), lim = _mm512_set1_ps(127.0f);
+    const __m512 q0 = _mm512_min_ps(lim, _mm512_max_ps(-lim, round_away(_mm512_mul_ps(v0, vid))));
+    const __m512 q1 = _mm512_min_ps(lim, _mm512_max_ps(-lim, round_away(_mm512_mul_ps(v1, vid))));
+    const __m512i i0 = _mm512_cvtps_epi32(q0), i1 = _mm512_cvtps_epi32(q1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + lo), _mm512_cvtepi32_epi8(i0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + hi), _mm512_cvtepi32_epi8(i1));
+    sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    d[b] = db;
+  }
+}
+
+void q8_linear(const WeightMatrix& w, const Q8Activations& a, float* y) {
+  switch (w.dtype) {
+    case DType::Q4_0:
+      return run<Unsigned<Nibbles<18, 2>>, false>(w, a, y);
+    case DType::Q4_1:
+      return run<Unsigned<Nibbles<20, 4>>, true>(w, a, y);
+    case DType::Q5_0:
+      return run<Unsigned<Fives<22, 2>>, false>(w, a, y);
+    case DType::Q5_1:
+      return run<Unsigned<Fives<24, 4>>, true>(w, a, y);
+    default:
+      return run<Q8w, false>(w, a, y);
+  }
+}
+
+}  // namespace lowbit::kernels::cpu::avx512
