@@ -6,6 +6,8 @@
 //                               The matrix is replicated into enough copies (≥ 2 × --mib) and
 //                               the copies are cycled, so weights come from DRAM, not L3.
 //   m = 64 (prompt processing): GFLOP/s (2·m·n·k per call).
+//   q8 columns: the same for linear_q8_isa() (int8 activations, q8_activation.h); 0 where the
+//               format has no int8-activation kernel.
 //
 // Build (CMake target linear_bench), or by hand from a configured build dir:
 //   g++ -O3 -march=native -std=c++20 -fopenmp -Isrc bench/linear_bench.cpp \
@@ -27,6 +29,7 @@
 
 #include "core/half.h"
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/q8_activation.h"
 
 namespace {
 
@@ -154,8 +157,8 @@ int main(int argc, char** argv) {
               isa_name(max_isa()));
   std::printf("stream: read %.2f GB/s, copy %.2f GB/s (%zu MiB buffers)\n\n", st.read_gbs,
               st.copy_gbs, mib);
-  std::printf("%-6s %-7s %10s %10s %8s %12s\n", "dtype", "isa", "MiB", "m=1 GB/s", "/read",
-              "m=64 GFLOP/s");
+  std::printf("%-6s %-7s %10s %10s %8s %12s %10s %8s %12s\n", "dtype", "isa", "MiB", "m=1 GB/s",
+              "/read", "m=64 GFLOP/s", "q8 GB/s", "/read", "q8 GFLOP/s");
 
   std::mt19937_64 rng(1);
   std::vector<float> x(size_t(m_pp * k)), y(size_t(m_pp * n));
@@ -177,8 +180,22 @@ int main(int argc, char** argv) {
         linear_isa(isa, mat(0), x.data(), m_pp, y.data());
       });
       const double gflops = 2.0 * double(m_pp) * double(n) * double(k) / tpp / 1e9;
-      std::printf("%-6s %-7s %10.1f %10.2f %8.2f %12.1f\n", std::string(lowbit::name(t)).c_str(),
-                  isa_name(isa), double(one.size()) / (1 << 20), gbs, gbs / st.read_gbs, gflops);
+      // q8 columns: the int8-activation path (activation quantization included in the time).
+      double qgbs = 0, qgflops = 0;
+      if (q8_activation_supports(t)) {
+        const double q1 = best_time(isa == Isa::kScalar ? secs / 4 : secs, [&](int rep) {
+          linear_q8_isa(isa, mat(rep), x.data(), 1, y.data());
+        });
+        qgbs = double(one.size()) / q1 / 1e9;
+        const double qpp = best_time(isa == Isa::kScalar ? 0 : secs, [&](int rep) {
+          linear_q8_isa(isa, mat(0), x.data(), m_pp, y.data());
+        });
+        qgflops = 2.0 * double(m_pp) * double(n) * double(k) / qpp / 1e9;
+      }
+      std::printf("%-6s %-7s %10.1f %10.2f %8.2f %12.1f %10.2f %8.2f %12.1f\n",
+                  std::string(lowbit::name(t)).c_str(), isa_name(isa),
+                  double(one.size()) / (1 << 20), gbs, gbs / st.read_gbs, gflops, qgbs,
+                  qgbs / st.read_gbs, qgflops);
       std::fflush(stdout);
     }
   }

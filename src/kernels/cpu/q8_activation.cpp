@@ -196,6 +196,7 @@ void quantize_activations(Isa isa, DType weight, const float* x, int64_t m, int6
   a.ds.assign(size_t(m * a.pairs * 4), 0.0f);
   a.bias.assign(size_t(m * a.pairs * 16), 0);
   a.sums.resize(size_t(m * a.nb));
+  a.lanes.assign(size_t(m * a.pairs * 32), 0.0f);
   const bool q8_1 = q8_activation_format(weight) == DType::Q8_1;
   const int32_t offset = weight_offset(weight);
 #pragma omp parallel for schedule(static) if (m > 1 && m * k > (int64_t(1) << 15))
@@ -221,6 +222,9 @@ void quantize_activations(Isa isa, DType weight, const float* x, int64_t m, int6
       const int64_t p = b / 2, h = b & 1;
       ds[4 * p + h] = f16_to_f32(f16_of(d[size_t(b)]));
       ds[4 * p + 2 + h] = q8_1 ? f16_to_f32(f16_of(float(sums[b]) * d[size_t(b)])) : 0.0f;
+      float* lanes = a.lanes.data() + (i * a.pairs + p) * 32;
+      for (int l = 0; l < 4; ++l) lanes[4 * h + l] = lanes[8 + 4 * h + l] = ds[4 * p + h];
+      lanes[16 + 4 * h] = ds[4 * p + 2 + h];
     }
     // Bias lane l of a pair covers activation bytes 4l..4l+3 of the pair's 64 (32 for a lone
     // block): the kernels' per-lane integer sums are then Σ (q_w − offset)·q_x exactly.

@@ -51,6 +51,9 @@ struct Q8Activations {
   std::vector<float> ds;      // [m, pairs, 4]: {d_2p, d_2p+1, s_2p, s_2p+1} (fp16 values)
   std::vector<int32_t> bias;  // [m, pairs, 16]: lane l = −offset·Σ of qs bytes 4l..4l+3
   std::vector<int32_t> sums;  // [m, nb]: Σ q per block
+  // [m, pairs, 32], for the AVX-512 kernel: lanes 0..15 = d_x of the block owning int32 lane l
+  // (b0 for lanes 0–3, 8–11; b1 for 4–7, 12–15), lanes 16..31 = s_x of b0 at 16, of b1 at 20.
+  std::vector<float> lanes;
   // offset = 8 (Q4_0), 16 (Q5_0), else 0: weights enter the integer dot unsigned (q_w), and
   // Σ (q_w − offset)·q_x = Σ q_w·q_x − offset·Σ q_x.
 };

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/q8_activation.h"
 
@@ -49,12 +50,14 @@ inline float hsum256(__m256 v) {
 template <int kB, int kQs>
 struct Nibbles {
   static constexpr int kBytes = kB;
+  // [qs0 qs1 qs0 qs1] from two broadcast loads (load ports, not the shuffle port), then the
+  // upper half shifted down a nibble: [lo0 lo1 hi0 hi1].
   static __m512i pair(const uint8_t* b0) {
-    const __m256i raw = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b0 + kB + kQs),
-                                            reinterpret_cast<const __m128i*>(b0 + kQs));
-    const __m256i m = _mm256_set1_epi8(15);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, m)),
-                              _mm256_and_si256(_mm256_srli_epi16(raw, 4), m), 1);
+    __m512i r = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + kQs)));
+    r = _mm512_mask_broadcast_i32x4(
+        r, 0xF0F0, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + kB + kQs)));
+    r = _mm512_mask_srli_epi16(r, 0xFFFF0000u, r, 4);
+    return _mm512_and_si512(r, _mm512_set1_epi8(15));
   }
   static __m256i one(const uint8_t* b) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + kQs));
@@ -105,52 +108,50 @@ struct Q8w {
   }
 };
 
-// d (and m) of two consecutive blocks as [d0, d1, m0, m1] (m = 0 without a min).
-template <class W, bool kMin>
-inline __m128 scales(const uint8_t* b0) {
-  if constexpr (kMin) {
-    const __m128 v = _mm_cvtph_ps(_mm_set_epi32(0, 0, int(u32(b0 + W::kBytes)), int(u32(b0))));
-    return _mm_shuffle_ps(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-  } else {
-    return _mm_cvtph_ps(_mm_cvtsi32_si128(int(u16(b0) | uint32_t(u16(b0 + W::kBytes)) << 16)));
-  }
+// fp16 → fp32 table: a memory-operand broadcast of table[h] costs only a load, where
+// converting a scalar and broadcasting it would compete with the weight unpacking for the
+// shuffle port (the bottleneck of this loop). 256 KiB, L2-resident in practice.
+const float* f16_table() {
+  static const float* table = [] {
+    static float t[65536];
+    for (uint32_t h = 0; h < 65536; ++h) t[h] = _cvtsh_ss(uint16_t(h));
+    return t;
+  }();
+  return table;
 }
 
 constexpr int kPrefetch = 768;
 
-// out[r*ldo] = Σ blocks for R weight rows from w0 against activation row (qs, ds, bias).
+// out[r] = Σ blocks for R weight rows from w0 against one activation row.
 template <class W, bool kMin, int R>
 void rows_dot(const uint8_t* w0, size_t row_bytes, const int8_t* qs, const float* ds,
-              const int32_t* bias, int64_t nb, float* out) {
-  const __m512i bcast = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-  __m512 acc[R];
-  __m128 accm[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm512_setzero_ps();
-    accm[r] = _mm_setzero_ps();
-  }
+              const float* lanes, const int32_t* bias, int64_t nb, float* out) {
+  const float* f16 = f16_table();
+  __m512 acc[R], accm[R];
+  for (int r = 0; r < R; ++r) acc[r] = accm[r] = _mm512_setzero_ps();
   const int64_t full = nb / 2;
   for (int64_t p = 0; p < full; ++p) {
     const __m512i x = _mm512_loadu_si512(qs + 64 * p);
     const __m512i bi = _mm512_loadu_si512(bias + 16 * p);
-    const __m128 dxs = _mm_loadu_ps(ds + 4 * p);  // {dx0, dx1, sx0, sx1}
+    const __m512 dx = _mm512_loadu_ps(lanes + 32 * p);
     for (int r = 0; r < R; ++r) {
       const uint8_t* b0 = w0 + r * row_bytes + 2 * p * W::kBytes;
       _mm_prefetch(reinterpret_cast<const char*>(b0) + kPrefetch, _MM_HINT_T0);
       const __m512i isum = W::dot(bi, W::pair(b0), x);
-      const __m128 prod = _mm_mul_ps(scales<W, kMin>(b0), dxs);  // {d0dx0, d1dx1, m0sx0, m1sx1}
-      const __m512 sc = _mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(prod));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, acc[r]);
-      if constexpr (kMin) accm[r] = _mm_add_ps(accm[r], prod);
+      const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), dx);
+      acc[r] = _mm512_mask3_fmadd_ps(f, _mm512_set1_ps(f16[u16(b0)]), acc[r], 0x0F0F);
+      acc[r] = _mm512_mask3_fmadd_ps(f, _mm512_set1_ps(f16[u16(b0 + W::kBytes)]), acc[r], 0xF0F0);
+      if constexpr (kMin) {
+        const __m512 sx = _mm512_loadu_ps(lanes + 32 * p + 16);
+        accm[r] = _mm512_mask3_fmadd_ps(sx, _mm512_set1_ps(f16[u16(b0 + 2)]), accm[r], 0x000F);
+        accm[r] = _mm512_mask3_fmadd_ps(sx, _mm512_set1_ps(f16[u16(b0 + W::kBytes + 2)]), accm[r],
+                                        0x00F0);
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
-    float s = hsum512(acc[r]);
-    if constexpr (kMin) {
-      const __m128 hi = _mm_movehl_ps(accm[r], accm[r]);
-      s += _mm_cvtss_f32(_mm_add_ss(hi, _mm_movehdup_ps(hi)));
-    }
-    if (nb & 1) {  // lone last block: 32 bytes [lo | hi], bias lane 0
+    float s = hsum512(kMin ? _mm512_add_ps(acc[r], accm[r]) : acc[r]);
+    if (nb & 1) {  // lone last block: 32 bytes [lo | hi], bias lanes 0..7
       const int64_t p = full;
       const uint8_t* b = w0 + r * row_bytes + 2 * p * W::kBytes;
       const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 64 * p));
@@ -164,7 +165,101 @@ void rows_dot(const uint8_t* w0, size_t row_bytes, const int8_t* qs, const float
   }
 }
 
-template <class W, bool kMin>
+// 4/5-bit formats: one 64-byte load holds a whole pair of blocks (2·kB ≤ 48 bytes), so the
+// scales come from it too (vcvtph2ps + vpermps) instead of per-block scalar loads: this loop
+// is otherwise bound by load-port throughput. All qs offsets are even, so vpermw (AVX-512 BW)
+// gathers [qs0 qs1 qs0 qs1] from the same register.
+template <int kB, int kQs, int kQh, bool kMin>
+struct Packed {
+  static constexpr int kBytes = kB, kQhOff = kQh;
+  static constexpr bool kMinT = kMin;
+  static __m512i perm() {
+    alignas(64) int16_t idx[32];
+    for (int j = 0; j < 8; ++j) {
+      idx[j] = idx[16 + j] = int16_t(kQs / 2 + j);
+      idx[8 + j] = idx[24 + j] = int16_t((kB + kQs) / 2 + j);
+    }
+    return _mm512_load_si512(idx);
+  }
+};
+
+template <class P, bool kMasked>
+inline void packed_step(const uint8_t* b0, __m512i x, __m512i bi, __m512 dx, __m512 sx,
+                        __m512i perm, __m512i didx, __m512i midx, __m512& acc, __m512& accm) {
+  const __m512i raw = kMasked ? _mm512_maskz_loadu_epi8((uint64_t(1) << (2 * P::kBytes)) - 1, b0)
+                              : _mm512_loadu_si512(b0);
+  __m512i w = _mm512_permutexvar_epi16(perm, raw);
+  w = _mm512_mask_srli_epi16(w, 0xFFFF0000u, w, 4);
+  w = _mm512_and_si512(w, _mm512_set1_epi8(15));
+  if constexpr (P::kQhOff >= 0) {
+    const uint64_t h0 = u32(b0 + P::kQhOff), h1 = u32(b0 + P::kBytes + P::kQhOff);
+    const __mmask64 mask =
+        (h0 & 0xFFFF) | (h1 & 0xFFFF) << 16 | (h0 >> 16) << 32 | (h1 >> 16) << 48;
+    w = _mm512_mask_add_epi8(w, mask, w, _mm512_set1_epi8(16));
+  }
+  const __m512 sc = _mm512_cvtph_ps(_mm512_castsi512_si256(raw));  // words 0..15 as floats
+  const __m512i isum = _mm512_dpbusd_epi32(bi, w, x);
+  acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), dx),
+                        _mm512_permutexvar_ps(didx, sc), acc);
+  if constexpr (P::kMinT) accm = _mm512_fmadd_ps(_mm512_permutexvar_ps(midx, sc), sx, accm);
+}
+
+template <class P, class W, bool kMin, int R>
+void rows_dot_packed(const uint8_t* w0, size_t row_bytes, const int8_t* qs, const float* ds,
+                     const float* lanes, const int32_t* bias, int64_t nb, float* out) {
+  const __m512i perm = P::perm();
+  const __m512i didx = _mm512_setr_epi32(
+      0, 0, 0, 0, (P::kBytes / 2), (P::kBytes / 2), (P::kBytes / 2), (P::kBytes / 2), 0, 0, 0, 0,
+      (P::kBytes / 2), (P::kBytes / 2), (P::kBytes / 2), (P::kBytes / 2));
+  const __m512i midx = _mm512_add_epi32(didx, _mm512_set1_epi32(1));
+  __m512 acc[R], accm[R];
+  for (int r = 0; r < R; ++r) acc[r] = accm[r] = _mm512_setzero_ps();
+  const int64_t full = nb / 2;
+  // Pairs whose 64-byte window stays inside the row load unmasked; the row's last one or two
+  // use a masked load (never touching bytes past the weight buffer).
+  const int64_t safe = std::min<int64_t>(full, (int64_t(row_bytes) - 64) / (2 * P::kBytes) + 1);
+  for (int64_t p = 0; p < full; ++p) {
+    const __m512i x = _mm512_loadu_si512(qs + 64 * p);
+    const __m512i bi = _mm512_loadu_si512(bias + 16 * p);
+    const __m512 dx = _mm512_loadu_ps(lanes + 32 * p);
+    const __m512 sx = kMin ? _mm512_loadu_ps(lanes + 32 * p + 16) : _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b0 = w0 + r * row_bytes + 2 * p * P::kBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(b0) + kPrefetch, _MM_HINT_T0);
+      if (p < safe) {
+        packed_step<P, false>(b0, x, bi, dx, sx, perm, didx, midx, acc[r], accm[r]);
+      } else {
+        packed_step<P, true>(b0, x, bi, dx, sx, perm, didx, midx, acc[r], accm[r]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = hsum512(kMin ? _mm512_add_ps(acc[r], accm[r]) : acc[r]);
+    if (nb & 1) {  // lone last block: 32 bytes [lo | hi], bias lanes 0..7
+      const int64_t p = full;
+      const uint8_t* b = w0 + r * row_bytes + 2 * p * W::kBytes;
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 64 * p));
+      const __m256i bi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + 16 * p));
+      const __m256i isum = W::dot1(bi, W::one(b), x);
+      const float dw = _cvtsh_ss(u16(b));
+      s += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw * ds[4 * p])));
+      if constexpr (kMin) s += _cvtsh_ss(u16(b + 2)) * ds[4 * p + 2];
+    }
+    out[r] = s;
+  }
+}
+
+template <class W, bool kMin, class P, int R>
+inline void dot_rows(const uint8_t* w0, size_t row_bytes, const int8_t* qs, const float* ds,
+                     const float* lanes, const int32_t* bias, int64_t nb, float* out) {
+  if constexpr (std::is_void_v<P>) {
+    rows_dot<W, kMin, R>(w0, row_bytes, qs, ds, lanes, bias, nb, out);
+  } else {
+    rows_dot_packed<P, W, kMin, R>(w0, row_bytes, qs, ds, lanes, bias, nb, out);
+  }
+}
+
+template <class W, bool kMin, class P = void>
 void run(const WeightMatrix& w, const Q8Activations& a, float* y) {
   const size_t row_bytes = *dtype_bytes(w.dtype, uint64_t(w.k));
   const auto* base = static_cast<const uint8_t*>(w.data);
@@ -178,19 +273,20 @@ void run(const WeightMatrix& w, const Q8Activations& a, float* y) {
       const int8_t* qs = a.qs.data() + i * a.k;
       const float* ds = a.ds.data() + i * a.pairs * 4;
       const int32_t* bias = a.bias.data() + i * a.pairs * 16;
+      const float* lanes = a.lanes.data() + i * a.pairs * 32;
       float* out = y + i * w.n + r0;
       switch (rows) {
         case 4:
-          rows_dot<W, kMin, 4>(p, row_bytes, qs, ds, bias, a.nb, out);
+          dot_rows<W, kMin, P, 4>(p, row_bytes, qs, ds, lanes, bias, a.nb, out);
           break;
         case 3:
-          rows_dot<W, kMin, 3>(p, row_bytes, qs, ds, bias, a.nb, out);
+          dot_rows<W, kMin, P, 3>(p, row_bytes, qs, ds, lanes, bias, a.nb, out);
           break;
         case 2:
-          rows_dot<W, kMin, 2>(p, row_bytes, qs, ds, bias, a.nb, out);
+          dot_rows<W, kMin, P, 2>(p, row_bytes, qs, ds, lanes, bias, a.nb, out);
           break;
         default:
-          rows_dot<W, kMin, 1>(p, row_bytes, qs, ds, bias, a.nb, out);
+          dot_rows<W, kMin, P, 1>(p, row_bytes, qs, ds, lanes, bias, a.nb, out);
           break;
       }
     }
@@ -239,13 +335,13 @@ void quantize_blocks(const float* x, int64_t nb, int8_t* qs, float* d, int32_t* 
 void q8_linear(const WeightMatrix& w, const Q8Activations& a, float* y) {
   switch (w.dtype) {
     case DType::Q4_0:
-      return run<Unsigned<Nibbles<18, 2>>, false>(w, a, y);
+      return run<Unsigned<Nibbles<18, 2>>, false, Packed<18, 2, -1, false>>(w, a, y);
     case DType::Q4_1:
-      return run<Unsigned<Nibbles<20, 4>>, true>(w, a, y);
+      return run<Unsigned<Nibbles<20, 4>>, true, Packed<20, 4, -1, true>>(w, a, y);
     case DType::Q5_0:
-      return run<Unsigned<Fives<22, 2>>, false>(w, a, y);
+      return run<Unsigned<Fives<22, 2>>, false, Packed<22, 6, 2, false>>(w, a, y);
     case DType::Q5_1:
-      return run<Unsigned<Fives<24, 4>>, true>(w, a, y);
+      return run<Unsigned<Fives<24, 4>>, true, Packed<24, 8, 4, true>>(w, a, y);
     default:
       return run<Q8w, false>(w, a, y);
   }
