@@ -173,14 +173,18 @@ template <int kB, int kQs, int kQh, bool kMin>
 struct Packed {
   static constexpr int kBytes = kB, kQhOff = kQh;
   static constexpr bool kMinT = kMin;
-  static __m512i perm() {
+  // vpermw indices: words 0–7 / 16–23 ← qs of block 0, 8–15 / 24–31 ← qs of block 1.
+  struct Table {
     alignas(64) int16_t idx[32];
-    for (int j = 0; j < 8; ++j) {
-      idx[j] = idx[16 + j] = int16_t(kQs / 2 + j);
-      idx[8 + j] = idx[24 + j] = int16_t((kB + kQs) / 2 + j);
+    constexpr Table() : idx() {
+      for (int j = 0; j < 8; ++j) {
+        idx[j] = idx[16 + j] = int16_t(kQs / 2 + j);
+        idx[8 + j] = idx[24 + j] = int16_t((kB + kQs) / 2 + j);
+      }
     }
-    return _mm512_load_si512(idx);
-  }
+  };
+  static constexpr Table kPerm{};
+  static __m512i perm() { return _mm512_load_si512(kPerm.idx); }
 };
 
 template <class P, bool kMasked>
@@ -249,6 +253,96 @@ void rows_dot_packed(const uint8_t* w0, size_t row_bytes, const int8_t* qs, cons
   }
 }
 
+// m > 1: R weight rows × M activation rows register-blocked; each weight pair is unpacked once
+// per M activation rows and each activation pair is loaded once per R weight rows.
+template <class P, class W, bool kMin, int R, int M>
+void tile_packed(const uint8_t* w0, size_t row_bytes, bool last_rows, const Q8Activations& a,
+                 int64_t i0, int64_t p_begin, int64_t p_end, float* y, int64_t ldy) {
+  constexpr bool kBias = P::kBytes == 18 || P::kBytes == 22;  // Q4_0, Q5_0: offset 8 / 16
+  const __m512i perm = P::perm();
+  const __m512i didx =
+      _mm512_setr_epi32(0, 0, 0, 0, P::kBytes / 2, P::kBytes / 2, P::kBytes / 2, P::kBytes / 2, 0,
+                        0, 0, 0, P::kBytes / 2, P::kBytes / 2, P::kBytes / 2, P::kBytes / 2);
+  const __m512i midx = _mm512_add_epi32(didx, _mm512_set1_epi32(1));
+  const int64_t nb = a.nb, full = nb / 2;
+  // Unmasked 64-byte loads must stay inside the buffer: only the last rows' tail pairs mask.
+  const int64_t safe =
+      last_rows ? std::min<int64_t>(full, (int64_t(row_bytes) - 64) / (2 * P::kBytes) + 1) : full;
+  __m512 acc[R][M];
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < M; ++i) acc[r][i] = _mm512_setzero_ps();
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    __m512i w[R];
+    __m512 dw[R], mw[R];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b0 = w0 + r * row_bytes + 2 * p * P::kBytes;
+      const __m512i raw = p < safe
+                              ? _mm512_loadu_si512(b0)
+                              : _mm512_maskz_loadu_epi8((uint64_t(1) << (2 * P::kBytes)) - 1, b0);
+      w[r] = _mm512_permutexvar_epi16(perm, raw);
+      w[r] = _mm512_mask_srli_epi16(w[r], 0xFFFF0000u, w[r], 4);
+      w[r] = _mm512_and_si512(w[r], _mm512_set1_epi8(15));
+      if constexpr (P::kQhOff >= 0) {
+        const uint64_t h0 = u32(b0 + P::kQhOff), h1 = u32(b0 + P::kBytes + P::kQhOff);
+        const __mmask64 mask =
+            (h0 & 0xFFFF) | (h1 & 0xFFFF) << 16 | (h0 >> 16) << 32 | (h1 >> 16) << 48;
+        w[r] = _mm512_mask_add_epi8(w[r], mask, w[r], _mm512_set1_epi8(16));
+      }
+      const __m512 sc = _mm512_cvtph_ps(_mm512_castsi512_si256(raw));
+      dw[r] = _mm512_permutexvar_ps(didx, sc);
+      if constexpr (kMin) mw[r] = _mm512_permutexvar_ps(midx, sc);
+    }
+    for (int i = 0; i < M; ++i) {
+      const int64_t row = i0 + i;
+      const __m512i x = _mm512_loadu_si512(a.qs.data() + row * a.k + 64 * p);
+      const __m512i bi = kBias ? _mm512_loadu_si512(a.bias.data() + (row * a.pairs + p) * 16)
+                               : _mm512_setzero_si512();
+      const float* lanes = a.lanes.data() + (row * a.pairs + p) * 32;
+      const __m512 dx = _mm512_loadu_ps(lanes);
+      const __m512 sx = kMin ? _mm512_loadu_ps(lanes + 16) : _mm512_setzero_ps();
+      for (int r = 0; r < R; ++r) {
+        const __m512i isum = _mm512_dpbusd_epi32(bi, w[r], x);
+        acc[r][i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), dx), dw[r], acc[r][i]);
+        if constexpr (kMin) acc[r][i] = _mm512_fmadd_ps(mw[r], sx, acc[r][i]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < M; ++i) {
+      float s = hsum512(acc[r][i]);
+      if ((nb & 1) && p_end == full) {  // lone last block, with the last chunk
+        const int64_t row = i0 + i, p = full;
+        const uint8_t* b = w0 + r * row_bytes + 2 * p * W::kBytes;
+        const int8_t* qs = a.qs.data() + row * a.k;
+        const float* ds = a.ds.data() + row * a.pairs * 4;
+        const int32_t* bias = a.bias.data() + row * a.pairs * 16;
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 64 * p));
+        const __m256i bi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias + 16 * p));
+        const __m256i isum = W::dot1(bi, W::one(b), x);
+        s += hsum256(
+            _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(u16(b)) * ds[4 * p])));
+        if constexpr (kMin) s += _cvtsh_ss(u16(b + 2)) * ds[4 * p + 2];
+      }
+      float& out = y[i * ldy + r];
+      out = p_begin == 0 ? s : out + s;
+    }
+}
+
+template <class P, class W, bool kMin, int R>
+void tile_rows(const uint8_t* w0, size_t row_bytes, bool last_rows, const Q8Activations& a,
+               int64_t i0, int64_t mcount, int64_t p0, int64_t p1, float* y, int64_t ldy) {
+  switch (mcount) {
+    case 4:
+      return tile_packed<P, W, kMin, R, 4>(w0, row_bytes, last_rows, a, i0, p0, p1, y, ldy);
+    case 3:
+      return tile_packed<P, W, kMin, R, 3>(w0, row_bytes, last_rows, a, i0, p0, p1, y, ldy);
+    case 2:
+      return tile_packed<P, W, kMin, R, 2>(w0, row_bytes, last_rows, a, i0, p0, p1, y, ldy);
+    default:
+      return tile_packed<P, W, kMin, R, 1>(w0, row_bytes, last_rows, a, i0, p0, p1, y, ldy);
+  }
+}
+
 template <class W, bool kMin, class P, int R>
 inline void dot_rows(const uint8_t* w0, size_t row_bytes, const int8_t* qs, const float* ds,
                      const float* lanes, const int32_t* bias, int64_t nb, float* out) {
@@ -259,8 +353,49 @@ inline void dot_rows(const uint8_t* w0, size_t row_bytes, const int8_t* qs, cons
   }
 }
 
+// m > 1 with a packed format: GEMM-style blocking. A panel of kMC activation rows × kPC block
+// pairs (≤ 64 × 16 × 256 B of qs + bias + lanes = 256 KiB, L2) is reused by every weight row;
+// each weight row's slice (≤ 16 × 48 B) is unpacked once per 8 activation rows, from L1.
+// Static scheduling with the same trip count in every pass gives each thread the same rows of
+// y, so the partial sums of later k-chunks add without a race.
+template <class W, bool kMin, class P>
+void run_multi(const WeightMatrix& w, const Q8Activations& a, float* y) {
+  constexpr int64_t kPC = 16, kMC = 64;
+  const size_t row_bytes = *dtype_bytes(w.dtype, uint64_t(w.k));
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t full = a.nb / 2;
+#pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
+  for (int64_t m0 = 0; m0 < a.m; m0 += kMC) {
+    const int64_t mc = std::min(kMC, a.m - m0);
+    // At least one pass (full may be 0 with a single lone block).
+    for (int64_t p0 = 0; p0 < std::max<int64_t>(full, 1); p0 += kPC) {
+      const int64_t p1 = std::min(full, p0 + kPC);
+#pragma omp for schedule(static) nowait
+      for (int64_t g = 0; g < (w.n + 3) / 4; ++g) {
+        const int64_t r0 = 4 * g;
+        const uint8_t* wr = base + size_t(r0) * row_bytes;
+        const bool last = r0 + 4 >= w.n;
+        for (int64_t i0 = m0; i0 < m0 + mc; i0 += 4) {
+          const int64_t mcount = std::min<int64_t>(4, m0 + mc - i0);
+          float* out = y + i0 * w.n + r0;
+          if (r0 + 4 <= w.n) {
+            tile_rows<P, W, kMin, 4>(wr, row_bytes, last, a, i0, mcount, p0, p1, out, w.n);
+          } else {
+            for (int64_t r = r0; r < w.n; ++r)
+              tile_rows<P, W, kMin, 1>(wr + (r - r0) * row_bytes, row_bytes, r + 1 == w.n, a, i0,
+                                       mcount, p0, p1, out + (r - r0), w.n);
+          }
+        }
+      }
+    }
+  }
+}
+
 template <class W, bool kMin, class P = void>
 void run(const WeightMatrix& w, const Q8Activations& a, float* y) {
+  if constexpr (!std::is_void_v<P>) {
+    if (a.m > 1) return run_multi<W, kMin, P>(w, a, y);
+  }
   const size_t row_bytes = *dtype_bytes(w.dtype, uint64_t(w.k));
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t groups = (w.n + 3) / 4;
