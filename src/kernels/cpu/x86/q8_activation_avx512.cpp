@@ -120,7 +120,10 @@ const float* f16_table() {
   return table;
 }
 
-constexpr int kPrefetch = 768;
+// Prefetch distance in bytes: measured on SmolLM2-135M generation (k = 576 rows of 360–612
+// bytes, 2 threads), 4 KiB ahead beat 0.75 and 2 KiB clearly; hardware prefetch alone ramps up
+// too slowly for these short per-call streams.
+constexpr int kPrefetch = 4096;
 
 // out[r] = Σ blocks for R weight rows from w0 against one activation row.
 template <class W, bool kMin, int R>
@@ -174,17 +177,12 @@ struct Packed {
   static constexpr int kBytes = kB, kQhOff = kQh;
   static constexpr bool kMinT = kMin;
   // vpermw indices: words 0–7 / 16–23 ← qs of block 0, 8–15 / 24–31 ← qs of block 1.
-  struct Table {
-    alignas(64) int16_t idx[32];
-    constexpr Table() : idx() {
-      for (int j = 0; j < 8; ++j) {
-        idx[j] = idx[16 + j] = int16_t(kQs / 2 + j);
-        idx[8 + j] = idx[24 + j] = int16_t((kB + kQs) / 2 + j);
-      }
-    }
-  };
-  static constexpr Table kPerm{};
-  static __m512i perm() { return _mm512_load_si512(kPerm.idx); }
+  static __m512i perm() {
+    constexpr short a = kQs / 2, b = (kB + kQs) / 2;
+    return _mm512_set_epi16(b + 7, b + 6, b + 5, b + 4, b + 3, b + 2, b + 1, b, a + 7, a + 6, a + 5,
+                            a + 4, a + 3, a + 2, a + 1, a, b + 7, b + 6, b + 5, b + 4, b + 3, b + 2,
+                            b + 1, b, a + 7, a + 6, a + 5, a + 4, a + 3, a + 2, a + 1, a);
+  }
 };
 
 template <class P, bool kMasked>
