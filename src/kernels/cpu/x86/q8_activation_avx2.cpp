@@ -101,7 +101,7 @@ inline __m128 scales(const uint8_t* b0) {
   }
 }
 
-constexpr int kPrefetch = 768;
+constexpr int kPrefetch = 4096;  // bytes ahead; see q8_activation_avx512.cpp
 
 template <class W, bool kMin, int R>
 void rows_dot(const uint8_t* w0, size_t row_bytes, const int8_t* qs, const float* ds,
