@@ -32,13 +32,12 @@ std::string read_file(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
-// Tolerance on the final perplexity. llama.cpp keeps its KV cache in F16 and, with quantized
-// weights, also quantizes the activations (Q8 blocks for Q4/Q5/Q8 dot products), while this
-// path keeps both in fp32; the int8-activation path is the GGUF issue's work. Q8_0 shows the
-// largest gap on this tiny model (dim 64 amplifies activation rounding).
+// Tolerance on the final perplexity. Both engines quantize activations to Q8 blocks for
+// quantized weights; llama.cpp also keeps its KV cache in F16 and rounds activations to F16 for
+// F16 weights, which this path does not (measured: stories260K Q4_0..Q8_0 within 0.004, SmolLM2
+// Q4_1 on WikiText-2 within 0.009).
 double tolerance_for(const std::string& model) {
-  if (model.find("Q8_0") != std::string::npos) return 0.03;
-  if (model.find("SmolLM2") != std::string::npos) return 0.25;
+  if (model.find("SmolLM2") != std::string::npos) return 0.02;
   return 0.005;
 }
 
@@ -118,7 +117,7 @@ TEST(LlamaCppParity, GreedyTokensFromBos) {
     const auto& steps = g["steps"];
     bool quantized = path.find("F32") == std::string::npos;
     for (size_t i = 0; quantized && i < steps.size(); ++i)
-      if (steps[i]["margin"].get<double>() < 0.25) {
+      if (steps[i]["margin"].get<double>() < 0.05) {
         comparable = i;
         break;
       }
