@@ -11,7 +11,10 @@ if model=$(scripts/fetch-default-model.sh | tail -n 1) && [ -f "$model" ]; then
 else
   echo "lowbit: default model unavailable; SmolLM2 tests will be skipped" >&2
 fi
-ctest --test-dir "$build" -j "$jobs" --output-on-failure
+# Unit tests side by side; whole-model tests one at a time, each using every core (running
+# them side by side oversubscribes the cores and makes OpenMP barriers crawl).
+ctest --test-dir "$build" -j "$jobs" -LE model --output-on-failure
+ctest --test-dir "$build" -L model --output-on-failure
 echo "lowbit: building the loader tests with ASan/UBSan (build-asan/)" >&2
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOWBIT_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$jobs" --target lowbit_io_tests
