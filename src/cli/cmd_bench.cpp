@@ -22,7 +22,8 @@ struct BenchOptions {
 int run_bench(const BenchOptions& o) {
   apply_threads(o.model.threads);
   auto registry = quant::MethodRegistry::builtin();
-  engine::LoadedModel m = engine::load_model(o.model.model, {o.model.quantization, false}, registry);
+  engine::LoadedModel m =
+      engine::load_model(o.model.model, {o.model.quantization, false}, registry);
   auto& model = *m.model;
   const int64_t vocab = m.config.vocab_size;
   std::vector<int32_t> prompt(size_t(o.prompt_tokens));
@@ -63,9 +64,10 @@ int run_bench(const BenchOptions& o) {
         best_pp, best_tg, (unsigned long long)model.weight_bytes(),
         (unsigned long long)model.weight_bytes_per_token(), omp_get_max_threads());
   } else {
-    std::printf("pp%lld: %.1f tok/s\ntg%lld: %.1f tok/s\nweights: %.1f MB (%.1f MB read per token)\n",
-                (long long)o.prompt_tokens, best_pp, (long long)o.gen_tokens, best_tg,
-                model.weight_bytes() / 1e6, model.weight_bytes_per_token() / 1e6);
+    std::printf(
+        "pp%lld: %.1f tok/s\ntg%lld: %.1f tok/s\nweights: %.1f MB (%.1f MB read per token)\n",
+        (long long)o.prompt_tokens, best_pp, (long long)o.gen_tokens, best_tg,
+        model.weight_bytes() / 1e6, model.weight_bytes_per_token() / 1e6);
   }
   return 0;
 }

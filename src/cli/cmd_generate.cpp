@@ -68,33 +68,33 @@ int run_generate(const GenerateOptions& o) {
   sp.top_k = o.top_k >= 0 ? o.top_k : m.generation.top_k.value_or(40);
   sp.top_p = o.top_p >= 0 ? o.top_p : m.generation.top_p.value_or(0.95f);
   sp.seed = o.seed;
-  int64_t context = o.context > 0 ? std::min(o.context, m.config.max_position)
-                                  : m.config.max_position;
+  int64_t context =
+      o.context > 0 ? std::min(o.context, m.config.max_position) : m.config.max_position;
 
   std::vector<int32_t> generated;
   size_t printed = 0;
-  auto stats = engine::generate(*m.model, prompt, o.max_tokens, context, sp, m.eos_ids(),
-                                [&](int32_t id) {
-                                  generated.push_back(id);
-                                  std::string text = tok.decode(generated, true);
-                                  size_t upto = complete_utf8_prefix(text);
-                                  if (upto > printed) {
-                                    std::fwrite(text.data() + printed, 1, upto - printed, stdout);
-                                    std::fflush(stdout);
-                                    printed = upto;
-                                  }
-                                  return true;
-                                });
+  auto stats =
+      engine::generate(*m.model, prompt, o.max_tokens, context, sp, m.eos_ids(), [&](int32_t id) {
+        generated.push_back(id);
+        std::string text = tok.decode(generated, true);
+        size_t upto = complete_utf8_prefix(text);
+        if (upto > printed) {
+          std::fwrite(text.data() + printed, 1, upto - printed, stdout);
+          std::fflush(stdout);
+          printed = upto;
+        }
+        return true;
+      });
   std::string text = tok.decode(generated, true);
   if (text.size() > printed) std::fwrite(text.data() + printed, 1, text.size() - printed, stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
-  std::fprintf(stderr, "prompt: %lld tokens, %.1f tok/s | generation: %lld tokens, %.1f tok/s%s\n",
-               (long long)stats.prompt_tokens, stats.prompt_tokens / stats.prompt_seconds,
-               (long long)stats.generated_tokens,
-               stats.generation_seconds > 0 ? stats.generated_tokens / stats.generation_seconds
-                                            : 0.0,
-               stats.stopped_at_eos ? " (end of text)" : "");
+  std::fprintf(
+      stderr, "prompt: %lld tokens, %.1f tok/s | generation: %lld tokens, %.1f tok/s%s\n",
+      (long long)stats.prompt_tokens, stats.prompt_tokens / stats.prompt_seconds,
+      (long long)stats.generated_tokens,
+      stats.generation_seconds > 0 ? stats.generated_tokens / stats.generation_seconds : 0.0,
+      stats.stopped_at_eos ? " (end of text)" : "");
   return 0;
 }
 

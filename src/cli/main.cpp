@@ -1,7 +1,8 @@
 // lowbit command line: generate, perplexity, info, bench.
+#include <omp.h>
+
 #include <cstdio>
 #include <exception>
-#include <omp.h>
 
 #include "cli/commands.h"
 #include "core/error.h"

@@ -22,10 +22,10 @@ template <typename... Args>
 
 }  // namespace lowbit
 
-#define LOWBIT_CHECK(cond, ...)                                                              \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      throw ::lowbit::Error(std::string("internal check failed: " #cond " (") + __FILE__ + \
-                            ":" + std::to_string(__LINE__) + ") " + fmt::format(__VA_ARGS__)); \
-    }                                                                                        \
+#define LOWBIT_CHECK(cond, ...)                                                                  \
+  do {                                                                                           \
+    if (!(cond)) {                                                                               \
+      throw ::lowbit::Error(std::string("internal check failed: " #cond " (") + __FILE__ + ":" + \
+                            std::to_string(__LINE__) + ") " + fmt::format(__VA_ARGS__));         \
+    }                                                                                            \
   } while (0)

@@ -45,9 +45,9 @@ inline uint16_t f32_to_f16(float f) {
   uint32_t u = f32_to_bits(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;            // NaN
-  if (abs >= 0x477ff000u) return sign | 0x7c00u;           // overflow (incl. inf) after rounding
-  if (abs < 0x38800000u) {                                 // result is subnormal or zero
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // overflow (incl. inf) after rounding
+  if (abs < 0x38800000u) {                        // result is subnormal or zero
     float v = bits_to_f32(abs);
     // Scale so that the fp16 subnormal unit (2^-24) becomes 1, then round to nearest even.
     return sign | uint16_t(std::nearbyint(v * 16777216.0f));

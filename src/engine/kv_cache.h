@@ -13,7 +13,9 @@ namespace lowbit::engine {
 class KvCache {
  public:
   KvCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity)
-      : num_kv_heads_(num_kv_heads), head_dim_(head_dim), capacity_(capacity),
+      : num_kv_heads_(num_kv_heads),
+        head_dim_(head_dim),
+        capacity_(capacity),
         keys_(size_t(num_layers * num_kv_heads * capacity * head_dim)),
         values_(keys_.size()) {
     layer_stride_ = num_kv_heads * capacity * head_dim;

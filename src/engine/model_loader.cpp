@@ -22,8 +22,7 @@ LoadedModel::LoadedModel(LoadedModel&&) noexcept = default;
 
 const tokenizer::Tokenizer& LoadedModel::require_tokenizer() const {
   if (!tokenizer)
-    fail("{}: no tokenizer (expected tokenizer.json or tokenizer.model next to config.json)",
-         path);
+    fail("{}: no tokenizer (expected tokenizer.json or tokenizer.model next to config.json)", path);
   return *tokenizer;
 }
 
@@ -98,8 +97,8 @@ std::string detect_method(const std::string& model_path, const std::string& forc
   if (!registry.find(found)) {
     std::string known;
     for (const auto& m : registry.methods()) known += (known.empty() ? "" : ", ") + m.name;
-    fail("{}: quantization method '{}' is not supported by this build; registered: {}",
-         model_path, found, known);
+    fail("{}: quantization method '{}' is not supported by this build; registered: {}", model_path,
+         found, known);
   }
   if (!forced.empty() && forced != found) {
     if (!registry.find(forced)) registry.make(forced, json::object());  // unknown-name error

@@ -20,7 +20,7 @@ class SafetensorsCheckpoint;
 namespace lowbit::engine {
 
 struct LoadOptions {
-  std::string quantization;  // "" = detect from the checkpoint
+  std::string quantization;   // "" = detect from the checkpoint
   bool progress_bar = false;  // draw a loading bar on stderr
 };
 

@@ -90,7 +90,7 @@ engine::KvCache LlamaModel::make_cache(int64_t capacity) const {
 }
 
 uint64_t LlamaModel::weight_bytes() const {
-  uint64_t total = lm_head_.layer().prefix.empty() ? 0 : 0;
+  uint64_t total = 0;
   for (const auto& L : layers_)
     for (const nn::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
       total += l->weight_bytes();
@@ -165,8 +165,8 @@ void LlamaModel::attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCac
   }
 }
 
-void LlamaModel::forward(std::span<const int32_t> tokens, engine::KvCache& cache,
-                         bool all_logits, std::vector<float>& logits) {
+void LlamaModel::forward(std::span<const int32_t> tokens, engine::KvCache& cache, bool all_logits,
+                         std::vector<float>& logits) {
   const ModelConfig& c = config_;
   const int64_t n = int64_t(tokens.size());
   const int64_t pos0 = cache.length();

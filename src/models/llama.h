@@ -21,8 +21,8 @@ class WeightSource;
 class LlamaModel {
  public:
   using Progress = std::function<void(int64_t done, int64_t total)>;
-  LlamaModel(const ModelConfig& config, const WeightSource& source,
-             const quant::QuantConfig& quant, const Progress& progress = {});
+  LlamaModel(const ModelConfig& config, const WeightSource& source, const quant::QuantConfig& quant,
+             const Progress& progress = {});
 
   const ModelConfig& config() const { return config_; }
   engine::KvCache make_cache(int64_t capacity) const;

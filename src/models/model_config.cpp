@@ -19,25 +19,24 @@ int64_t get_int(const json& j, const std::string& key, const std::string& source
     if (def) return *def;
     fail("{}: missing field '{}' (expected an integer)", source, key);
   }
-  if (!it->is_number_integer()) fail("{}: field '{}' is {}, expected an integer", source, key,
-                                     it->type_name());
+  if (!it->is_number_integer())
+    fail("{}: field '{}' is {}, expected an integer", source, key, it->type_name());
   return it->get<int64_t>();
 }
 
-double get_double(const json& j, const std::string& key, const std::string& source,
-                  double def) {
+double get_double(const json& j, const std::string& key, const std::string& source, double def) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
-  if (!it->is_number()) fail("{}: field '{}' is {}, expected a number", source, key,
-                             it->type_name());
+  if (!it->is_number())
+    fail("{}: field '{}' is {}, expected a number", source, key, it->type_name());
   return it->get<double>();
 }
 
 bool get_bool(const json& j, const std::string& key, const std::string& source, bool def) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
-  if (!it->is_boolean()) fail("{}: field '{}' is {}, expected true or false", source, key,
-                              it->type_name());
+  if (!it->is_boolean())
+    fail("{}: field '{}' is {}, expected true or false", source, key, it->type_name());
   return it->get<bool>();
 }
 
@@ -104,8 +103,7 @@ void ModelConfig::validate(const std::string& source) const {
     fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source,
          num_heads, num_kv_heads);
   if (rope_dim <= 0 || rope_dim > head_dim || rope_dim % 2 != 0)
-    fail("{}: rotary dimension {} must be even and within head_dim {}", source, rope_dim,
-         head_dim);
+    fail("{}: rotary dimension {} must be even and within head_dim {}", source, rope_dim, head_dim);
   if (!(rms_norm_eps > 0) || !(rope_theta > 0))
     fail("{}: rms_norm_eps {} and rope_theta {} must be positive", source, rms_norm_eps,
          rope_theta);
@@ -116,19 +114,22 @@ ModelConfig parse_hf_config(const json& j, const std::string& source) {
   ModelConfig c;
   std::string model_type = j.value("model_type", std::string());
   std::string arch_class;
-  if (j.contains("architectures") && j["architectures"].is_array() &&
-      !j["architectures"].empty() && j["architectures"][0].is_string())
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
     arch_class = j["architectures"][0].get<std::string>();
   static const std::pair<const char*, const char*> kKnown[] = {
-      {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "mistral"},
-      {"Qwen2ForCausalLM", "qwen2"},   {"Qwen3ForCausalLM", "qwen3"},
+      {"LlamaForCausalLM", "llama"},
+      {"MistralForCausalLM", "mistral"},
+      {"Qwen2ForCausalLM", "qwen2"},
+      {"Qwen3ForCausalLM", "qwen3"},
   };
   for (auto [cls, arch] : kKnown)
     if (arch_class == cls || (arch_class.empty() && model_type == arch)) c.architecture = arch;
   if (c.architecture.empty())
-    fail("{}: unsupported architecture '{}' (model_type '{}'); supported: LlamaForCausalLM, "
-         "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM",
-         source, arch_class, model_type);
+    fail(
+        "{}: unsupported architecture '{}' (model_type '{}'); supported: LlamaForCausalLM, "
+        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM",
+        source, arch_class, model_type);
 
   c.vocab_size = get_int(j, "vocab_size", source);
   c.hidden_size = get_int(j, "hidden_size", source);
@@ -178,8 +179,8 @@ ModelConfig config_from_gguf(const io::GgufFile& g) {
   c.num_layers = g.get_int(key("block_count"));
   c.num_heads = g.get_int(key("attention.head_count"));
   c.num_kv_heads = g.get_int_or(key("attention.head_count_kv"), c.num_heads);
-  if (c.num_heads <= 0) fail("{}: {} is {}, expected > 0", source, key("attention.head_count"),
-                             c.num_heads);
+  if (c.num_heads <= 0)
+    fail("{}: {} is {}, expected > 0", source, key("attention.head_count"), c.num_heads);
   c.head_dim = g.get_int_or(key("attention.key_length"), c.hidden_size / c.num_heads);
   c.rope_dim = g.get_int_or(key("rope.dimension_count"), c.head_dim);
   c.max_position = g.get_int_or(key("context_length"), 4096);

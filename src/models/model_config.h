@@ -3,11 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace lowbit::io {
 class GgufFile;
@@ -23,8 +22,8 @@ enum class RopeStyle { kNeox, kInterleaved };
 struct RopeScaling {
   enum class Type { kNone, kLinear, kLlama3 } type = Type::kNone;
   double factor = 1.0;
-  double low_freq_factor = 1.0;   // llama3
-  double high_freq_factor = 4.0;  // llama3
+  double low_freq_factor = 1.0;          // llama3
+  double high_freq_factor = 4.0;         // llama3
   int64_t original_max_position = 8192;  // llama3
 };
 
@@ -44,7 +43,7 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   RopeStyle rope_style = RopeStyle::kNeox;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v biases (Qwen2 always; Llama's attention_bias)
+  bool attention_bias = false;      // q/k/v biases (Qwen2 always; Llama's attention_bias)
   bool attention_out_bias = false;  // o_proj bias (Llama attention_bias only)
   bool mlp_bias = false;
   bool qk_norm = false;  // Qwen3: RMSNorm over head_dim on q and k before RoPE

@@ -9,9 +9,9 @@
 
 namespace lowbit::nn {
 
-Linear load_linear(const std::string& prefix, const std::string& tensor_prefix,
-                   int64_t in_features, int64_t out_features, bool has_bias,
-                   const quant::QuantConfig& config, const models::WeightSource& source) {
+Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, int64_t in_features,
+                   int64_t out_features, bool has_bias, const quant::QuantConfig& config,
+                   const models::WeightSource& source) {
   quant::LinearLayer layer;
   layer.prefix = prefix;
   layer.in_features = in_features;
@@ -33,7 +33,8 @@ Linear load_linear(const std::string& prefix, const std::string& tensor_prefix,
     }
     if (std::find(spec.dtypes.begin(), spec.dtypes.end(), t->dtype) == spec.dtypes.end()) {
       std::string accepted;
-      for (DType d : spec.dtypes) accepted += (accepted.empty() ? "" : "/") + std::string(::lowbit::name(d));
+      for (DType d : spec.dtypes)
+        accepted += (accepted.empty() ? "" : "/") + std::string(::lowbit::name(d));
       fail("{}: tensor '{}' has dtype {}, expected {} (method {})", source.path(),
            source.stored_name(name), ::lowbit::name(t->dtype), accepted, config.name());
     }
@@ -56,8 +57,12 @@ std::vector<float> load_vector(const std::string& name, int64_t length,
   std::vector<float> out(static_cast<size_t>(length));
   for (int64_t i = 0; i < length; ++i) {
     switch (t->dtype) {
-      case DType::F32: out[i] = reinterpret_cast<const float*>(t->data)[i]; break;
-      case DType::F16: out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(t->data)[i]); break;
+      case DType::F32:
+        out[i] = reinterpret_cast<const float*>(t->data)[i];
+        break;
+      case DType::F16:
+        out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(t->data)[i]);
+        break;
       case DType::BF16:
         out[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t->data)[i]);
         break;

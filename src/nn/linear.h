@@ -36,9 +36,9 @@ class Linear {
 // tensor the method declares in `source` under `tensor_prefix` (normally == prefix; tied
 // embeddings reuse another layer's tensors), checks dtype and shape, then lets the method
 // prepare them. Errors name the file, the stored tensor name, what was found and expected.
-Linear load_linear(const std::string& prefix, const std::string& tensor_prefix,
-                   int64_t in_features, int64_t out_features, bool has_bias,
-                   const quant::QuantConfig& config, const models::WeightSource& source);
+Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, int64_t in_features,
+                   int64_t out_features, bool has_bias, const quant::QuantConfig& config,
+                   const models::WeightSource& source);
 
 // A 1-D float parameter (norm weights) as fp32; checks the length.
 std::vector<float> load_vector(const std::string& name, int64_t length,

@@ -19,10 +19,17 @@ std::vector<float> to_f32(const TensorView& t) {
   std::vector<float> out(size_t(t.numel()));
   for (size_t i = 0; i < out.size(); ++i) {
     switch (t.dtype) {
-      case DType::F32: out[i] = reinterpret_cast<const float*>(t.data)[i]; break;
-      case DType::F16: out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]); break;
-      case DType::BF16: out[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]); break;
-      default: fail("{}: dtype {} where F32/F16/BF16 was expected", t.name, name(t.dtype));
+      case DType::F32:
+        out[i] = reinterpret_cast<const float*>(t.data)[i];
+        break;
+      case DType::F16:
+        out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]);
+        break;
+      case DType::BF16:
+        out[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]);
+        break;
+      default:
+        fail("{}: dtype {} where F32/F16/BF16 was expected", t.name, name(t.dtype));
     }
   }
   return out;
@@ -42,16 +49,15 @@ void DenseWeightMethod::process_weights_after_loading(LinearLayer& layer) const 
   const TensorView& w = layer.tensors.at("weight");
   std::string reason = kernels::cpu::cannot_implement(w.dtype);
   if (!reason.empty())
-    fail("{}.weight ({}, method {}): no CPU kernel: {}", layer.prefix, name(w.dtype),
-         method_name_, reason);
+    fail("{}.weight ({}, method {}): no CPU kernel: {}", layer.prefix, name(w.dtype), method_name_,
+         reason);
   auto p = std::make_shared<Prepared>();
   p->weight = {w.dtype, w.data, layer.out_features, layer.in_features};
   if (auto it = layer.tensors.find("bias"); it != layer.tensors.end()) p->bias = to_f32(it->second);
   layer.prepared = p;
 }
 
-void DenseWeightMethod::apply(const LinearLayer& layer, const float* x, int64_t m,
-                              float* y) const {
+void DenseWeightMethod::apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const {
   const auto& p = *static_cast<const Prepared*>(layer.prepared.get());
   kernels::cpu::linear(p.weight, x, m, y);
   if (!p.bias.empty()) {

@@ -30,8 +30,10 @@ class GgufConfig : public QuantConfig {
 }  // namespace
 
 MethodInfo gguf_method_info() {
-  return {"gguf", "GGUF tensors in their stored type (F32/F16/BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)",
-          {"cpu"}, [](const nlohmann::json&) { return std::make_unique<GgufConfig>(); }};
+  return {"gguf",
+          "GGUF tensors in their stored type (F32/F16/BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)",
+          {"cpu"},
+          [](const nlohmann::json&) { return std::make_unique<GgufConfig>(); }};
 }
 
 }  // namespace lowbit::quant

@@ -8,10 +8,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "core/tensor.h"
 
@@ -19,9 +18,9 @@ namespace lowbit::quant {
 
 // One checkpoint tensor a method expects for a layer, by suffix after the layer prefix.
 struct TensorSpec {
-  std::string suffix;            // "weight", "bias", "qweight", "scales", ...
-  std::vector<int64_t> shape;    // expected shape in PyTorch order
-  std::vector<DType> dtypes;     // accepted storage types
+  std::string suffix;          // "weight", "bias", "qweight", "scales", ...
+  std::vector<int64_t> shape;  // expected shape in PyTorch order
+  std::vector<DType> dtypes;   // accepted storage types
   bool optional = false;
 };
 

@@ -22,7 +22,9 @@ class UnquantizedConfig : public QuantConfig {
 }  // namespace
 
 MethodInfo unquantized_method_info() {
-  return {"unquantized", "weights in their stored float type (F32, F16, BF16)", {"cpu"},
+  return {"unquantized",
+          "weights in their stored float type (F32, F16, BF16)",
+          {"cpu"},
           [](const nlohmann::json&) { return std::make_unique<UnquantizedConfig>(); }};
 }
 

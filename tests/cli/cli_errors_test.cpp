@@ -22,7 +22,8 @@ struct CliRun {
 };
 
 CliRun run_cli(const std::string& args) {
-  std::string cmd = "timeout 60 " + std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit " + args + " 2>&1";
+  std::string cmd =
+      "timeout 60 " + std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit " + args + " 2>&1";
   CliRun r;
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;
@@ -56,7 +57,8 @@ class CliErrors : public ::testing::Test {
     EXPECT_NE(r.exit_code, 0) << r.output;
     EXPECT_NE(r.exit_code, 124) << "timed out: " << r.output;
     EXPECT_NE(r.output.find("lowbit: error: "), std::string::npos) << r.output;
-    for (const auto& f : fragments) EXPECT_NE(r.output.find(f), std::string::npos) << f << " in: " << r.output;
+    for (const auto& f : fragments)
+      EXPECT_NE(r.output.find(f), std::string::npos) << f << " in: " << r.output;
   }
   fs::path dir_;
 };
@@ -73,7 +75,8 @@ const char* kStoriesConfig = R"({"architectures":["LlamaForCausalLM"],"hidden_si
   "vocab_size":512,"max_position_embeddings":512,"rms_norm_eps":1e-5,"tie_word_embeddings":true})";
 
 TEST_F(CliErrors, MissingPath) {
-  expect_error("generate --model /nonexistent/model --prompt hi", {"/nonexistent/model", "no such"});
+  expect_error("generate --model /nonexistent/model --prompt hi",
+               {"/nonexistent/model", "no such"});
 }
 
 TEST_F(CliErrors, DirectoryWithoutConfig) {
@@ -103,7 +106,8 @@ TEST_F(CliErrors, WrongTensorShape) {
   std::string cfg = kStoriesConfig;
   cfg.replace(cfg.find("\"hidden_size\":64"), 16, "\"hidden_size\":96");
   write("shape/config.json", cfg);
-  fs::copy_file(shared_path("models/stories260K/hf/model.safetensors"), dir_ / "shape/model.safetensors");
+  fs::copy_file(shared_path("models/stories260K/hf/model.safetensors"),
+                dir_ / "shape/model.safetensors");
   expect_error("perplexity --model " + (dir_ / "shape").string() + " -f /dev/null",
                {"model.embed_tokens.weight", "[512, 64]", "expected [512, 96]"});
 }
@@ -144,8 +148,9 @@ TEST_F(CliErrors, PickleCheckpointRefused) {
 
 TEST(Cli, GenerateGreedyFromBosReproducesStories260K) {
   if (!shared_available()) GTEST_SKIP();
-  CliRun r = run_cli("generate --model " + shared_path("models/stories260K/gguf/stories260K-F32.gguf") +
-                  " --prompt '' --temperature 0 --max-tokens 40");
+  CliRun r =
+      run_cli("generate --model " + shared_path("models/stories260K/gguf/stories260K-F32.gguf") +
+              " --prompt '' --temperature 0 --max-tokens 40");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("Once upon a time, there was a little girl named Lily. She loved to "
                           "play outside in the park."),

@@ -23,7 +23,8 @@ nlohmann::json llama_cpp_reference() {
 // Reference paths are relative to the repository root, or absolute for the default model.
 std::string model_path(const std::string& ref_path) {
   if (ref_path.find("SmolLM2-135M-Instruct") != std::string::npos) return smollm_gguf();
-  if (ref_path.rfind("../shared/", 0) == 0) return shared_available() ? shared_path(ref_path.substr(10)) : "";
+  if (ref_path.rfind("../shared/", 0) == 0)
+    return shared_available() ? shared_path(ref_path.substr(10)) : "";
   return source_path(ref_path);
 }
 
