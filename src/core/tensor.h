@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,5 +28,9 @@ struct TensorView {
 };
 
 std::string shape_string(const std::vector<int64_t>& shape);  // "[576, 49152]"
+
+// The values of an F32/F16/BF16 tensor as fp32; nullopt for any other dtype (callers name
+// the tensor in their error).
+std::optional<std::vector<float>> float_values(const TensorView& t);
 
 }  // namespace lowbit

@@ -54,24 +54,11 @@ std::vector<float> load_vector(const std::string& name, int64_t length,
   if (t->shape != std::vector<int64_t>{length})
     fail("{}: tensor '{}' has shape {}, expected [{}]", source.path(), source.stored_name(name),
          shape_string(t->shape), length);
-  std::vector<float> out(static_cast<size_t>(length));
-  for (int64_t i = 0; i < length; ++i) {
-    switch (t->dtype) {
-      case DType::F32:
-        out[i] = reinterpret_cast<const float*>(t->data)[i];
-        break;
-      case DType::F16:
-        out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(t->data)[i]);
-        break;
-      case DType::BF16:
-        out[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t->data)[i]);
-        break;
-      default:
-        fail("{}: tensor '{}' has dtype {}, expected F32/F16/BF16", source.path(),
-             source.stored_name(name), ::lowbit::name(t->dtype));
-    }
-  }
-  return out;
+  auto values = float_values(*t);
+  if (!values)
+    fail("{}: tensor '{}' has dtype {}, expected F32/F16/BF16", source.path(),
+         source.stored_name(name), ::lowbit::name(t->dtype));
+  return std::move(*values);
 }
 
 }  // namespace lowbit::nn

@@ -16,23 +16,9 @@ struct Prepared {
 };
 
 std::vector<float> to_f32(const TensorView& t) {
-  std::vector<float> out(size_t(t.numel()));
-  for (size_t i = 0; i < out.size(); ++i) {
-    switch (t.dtype) {
-      case DType::F32:
-        out[i] = reinterpret_cast<const float*>(t.data)[i];
-        break;
-      case DType::F16:
-        out[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]);
-        break;
-      case DType::BF16:
-        out[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]);
-        break;
-      default:
-        fail("{}: dtype {} where F32/F16/BF16 was expected", t.name, name(t.dtype));
-    }
-  }
-  return out;
+  auto values = float_values(t);
+  if (!values) fail("{}: dtype {} where F32/F16/BF16 was expected", t.name, name(t.dtype));
+  return std::move(*values);
 }
 
 }  // namespace
