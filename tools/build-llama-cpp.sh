@@ -13,7 +13,7 @@
 #          LLAMA_CPP_FORCE=1       rebuild even if the stamp exists
 #
 # Output:  $LOWBIT_CACHE/llama.cpp/<version>/bin/{llama-perplexity,llama-bench,llama-quantize,
-#          llama-simple,llama-completion} and .../VERSION (llama-cpp-python version + llama.cpp
+#          llama-simple,llama-completion,llama-imatrix} and .../VERSION (llama-cpp-python version + llama.cpp
 #          commit). Idempotent: a finished build (stamp file) is reused without any network access.
 # Build:   CMake Release, GGML_NATIVE=ON (host ISA, e.g. AVX-512), CPU only (no CUDA/Metal/Vulkan),
 #          no curl/openssl, static libs. Takes ~10-20 min on 2 cores; run it in the background.
@@ -27,7 +27,7 @@ ROOT="$CACHE/llama.cpp/$VERSION"
 BIN="$ROOT/bin"
 STAMP="$ROOT/.built"
 JOBS="${LLAMA_CPP_JOBS:-$(nproc)}"
-TARGETS=(llama-perplexity llama-bench llama-quantize llama-simple llama-completion)
+TARGETS=(llama-perplexity llama-bench llama-quantize llama-simple llama-completion llama-imatrix)
 
 log() { echo "[build-llama-cpp] $*" >&2; }
 
