@@ -4,12 +4,19 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/cpu/gguf_dequantize.h"
 
 namespace lowbit::kernels::cpu {
 namespace {
 
-constexpr DType kSupported[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
-                                DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+// Every format with a reference decoder: the plain floats, the 32-element GGUF blocks below
+// and the K / IQ / TQ / MXFP4 formats of gguf_dequantize.cpp.
+constexpr DType kSupported[] = {
+    DType::F32,     DType::F16,   DType::BF16,  DType::Q8_0,    DType::Q4_0,   DType::Q4_1,
+    DType::Q5_0,    DType::Q5_1,  DType::Q8_1,  DType::Q2_K,    DType::Q3_K,   DType::Q4_K,
+    DType::Q5_K,    DType::Q6_K,  DType::Q8_K,  DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S,
+    DType::IQ3_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ1_M,   DType::IQ4_NL, DType::IQ4_XS,
+    DType::TQ1_0,   DType::TQ2_0, DType::MXFP4};
 
 template <typename Block>
 const Block* blocks(const void* src) {
@@ -107,6 +114,7 @@ void dequantize_ref(DType t, const void* src, int64_t k, float* out) {
       }
       return;
     default:
+      if (dequantize_gguf_ref(t, src, k, out)) return;
       fail("dequantize: no CPU codec for {} (supported: {})", name(t), cpu_kernel_supported_list());
   }
 }

@@ -9,6 +9,7 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/q8_activation.h"  // q8act: int8-activation path
+#include "kernels/cpu/vec.h"
 
 namespace lowbit::kernels::cpu {
 namespace {
@@ -62,6 +63,42 @@ void linear_scalar(const WeightMatrix& w, const float* x, int64_t m, float* y) {
   }
 }
 
+// Formats with fp32-activation SIMD kernels in x86/linear_avx*.cpp. Every other supported
+// format (K / IQ / TQ / MXFP4 / Q8_1 / Q8_K) runs linear_decoded_rows at any SIMD level:
+// correct for all formats, about as fast as the weights decode. Add a format here when its
+// x86 kernels learn it.
+bool has_isa_kernel(DType t) {
+  switch (t) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Generic fallback: each weight row is decoded once per call into fp32 (reference decoder,
+// bit-exact with llama.cpp's dequantization) and dotted with all m activation rows using the
+// SIMD dot product of `isa`. Weight rows are split over OpenMP threads.
+void linear_decoded_rows(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y) {
+#pragma omp parallel if (w.n * w.k * (m + 1) > (int64_t(1) << 18))
+  {
+    std::vector<float> row(size_t(w.k));
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < w.n; ++j) {
+      dequantize_ref(w.dtype, row_ptr(w, j), w.k, row.data());
+      for (int64_t i = 0; i < m; ++i)
+        y[i * w.n + j] = dot_f32_isa(isa, row.data(), x + i * w.k, w.k);
+    }
+  }
+}
+
 // q8act: the process-wide activation-precision setting, defaulted from the environment once.
 std::atomic<bool>& exact_flag() {
   static std::atomic<bool> flag = [] {
@@ -91,6 +128,7 @@ void linear_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float
     for (int64_t i = 0; i < m * w.n; ++i) y[i] = 0.0f;
     return;
   }
+  if (!has_isa_kernel(w.dtype)) return linear_decoded_rows(isa, w, x, m, y);
   switch (isa) {
     case Isa::kAvx512:
       return avx512::linear(w, x, m, y);
@@ -116,6 +154,7 @@ void dequantize_row_isa(Isa isa, const WeightMatrix& w, int64_t row, float* out)
     fail("dequantize_row: row {} out of range for a {} weight with {} rows", row, name(w.dtype),
          w.n);
   if (w.k == 0) return;
+  if (!has_isa_kernel(w.dtype)) return dequantize_ref(w.dtype, row_ptr(w, row), w.k, out);
   switch (isa) {
     case Isa::kAvx512:
       return avx512::dequantize_row(w, row, out);

@@ -22,13 +22,7 @@
 
 namespace lowbit::kernels::cpu {
 
-#pragma pack(push, 1)
-struct BlockQ8_1 {
-  uint16_t d, s;  // fp16: d = amax/127, s = d·Σ qs
-  int8_t qs[32];
-};
-#pragma pack(pop)
-static_assert(sizeof(BlockQ8_1) == 36);
+// BlockQ8_1 is in gguf_blocks.h (via dequantize.h).
 
 // llama.cpp's block bytes (quantize_row_q8_0_ref / quantize_row_q8_1_ref); k % 32 == 0.
 void quantize_row_q8_0_ref(const float* x, int64_t k, BlockQ8_0* y);
