@@ -6,7 +6,7 @@
 // Logical weight, row j of W (n rows = output features, k columns = input features):
 //   W[j, c] = (code[j, c] - zero[j, g]) * scale[j, g]     kInt4 (codes 0..15), kInt8 (0..255)
 //   W[j, c] = lut[code[j, c]] * scale[j, g]                kNf4 / kFp4 (codes 0..15, bnb tables)
-// with g = c / group_size after the optional input permutation (act-order, see below).
+// with g = c / group_size, or under act-order g = (position of c in perm) / group_size (below).
 //
 // Methods hand over unpacked codes; pack_wq_weight() chooses the memory layout its kernels
 // want (nibble order, interleaving, per-group precomputation), so that layout can change
@@ -29,16 +29,18 @@ const char* wq_kind_name(WqKind kind);  // "int4", "int8", "nf4", "fp4"
 struct WqSource {
   WqKind kind = WqKind::kInt4;
   int64_t n = 0, k = 0;
-  int64_t group_size = 0;          // input columns per scale group; k for per-channel. Must divide k.
+  int64_t group_size = 0;  // input columns per scale group; k for per-channel. Must divide k.
   const uint8_t* codes = nullptr;  // [n, k]; < 16 for 4-bit kinds
   const float* scales = nullptr;   // [n, k / group_size]
   const float* zeros = nullptr;    // [n, k / group_size] for kInt4/kInt8; nullptr = symmetric
                                    // (zero 8 for int4, 128 for int8); ignored for kNf4/kFp4
-  // Act-order (GPTQ desc_act): codes/scales are given for the *stored* column order and
-  // perm[c] names the stored column that the c-th input element multiplies, i.e.
-  //   y[j] = Σ_c W[j, c] · x[perm[c]].
-  // nullptr = identity. pack_wq_weight() reorders the columns so that groups are contiguous
-  // and apply gathers x once per call.
+  // Act-order (GPTQ desc_act): codes stay in the checkpoint's column order (code column s
+  // always multiplies x[s]), but the groups are scattered over the columns. perm lists the
+  // columns in group order: column perm[c] belongs to scale group c / group_size, i.e.
+  //   y[j] = Σ_c W(code[j, perm[c]], group c / group_size) · x[perm[c]].
+  // For GPTQ, perm = stable argsort(g_idx) (valid when every group has group_size columns).
+  // nullptr = identity (column c in group c / group_size). pack_wq_weight() reorders the
+  // columns so that groups are contiguous and wq_linear gathers x once per call.
   const int32_t* perm = nullptr;
 };
 
