@@ -8,6 +8,9 @@ MethodRegistry MethodRegistry::builtin() {
   MethodRegistry r;
   r.add(unquantized_method_info());
   r.add(gguf_method_info());
+  r.add(awq_method_info());
+  r.add(gptq_method_info());
+  r.add(compressed_tensors_method_info());
   return r;
 }
 

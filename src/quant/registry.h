@@ -37,5 +37,8 @@ class MethodRegistry {
 // In-tree methods (one file each).
 MethodInfo unquantized_method_info();
 MethodInfo gguf_method_info();
+MethodInfo awq_method_info();                 // AutoAWQ GEMM checkpoints
+MethodInfo gptq_method_info();                // GPTQ checkpoints (v1 / v2 zeros, act-order)
+MethodInfo compressed_tensors_method_info();  // llm-compressor integer weight-only schemes
 
 }  // namespace lowbit::quant
