@@ -209,6 +209,40 @@ TEST(WqLinear, LargeLayerAcrossThreads) {
   }
 }
 
+// The SIMD levels quantize activations to the same int8 blocks, so their int8-activation
+// results agree to fp32 rounding, and differ from the exact path (the int8 path really ran).
+TEST(WqLinear, Int8ActivationLevelsAgree) {
+  std::vector<Isa> simd;
+  for (Isa isa : available_isas())
+    if (isa != Isa::kScalar) simd.push_back(isa);
+  if (simd.empty()) GTEST_SKIP() << "no SIMD level on this CPU";
+  std::mt19937_64 rng(21);
+  for (WqKind kind : {WqKind::kInt4, WqKind::kInt8}) {
+    Source s = random_source(kind, 45, 1120, 32, true, false, rng);
+    auto packed = pack_wq_weight(s.src, "agree");
+    const int64_t m = 5, n = 45, k = 1120;
+    const std::vector<float> x = random_floats(size_t(m * k), rng);
+    const std::vector<double> w = logical_weight(s.src);
+    std::vector<float> exact(size_t(m * n)), first(size_t(m * n)), y(size_t(m * n));
+    wq_linear_isa(simd[0], true, *packed, x.data(), m, exact.data());
+    wq_linear_isa(simd[0], false, *packed, x.data(), m, first.data());
+    int differ = 0;
+    for (size_t i = 0; i < y.size(); ++i) differ += first[i] != exact[i];
+    EXPECT_GT(differ, int(y.size()) / 2) << wq_kind_name(kind);
+    for (Isa isa : simd) {
+      wq_linear_isa(isa, false, *packed, x.data(), m, y.data());
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double abs_sum = 0;
+          for (int64_t c = 0; c < k; ++c)
+            abs_sum += std::fabs(w[size_t(j * k + c)] * x[size_t(i * k + c)]);
+          ASSERT_NEAR(y[size_t(i * n + j)], first[size_t(i * n + j)], 1e-5 * abs_sum)
+              << wq_kind_name(kind) << " " << isa_name(isa);
+        }
+    }
+  }
+}
+
 TEST(WqLinear, DefaultEntryPointFollowsExactActivations) {
   std::mt19937_64 rng(5);
   Source s = random_source(WqKind::kInt4, 19, 256, 128, true, false, rng);

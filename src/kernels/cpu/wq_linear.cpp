@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/q8_activation.h"
 #include "kernels/cpu/wq_linear_kernels.h"
 
 namespace lowbit::kernels::cpu {
@@ -124,6 +125,41 @@ const float* gathered(const WqWeight& w, const float* x, int64_t m, std::vector<
   return scratch->data();
 }
 
+// Int8 activations in the layout of WqQ8Activations, blocks quantized by the shared llama.cpp
+// Q8 quantizer of q8_activation.h one block at a time (a lone block is stored in natural
+// order, and every SIMD level gives the same bytes).
+void quantize_wq_activations(Isa isa, const float* xg, int64_t m, int64_t k, int64_t group_size,
+                             WqQ8Activations* out) {
+  WqQ8Activations& a = *out;
+  a.m = m;
+  a.k = k;
+  a.kp = (k + 63) / 64 * 64;
+  a.groups = k / group_size;
+  a.q.assign(size_t(m * a.kp), 0);
+  a.d.assign(size_t(m * a.kp / 32), 0.0f);
+  a.xs.resize(size_t(m * a.groups));
+  const int64_t per_group = group_size / 32;
+#pragma omp parallel for schedule(static) if (m > 1 && m * k > (int64_t(1) << 15))
+  for (int64_t i = 0; i < m; ++i) {
+    int8_t* q = a.q.data() + i * a.kp;
+    float* d = a.d.data() + i * a.kp / 32;
+    float* xs = a.xs.data() + i * a.groups;
+    for (int64_t g = 0; g < a.groups; ++g) {
+      float sum = 0.0f;
+      for (int64_t b = g * per_group; b < (g + 1) * per_group; ++b) {
+        int32_t s;
+        const float* xb = xg + i * k + 32 * b;
+        if (isa == Isa::kAvx512)
+          avx512::quantize_blocks(xb, 1, q + 32 * b, &d[b], &s);
+        else
+          avx2::quantize_blocks(xb, 1, q + 32 * b, &d[b], &s);
+        sum += d[b] * float(s);
+      }
+      xs[g] = sum;
+    }
+  }
+}
+
 // Scalar kernel: decode one weight row to fp32 and dot it with every activation row (four
 // fp32 lanes); rows of W are split across threads.
 void linear_scalar(const WqWeight& w, const float* xg, int64_t m, float* y) {
@@ -213,7 +249,6 @@ void wq_unpack_nibbles(const uint8_t* packed, int64_t k, uint8_t* codes) {
 void wq_decode_row(const WqWeight& w, int64_t j, float* out) {
   const uint8_t* p = w.codes.data() + j * w.row_bytes;
   const float* scale = w.scale.data() + j * w.groups;
-  const float* min = w.min.data() + j * w.groups;
   thread_local std::vector<uint8_t> codes;
   const uint8_t* q = p;
   if (wq_is_4bit(w.kind)) {
@@ -227,7 +262,7 @@ void wq_decode_row(const WqWeight& w, int64_t j, float* out) {
   } else {
     for (int64_t c = 0; c < w.k; ++c) {
       const int64_t g = c / w.group_size;
-      out[c] = scale[g] * float(q[c]) + min[g];
+      out[c] = scale[g] * (float(q[c]) - w.zero[size_t(j * w.groups + g)]);
     }
   }
 }
@@ -248,11 +283,12 @@ std::shared_ptr<const WqWeight> pack_wq_weight(const WqSource& src, const std::s
   w->row_bytes = wq_is_4bit(src.kind) ? (src.k + 1) / 2 : src.k;
   w->codes.resize(size_t(src.n * w->row_bytes));
   w->scale.assign(src.scales, src.scales + src.n * w->groups);
-  w->min.assign(size_t(src.n * w->groups), 0.0f);
-  if (!wq_is_lut(src.kind))
-    for (int64_t i = 0; i < src.n * w->groups; ++i)
-      w->min[size_t(i)] =
-          -w->scale[size_t(i)] * (src.zeros ? src.zeros[i] : default_zero(src.kind));
+  if (!wq_is_lut(src.kind)) {
+    if (src.zeros)
+      w->zero.assign(src.zeros, src.zeros + src.n * w->groups);
+    else
+      w->zero.assign(size_t(src.n * w->groups), default_zero(src.kind));
+  }
 #pragma omp parallel if (src.n * src.k > (int64_t(1) << 20))
   {
     std::vector<uint8_t> row(size_t(src.k));
@@ -277,7 +313,7 @@ int64_t wq_rows(const WqWeight& w) { return w.n; }
 int64_t wq_cols(const WqWeight& w) { return w.k; }
 
 uint64_t wq_bytes(const WqWeight& w) {
-  const uint64_t per_group = wq_is_lut(w.kind) ? 4 : 8;  // scale (+ min)
+  const uint64_t per_group = wq_is_lut(w.kind) ? 4 : 8;  // scale (+ zero)
   return uint64_t(w.codes.size()) + uint64_t(w.n * w.groups) * per_group;
 }
 
@@ -285,9 +321,17 @@ void wq_linear_isa(Isa isa, bool exact, const WqWeight& w, const float* x, int64
   require(isa);
   validate_call(w, x, m, y);
   if (m == 0) return;
+  // One scratch per calling thread: generation calls this for every layer and token.
   thread_local std::vector<float> scratch;
   const float* xg = gathered(w, x, m, &scratch);
-  linear_scalar(w, xg, m, y);
+  if (isa == Isa::kScalar || !wq_simd_layout(w)) return linear_scalar(w, xg, m, y);
+  if (!exact && !wq_is_lut(w.kind)) {
+    thread_local WqQ8Activations a;
+    quantize_wq_activations(isa, xg, m, w.k, w.group_size, &a);
+    return isa == Isa::kAvx512 ? avx512::wq_linear_q8(w, a, y) : avx2::wq_linear_q8(w, a, y);
+  }
+  return isa == Isa::kAvx512 ? avx512::wq_linear_exact(w, xg, m, y)
+                             : avx2::wq_linear_exact(w, xg, m, y);
 }
 
 void wq_linear(const WqWeight& w, const float* x, int64_t m, float* y) {
