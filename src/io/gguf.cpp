@@ -5,7 +5,10 @@
 #include "io/gguf.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <regex>
 #include <set>
 
 #include "core/checked_math.h"
@@ -23,6 +26,7 @@ constexpr uint64_t kMaxArrayLen = uint64_t(1) << 31;
 constexpr int kMaxArrayDepth = 4;        // an array nested in arrays at most this deep
 constexpr uint64_t kMaxTensorName = 63;  // GGML_MAX_NAME = 64 including the NUL
 constexpr uint32_t kMaxDims = 4;
+constexpr int64_t kMaxSplitParts = 99999;  // five digits in the part file names
 // Smallest possible encodings, used to bound counts by the bytes left before allocating.
 constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;                  // key len, 1-byte key, type, u8
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;  // name, n_dims, ne[1], type, off
@@ -302,14 +306,94 @@ class GgufParser {
   std::string key_;  // key whose value is being read, for messages
 };
 
-std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
+std::unique_ptr<GgufFile> GgufFile::open_one(const std::string& path) {
   auto f = std::unique_ptr<GgufFile>(new GgufFile());
   f->file_ = std::make_unique<MappedFile>(path);
   GgufParser(*f, path).parse();
   return f;
 }
 
+std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
+  auto f = open_one(path);
+  if (f->has("split.count")) {
+    const int64_t count = f->get_int("split.count");
+    if (count < 1 || count > kMaxSplitParts)
+      fail("{}: split.count: found {}, expected 1..{}", path, count, kMaxSplitParts);
+    if (count > 1) f->open_split_parts(count);
+  }
+  return f;
+}
+
+namespace {
+
+// "DIR/NAME-00001-of-00003.gguf" -> {"DIR/NAME", 1, 3}; nullopt when the name has no such tail.
+struct SplitName {
+  std::string prefix;
+  int64_t no, count;
+};
+std::optional<SplitName> parse_split_name(const std::string& path) {
+  static const std::regex kSplit(R"(^(.*)-([0-9]{5})-of-([0-9]{5})\.gguf$)");
+  std::smatch m;
+  if (!std::regex_match(path, m, kSplit)) return std::nullopt;
+  return SplitName{m[1].str(), std::stoll(m[2].str()), std::stoll(m[3].str())};
+}
+
+std::string split_path(const std::string& prefix, int64_t no, int64_t count) {
+  char tail[32];
+  std::snprintf(tail, sizeof tail, "-%05lld-of-%05lld.gguf", (long long)no, (long long)count);
+  return prefix + tail;
+}
+
+}  // namespace
+
+void GgufFile::open_split_parts(int64_t count) {
+  const std::string& first = path();
+  const auto name = parse_split_name(first);
+  if (!name)
+    fail(
+        "{}: split.count is {} but the file name does not end in -NNNNN-of-NNNNN.gguf, so "
+        "the other parts cannot be found",
+        first, count);
+  const int64_t no = get_int_or("split.no", -1);
+  if (name->no != 1 || no != 0)
+    fail("{}: this is part {} of a split model (split.no = {}); open the first part {}", first,
+         name->no, no, split_path(name->prefix, 1, name->count));
+  if (name->count != count)
+    fail("{}: split.count is {} but the file name says {} parts", first, count, name->count);
+  for (int64_t i = 2; i <= count; ++i) {
+    const std::string part_path = split_path(name->prefix, i, count);
+    if (!std::filesystem::exists(part_path))
+      fail("{}: part {} of {} of this split model is missing (expected {})", first, i, count,
+           part_path);
+    auto part = open_one(part_path);
+    const int64_t part_count = part->get_int_or("split.count", -1);
+    const int64_t part_no = part->get_int_or("split.no", -1);
+    if (part_count != count || part_no != i - 1)
+      fail("{}: split.count = {}, split.no = {}; expected {} and {} (part {} of {})", part_path,
+           part_count, part_no, count, i - 1, i, first);
+    for (const TensorView& t : part->tensors()) {
+      if (tensor_index_.count(t.name))
+        fail("{}: tensor '{}' is also in an earlier part of this split model", part_path, t.name);
+      tensor_index_[t.name] = tensors_.size();
+      tensors_.push_back(t);
+    }
+    parts_.push_back(std::move(part));
+  }
+  if (has("split.tensors.count")) {
+    const int64_t want = get_int("split.tensors.count");
+    if (want != int64_t(tensors_.size()))
+      fail("{}: split.tensors.count is {} but the {} parts hold {} tensors", first, want, count,
+           tensors_.size());
+  }
+}
+
 const std::string& GgufFile::path() const { return file_->path(); }
+
+std::vector<std::string> GgufFile::part_paths() const {
+  std::vector<std::string> out = {path()};
+  for (const auto& p : parts_) out.push_back(p->path());
+  return out;
+}
 
 GgufType GgufFile::type_of(const std::string& key) const {
   auto it = kv_types_.find(key);

@@ -3,6 +3,12 @@
 // tensor dims, types, byte sizes, alignment, offsets inside the file and not overlapping);
 // every problem is a lowbit::Error naming the file and the field. Tensor data is used in
 // place from the memory map.
+//
+// Split models (llama.cpp gguf-split / gguf-py: NAME-00001-of-0000N.gguf, with split.no
+// (0-based), split.count and split.tensors.count in every part): opening the first part opens
+// all N parts next to it; metadata comes from the first part, tensors() lists the tensors of
+// all parts in part order. A missing part, a part with other split.count/split.no, a tensor in
+// two parts or a tensor count other than split.tensors.count is an Error naming the part.
 #pragma once
 
 #include <cstdint>
@@ -19,14 +25,25 @@
 namespace lowbit::io {
 
 enum class GgufType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8,
-  ARRAY = 9, U64 = 10, I64 = 11, F64 = 12
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12
 };
 
 struct GgufArray;
 // A metadata value. Integers keep their stored width's signedness in the variant index.
-using GgufValue = std::variant<uint64_t, int64_t, double, bool, std::string,
-                               std::shared_ptr<GgufArray>>;
+using GgufValue =
+    std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>>;
 struct GgufArray {
   GgufType elem_type;
   std::vector<GgufValue> items;
@@ -34,10 +51,13 @@ struct GgufArray {
 
 class GgufFile {
  public:
-  // Opens and validates; throws lowbit::Error("<path>: <field>: found X, expected Y").
+  // Opens and validates (all parts of a split model); throws
+  // lowbit::Error("<path>: <field>: found X, expected Y").
   static std::unique_ptr<GgufFile> open(const std::string& path);
 
   const std::string& path() const;
+  // Paths of all parts in order (just path() for a single file).
+  std::vector<std::string> part_paths() const;
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
 
@@ -71,6 +91,9 @@ class GgufFile {
   std::map<std::string, GgufType> kv_types_;  // the stored type (U32 vs U64, F32 vs F64, ...)
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> tensor_index_;
+  std::vector<std::unique_ptr<GgufFile>> parts_;  // parts 2..N of a split model (own their maps)
+  static std::unique_ptr<GgufFile> open_one(const std::string& path);
+  void open_split_parts(int64_t count);
   friend class GgufParser;
 };
 

@@ -1,6 +1,6 @@
 // `gguf`: each tensor keeps the GGUF type it was stored with (F32/F16/BF16 or a block format
-// such as Q4_0/Q8_0); the CPU kernels decode blocks on the fly. Types without a CPU kernel are
-// refused at load with the layer and type named.
+// such as Q4_0/Q4_K/IQ2_XS); the CPU kernels decode blocks on the fly (every GGUF block type
+// has one). Types without a CPU kernel are refused at load with the layer and type named.
 #include "quant/dense_weight_method.h"
 #include "quant/registry.h"
 
@@ -31,7 +31,9 @@ class GgufConfig : public QuantConfig {
 
 MethodInfo gguf_method_info() {
   return {"gguf",
-          "GGUF tensors in their stored type (F32/F16/BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)",
+          "GGUF tensors in their stored type: F32/F16/BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, "
+          "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, "
+          "IQ3_S, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4",
           {"cpu"},
           [](const nlohmann::json&) { return std::make_unique<GgufConfig>(); }};
 }
