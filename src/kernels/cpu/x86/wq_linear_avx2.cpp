@@ -94,20 +94,32 @@ void exact_tile(const WqWeight& w, int64_t r0, const float* xg, int64_t i0, floa
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < M; ++i) acc[r][i] = _mm256_setzero_ps();
   GroupCursor cursor(w.group_size);
+  // nf4/fp4: the current group's table scale·lut as two 8-entry halves per row.
+  __m256 t_lo[R], t_hi[R];
+  int64_t g_loaded = -1;
   auto slice = [&](const int64_t c, auto codes_of) {
     const int64_t g = cursor.g;
+    if constexpr (kLut) {
+      if (g != g_loaded) {
+        for (int r = 0; r < R; ++r) {
+          const __m256 sv = _mm256_broadcast_ss(scale[r] + g);
+          t_lo[r] = _mm256_mul_ps(lut_lo, sv);
+          t_hi[r] = _mm256_mul_ps(lut_hi, sv);
+        }
+        g_loaded = g;
+      }
+    }
     __m256 wv[R];
     for (int r = 0; r < R; ++r) {
       const __m256i q = codes_of(r);
-      __m256 v;
       if constexpr (kLut) {
-        const __m256 lo = _mm256_permutevar8x32_ps(lut_lo, q);
-        const __m256 hi = _mm256_permutevar8x32_ps(lut_hi, q);
-        v = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)));
+        const __m256 lo = _mm256_permutevar8x32_ps(t_lo[r], q);
+        const __m256 hi = _mm256_permutevar8x32_ps(t_hi[r], q);
+        wv[r] = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)));
       } else {
-        v = _mm256_sub_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(zero[r] + g));
+        const __m256 v = _mm256_sub_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(zero[r] + g));
+        wv[r] = _mm256_mul_ps(v, _mm256_broadcast_ss(scale[r] + g));
       }
-      wv[r] = _mm256_mul_ps(v, _mm256_broadcast_ss(scale[r] + g));
     }
     for (int i = 0; i < M; ++i) {
       const __m256 xv = _mm256_loadu_ps(x[i] + c);

@@ -8,8 +8,10 @@
 // −scale·zero·Σ_block d·Σq (a dot over the groups at the end of the row).
 //
 // Exact (fp32 activations, every kind): 16 codes at a time are widened to int32 lanes
-// (vpmovzxbd from memory, then a nibble shift/mask), turned into values (int: code − zero,
-// exact; nf4/fp4: vpermps into the 16-entry table), scaled and FMA'd with the activations.
+// (vpmovzxbd from memory, then a nibble shift/mask) and FMA'd with the activations. 4-bit
+// kinds index (vpermps) a 16-entry table of the group's values scale·(code − zero) or
+// scale·lut[code], built once per group and row (the same fp32 values as the reference
+// decode); int8 computes scale·(code − zero) per element.
 //
 // Tiles: R = 4 weight rows × M activation rows (M = 1 for generation, 4 for prompts); each
 // weight chunk is decoded once per tile and each activation chunk loaded once per R rows. Rows
@@ -95,7 +97,10 @@ void exact_tile(const WqWeight& w, int64_t r0, const float* xg, int64_t i0, floa
   __m512 acc[R][M];
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < M; ++i) acc[r][i] = _mm512_setzero_ps();
-  __m512 s_v[R], z_v[R];
+  // Per row, the current group's values: 4-bit kinds as a 16-entry table of scale·value(code)
+  // (one vpermps per 16 weights), int8 as scale and zero.
+  __m512 tbl[R], s_v[R], z_v[R];
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   int64_t g_loaded = -1;
   GroupCursor cursor(w.group_size);
   auto slice = [&](const int64_t c, auto codes_of) {
@@ -104,15 +109,20 @@ void exact_tile(const WqWeight& w, int64_t r0, const float* xg, int64_t i0, floa
       for (int r = 0; r < R; ++r) {
         s_v[r] = _mm512_set1_ps(scale[r][g]);
         if constexpr (!kLut) z_v[r] = _mm512_set1_ps(zero[r][g]);
+        if constexpr (kLut) tbl[r] = _mm512_mul_ps(lut, s_v[r]);
+        if constexpr (K == WqKind::kInt4)
+          tbl[r] = _mm512_mul_ps(_mm512_sub_ps(iota, z_v[r]), s_v[r]);
       }
       g_loaded = g;
     }
     __m512 wv[R];
     for (int r = 0; r < R; ++r) {
       const __m512i q = codes_of(r);
-      const __m512 v =
-          kLut ? _mm512_permutexvar_ps(q, lut) : _mm512_sub_ps(_mm512_cvtepi32_ps(q), z_v[r]);
-      wv[r] = _mm512_mul_ps(v, s_v[r]);
+      if constexpr (kNibbles) {
+        wv[r] = _mm512_permutexvar_ps(q, tbl[r]);
+      } else {
+        wv[r] = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(q), z_v[r]), s_v[r]);
+      }
     }
     for (int i = 0; i < M; ++i) {
       const __m512 xv = _mm512_loadu_ps(x[i] + c);
@@ -166,17 +176,21 @@ void q8_tile(const WqWeight& w, int64_t r0, const WqQ8Activations& a, int64_t i0
     for (int i = 0; i < M; ++i) acc[r][i] = _mm512_setzero_ps();
   const __m512i pair_idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   GroupCursor cursor(w.group_size);
+  __m512 s_v[R];  // scales of the current chunk's two blocks, per row
+  int64_t s_g0 = -1, s_g1 = -1;
   // One chunk of 64 columns starting at c (32 when `half`: lanes 8–15 then see zero weights,
   // zero padding activations and d = 0).
   auto chunk = [&](const int64_t c, const bool half, auto codes_of) {
     const int64_t g0 = cursor.take(), g1 = half ? g0 : cursor.take();
-    __m512i wq[R];
-    __m512 s_v[R];
-    for (int r = 0; r < R; ++r) {
-      wq[r] = codes_of(r);
-      s_v[r] =
-          _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(scale[r][g0]), _mm512_set1_ps(scale[r][g1]));
+    if (g0 != s_g0 || g1 != s_g1) {
+      for (int r = 0; r < R; ++r)
+        s_v[r] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(scale[r][g0]),
+                                      _mm512_set1_ps(scale[r][g1]));
+      s_g0 = g0;
+      s_g1 = g1;
     }
+    __m512i wq[R];
+    for (int r = 0; r < R; ++r) wq[r] = codes_of(r);
     for (int i = 0; i < M; ++i) {
       const __m512i xv = _mm512_loadu_si512(xq[i] + c);
       const __m512 d = _mm512_permutexvar_ps(
