@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/isa_kernels.h"
+#include "kernels/cpu/kquant_dot.h"  // K-quant int8-activation path
 #include "kernels/cpu/q8_activation.h"  // q8act: int8-activation path
 #include "kernels/cpu/vec.h"
 
@@ -144,6 +145,9 @@ void linear(const WeightMatrix& w, const float* x, int64_t m, float* y) {
   // (q8_activation.h); exact_activations() keeps the fp32-activation kernels.
   if (!exact_activations() && q8_activation_supports(w.dtype))
     return linear_q8_isa(active_isa(), w, x, m, y);
+  // K-quants, IQ4_XS/IQ4_NL, MXFP4: the same with Q8_K / Q8_0 activations (kquant_dot.h).
+  if (!exact_activations() && kquant_supports(w.dtype))
+    return linear_kquant_isa(active_isa(), w, x, m, y);
   linear_isa(active_isa(), w, x, m, y);
 }
 

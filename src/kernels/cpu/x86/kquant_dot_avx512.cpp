@@ -1,0 +1,493 @@
+// AVX-512 VNNI variant of the K-quant / IQ4 int8-activation products (kquant_dot.h).
+// A 256-element super-block is decoded into 4 registers of 64 weight bytes in element order
+// (unsigned q_e, or |q_e| plus a sign mask for the non-linear IQ4 tables) and 4 registers of
+// int16 group scales lined up with vpmaddubsw's 32 int16 pair sums (lanes 8g'..8g'+7 ↔ group
+// 4c + g' of chunk c). Per activation row: vpmaddubsw (u8·s8 pairs, no saturation: |q| ≤ 127 and
+// pairs of 6-bit q stay far below 2^15) then vpdpwssd (·scale, accumulated in int32), exact
+// integers until one int32→fp32 conversion per block. Mins (Q2_K/Q4_K/Q5_K) and offsets (Q3_K's
+// −4, Q6_K's −32) go through the activations' 16-element sums: Σ_g m_g·bsum_g with vpmaddwd.
+// Q8_0-paired IQ4_NL / MXFP4: two 32-element blocks per 64-byte register, vpdpbusd.
+// m > 1: a block is decoded once per tile of up to kTile activation rows.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/gguf_grids.h"
+#include "kernels/cpu/kquant_dot.h"
+#include "kernels/cpu/kquant_simd.h"
+
+namespace lowbit::kernels::cpu::avx512 {
+namespace {
+
+using namespace kquant_simd;
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum512(__m512 v) {
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// [32 bytes at p | the same 32 bytes]; the upper copy shifted right by `shift` bits per byte
+// when used through the helpers below.
+inline __m512i bcast256(const void* p) {
+  return _mm512_broadcast_i64x4(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+}
+// Per-byte constant: `lo` in the lower 32 bytes, `hi` in the upper 32.
+inline __m512i split_const(int lo, int hi) {
+  return _mm512_inserti64x4(_mm512_set1_epi8(char(lo)), _mm256_set1_epi8(char(hi)), 1);
+}
+
+// A decoded super-block.
+struct Sb {
+  __m512i w[4];      // 4 × 64 weight bytes, element order (|q| for signed formats)
+  __m512i s[4];      // int16 scale per vpmaddubsw lane of chunk c
+  __mmask64 neg[4];  // signed formats: elements whose weight is negative
+  __m256i m;         // int16 group mins / offset scales m_g (formats with kMin)
+  float d, dm;       // d_w and c_w
+};
+
+// 16 int8 group scales -> the 4 per-chunk int16 lane vectors.
+inline void spread_scales(__m128i s8, __m512i s[4]) {
+  const __m512i s16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(s8));
+  for (int c = 0; c < 4; ++c) {
+    // lane j of chunk c <- group 4c + j/8
+    const __m512i idx =
+        _mm512_add_epi16(_mm512_set1_epi16(short(4 * c)),
+                         _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
+                                          1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+    s[c] = _mm512_permutexvar_epi16(idx, s16);
+  }
+}
+
+// ---- Decoders: one per format. kSigned: weights as |q| + sign mask; kMin: has m_g. ----------
+
+struct DecQ4K {
+  static constexpr bool kSigned = false, kMin = true;
+  static void decode(const uint8_t* p, Sb& sb) {
+    const auto& b = *reinterpret_cast<const BlockQ4_K*>(p);
+    sb.d = h2f(b.d);
+    sb.dm = -h2f(b.dmin);
+    __m128i sc, mn;
+    q4k_scales_mins(b.scales, &sc, &mn);
+    spread_scales(sc, sb.s);
+    sb.m = _mm256_cvtepu8_epi16(mn);
+    const __m512i m4 = _mm512_set1_epi8(15);
+    for (int c = 0; c < 4; ++c) {  // 32 bytes: low nibbles = elements 64c.., high = 64c+32..
+      __m512i q = bcast256(b.qs + 32 * c);
+      q = _mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4);
+      sb.w[c] = _mm512_and_si512(q, m4);
+    }
+  }
+};
+
+struct DecQ5K {
+  static constexpr bool kSigned = false, kMin = true;
+  static void decode(const uint8_t* p, Sb& sb) {
+    const auto& b = *reinterpret_cast<const BlockQ5_K*>(p);
+    sb.d = h2f(b.d);
+    sb.dm = -h2f(b.dmin);
+    __m128i sc, mn;
+    q4k_scales_mins(b.scales, &sc, &mn);
+    spread_scales(sc, sb.s);
+    sb.m = _mm256_cvtepu8_epi16(mn);
+    const __m512i m4 = _mm512_set1_epi8(15), h = bcast256(b.qh);
+    for (int c = 0; c < 4; ++c) {  // 5th bit of element 64c + 32t + l: bit 2c + t of qh[l]
+      __m512i q = bcast256(b.qs + 32 * c);
+      q = _mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4);
+      q = _mm512_and_si512(q, m4);
+      const __mmask64 hb = _mm512_test_epi8_mask(h, split_const(1 << (2 * c), 2 << (2 * c)));
+      sb.w[c] = _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(16));
+    }
+  }
+};
+
+struct DecQ6K {
+  static constexpr bool kSigned = false, kMin = true;  // m_g = scale, c_w = −32·d
+  static void decode(const uint8_t* p, Sb& sb) {
+    const auto& b = *reinterpret_cast<const BlockQ6_K*>(p);
+    sb.d = h2f(b.d);
+    sb.dm = -32.0f * sb.d;
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    spread_scales(sc, sb.s);
+    sb.m = _mm256_cvtepi8_epi16(sc);
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    for (int h = 0; h < 2; ++h) {
+      // Half h, l < 32: element l    = ql[l]    & 15 | (qh[l] >> 0 & 3) << 4
+      //                 element l+32 = ql[l+32] & 15 | (qh[l] >> 2 & 3) << 4
+      //                 element l+64 = ql[l]    >> 4 | (qh[l] >> 4 & 3) << 4
+      //                 element l+96 = ql[l+32] >> 4 | (qh[l] >> 6 & 3) << 4
+      const __m512i l = _mm512_loadu_si512(b.ql + 64 * h);
+      __m512i hh = bcast256(b.qh + 32 * h);
+      hh = _mm512_mask_srli_epi16(hh, 0xFFFF0000u, hh, 2);
+      const __m512i hi0 = _mm512_and_si512(_mm512_slli_epi16(hh, 4), m30);
+      const __m512i hi1 = _mm512_and_si512(hh, m30);
+      sb.w[2 * h] = _mm512_ternarylogic_epi32(m4, l, hi0, 0xCA);  // m4 ? l : hi0
+      sb.w[2 * h + 1] = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(l, 4), hi1, 0xCA);
+    }
+  }
+};
+
+template <bool kQ3>
+struct DecQ23K {
+  static constexpr bool kSigned = false, kMin = true;
+  static void decode(const uint8_t* p, Sb& sb) {
+    const uint8_t* qs;
+    if constexpr (kQ3) {
+      const auto& b = *reinterpret_cast<const BlockQ3_K*>(p);
+      sb.d = h2f(b.d);
+      sb.dm = -4.0f * sb.d;  // q = low2 + 4·hbit − 4
+      const __m128i sc = q3k_scales(b.scales);
+      spread_scales(sc, sb.s);
+      sb.m = _mm256_cvtepi8_epi16(sc);
+      qs = b.qs;
+    } else {
+      const auto& b = *reinterpret_cast<const BlockQ2_K*>(p);
+      sb.d = h2f(b.d);
+      sb.dm = -h2f(b.dmin);
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+      const __m128i m4 = _mm_set1_epi8(15);
+      spread_scales(_mm_and_si128(raw, m4), sb.s);
+      sb.m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+      qs = b.qs;
+    }
+    // Element 128h + 32j + l = (qs[32h + l] >> 2j) & 3; chunk c = 2h + jj holds j = 2jj, 2jj+1.
+    for (int c = 0; c < 4; ++c) {
+      const int h = c / 2, j = 2 * (c % 2);
+      const __m512i q = bcast256(qs + 32 * h);
+      const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * j)),
+                                             _mm256_set1_epi16(short(2 * j + 2)), 1);
+      sb.w[c] = _mm512_and_si512(_mm512_srlv_epi16(q, cnt), _mm512_set1_epi8(3));
+      if constexpr (kQ3) {  // 3rd bit of element e: bit e/32 of hmask[e % 32]
+        const auto& b = *reinterpret_cast<const BlockQ3_K*>(p);
+        const __mmask64 hb =
+            _mm512_test_epi8_mask(bcast256(b.hmask), split_const(1 << (2 * c), 2 << (2 * c)));
+        sb.w[c] = _mm512_mask_add_epi8(sb.w[c], hb, sb.w[c], _mm512_set1_epi8(4));
+      }
+    }
+  }
+};
+
+// |T| of the IQ4 table (all ≤ 127) and which indices are negative (0..7).
+inline __m512i iq4_abs_table() {
+  return _mm512_abs_epi8(
+      _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))));
+}
+
+struct DecIQ4XS {
+  static constexpr bool kSigned = true, kMin = false;
+  static void decode(const uint8_t* p, Sb& sb) {
+    const auto& b = *reinterpret_cast<const BlockIQ4_XS*>(p);
+    sb.d = h2f(b.d);
+    sb.dm = 0.0f;
+    spread_scales(iq4xs_scales(b), sb.s);
+    const __m512i table = iq4_abs_table(), m4 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
+    for (int c = 0; c < 4; ++c) {  // sub-blocks 2c, 2c+1: [lo(16 B) hi(16 B) lo(next) hi(next)]
+      const uint8_t* q = b.qs + 32 * c;
+      __m512i r = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+      r = _mm512_mask_broadcast_i32x4(r, 0xFF00,
+                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+      r = _mm512_mask_srli_epi16(r, 0xFF00FF00u, r, 4);
+      const __m512i idx = _mm512_and_si512(r, m4);
+      sb.w[c] = _mm512_shuffle_epi8(table, idx);
+      sb.neg[c] = _mm512_cmplt_epu8_mask(idx, eight);
+    }
+  }
+};
+
+// One super-block against one activation row: acc += d_x·d_w·Σ s_g·dot_g (16 lanes), accm +=
+// d_x·c_w·Σ m_g·bsum_g (8 lanes).
+template <class D>
+inline void sb_dot(const Sb& sb, const int8_t* xq, const int16_t* bsums, float dx, __m512& acc,
+                   __m256& accm) {
+  __m512i isum = _mm512_setzero_si512();
+  for (int c = 0; c < 4; ++c) {
+    __m512i x = _mm512_loadu_si512(xq + 64 * c);
+    if constexpr (D::kSigned) x = _mm512_mask_sub_epi8(x, sb.neg[c], _mm512_setzero_si512(), x);
+    isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(sb.w[c], x), sb.s[c]);
+  }
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(sb.d * dx), acc);
+  if constexpr (D::kMin) {
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
+    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, sb.m)),
+                           _mm256_set1_ps(sb.dm * dx), accm);
+  }
+}
+
+constexpr int kTile = 4;        // activation rows sharing one decoded block
+constexpr int64_t kPanel = 64;  // activation rows kept hot (L2) while all weight rows pass
+
+// Weight row `wr` (nsb super-blocks) against activation rows i0 .. i0+T-1.
+template <class D, int T>
+void row_tile(const uint8_t* wr, const KQuantActivations& a, int64_t i0, float* y, int64_t ldy) {
+  __m512 acc[T];
+  __m256 accm[T];
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    accm[t] = _mm256_setzero_ps();
+  }
+  for (int64_t s = 0; s < a.nb; ++s) {
+    Sb sb;
+    D::decode(wr + size_t(s) * D::kBlockBytes, sb);
+    for (int t = 0; t < T; ++t) {
+      const int64_t i = i0 + t;
+      sb_dot<D>(sb, a.qs.data() + i * a.k + 256 * s, a.bsums.data() + (i * a.nb + s) * 16,
+                a.d[size_t(i * a.nb + s)], acc[t], accm[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    y[t * ldy] = D::kMin ? hsum512(acc[t]) + hsum256(accm[t]) : hsum512(acc[t]);
+}
+
+template <class D>
+void run_sb(const WeightMatrix& w, const KQuantActivations& a, float* y) {
+  const size_t row_bytes = size_t(a.nb) * D::kBlockBytes;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+#pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
+  for (int64_t m0 = 0; m0 < a.m; m0 += kPanel) {
+    const int64_t m1 = std::min(a.m, m0 + kPanel);
+#pragma omp for schedule(static) nowait
+    for (int64_t j = 0; j < w.n; ++j) {
+      const uint8_t* wr = base + size_t(j) * row_bytes;
+      int64_t i = m0;
+      for (; i + kTile <= m1; i += kTile) row_tile<D, kTile>(wr, a, i, y + i * w.n + j, w.n);
+      switch (m1 - i) {
+        case 3:
+          row_tile<D, 3>(wr, a, i, y + i * w.n + j, w.n);
+          break;
+        case 2:
+          row_tile<D, 2>(wr, a, i, y + i * w.n + j, w.n);
+          break;
+        case 1:
+          row_tile<D, 1>(wr, a, i, y + i * w.n + j, w.n);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+// A decoder with its block size.
+template <class D, class B>
+struct Sized : D {
+  static constexpr size_t kBlockBytes = sizeof(B);
+};
+
+// ---- 32-element table formats with Q8_0 activations: IQ4_NL, MXFP4 ---------------------------
+
+struct Iq4nl {
+  static constexpr size_t kBytes = sizeof(BlockIQ4_NL);
+  static constexpr int kQs = 2;
+  static float scale(const uint8_t* b) {
+    uint16_t h;
+    std::memcpy(&h, b, 2);
+    return h2f(h);
+  }
+  static __m512i table() { return iq4_abs_table(); }
+  static __mmask64 negative(__m512i idx) {
+    return _mm512_cmplt_epu8_mask(idx, _mm512_set1_epi8(8));
+  }
+};
+struct Mxfp4 {
+  static constexpr size_t kBytes = sizeof(BlockMXFP4);
+  static constexpr int kQs = 1;
+  static float scale(const uint8_t* b) { return e8m0_to_f32_half_local(b[0]); }
+  static float e8m0_to_f32_half_local(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : uint32_t(e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+  static __m512i table() {
+    return _mm512_abs_epi8(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values))));
+  }
+  static __mmask64 negative(__m512i idx) {  // sign bit (index 8 is −0: |·| = 0 either way)
+    return _mm512_test_epi8_mask(idx, _mm512_set1_epi8(8));
+  }
+};
+
+// Two decoded 32-element blocks: [lo(b0) hi(b0) lo(b1) hi(b1)] as |value| bytes + sign mask.
+struct Pair {
+  __m512i w;
+  __mmask64 neg;
+  float d0, d1;
+};
+
+template <class F>
+inline void decode_pair(const uint8_t* b0, __m512i table, Pair& pr) {
+  __m512i r =
+      _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + F::kQs)));
+  r = _mm512_mask_broadcast_i32x4(
+      r, 0xFF00, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + F::kBytes + F::kQs)));
+  r = _mm512_mask_srli_epi16(r, 0xFF00FF00u, r, 4);
+  const __m512i idx = _mm512_and_si512(r, _mm512_set1_epi8(15));
+  pr.w = _mm512_shuffle_epi8(table, idx);
+  pr.neg = F::negative(idx);
+  pr.d0 = F::scale(b0);
+  pr.d1 = F::scale(b0 + F::kBytes);
+}
+
+// Lone last block (odd block count): 32 bytes [lo | hi].
+template <class F>
+inline float single_dot(const uint8_t* b, __m512i table, const int8_t* xq, float dx) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + F::kQs));
+  const __m128i m4 = _mm_set1_epi8(15);
+  const __m256i idx =
+      _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+  const __m256i w = _mm256_shuffle_epi8(_mm512_castsi512_si256(table), idx);
+  const __mmask32 neg = __mmask32(F::negative(_mm512_castsi256_si512(idx)));
+  __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+  x = _mm256_mask_sub_epi8(x, neg, _mm256_setzero_si256(), x);
+  const __m256i isum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x);
+  return hsum256(_mm256_cvtepi32_ps(isum)) * (F::scale(b) * dx);
+}
+
+template <class F, int T>
+void row_tile32(const uint8_t* wr, __m512i table, const KQuantActivations& a, int64_t i0, float* y,
+                int64_t ldy) {
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  const int64_t pairs = a.nb / 2;
+  for (int64_t p = 0; p < pairs; ++p) {
+    Pair pr;
+    decode_pair<F>(wr + size_t(2 * p) * F::kBytes, table, pr);
+    for (int t = 0; t < T; ++t) {
+      const int64_t i = i0 + t;
+      __m512i x = _mm512_loadu_si512(a.qs.data() + i * a.k + 64 * p);
+      x = _mm512_mask_sub_epi8(x, pr.neg, _mm512_setzero_si512(), x);
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), pr.w, x));
+      const float* dx = a.d.data() + i * a.nb + 2 * p;
+      acc[t] = _mm512_mask3_fmadd_ps(f, _mm512_set1_ps(pr.d0 * dx[0]), acc[t], 0x00FF);
+      acc[t] = _mm512_mask3_fmadd_ps(f, _mm512_set1_ps(pr.d1 * dx[1]), acc[t], 0xFF00);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    float s = hsum512(acc[t]);
+    if (a.nb & 1) {
+      const int64_t i = i0 + t, b = a.nb - 1;
+      s += single_dot<F>(wr + size_t(b) * F::kBytes, table, a.qs.data() + i * a.k + 32 * b,
+                         a.d[size_t(i * a.nb + b)]);
+    }
+    y[t * ldy] = s;
+  }
+}
+
+template <class F>
+void run_32(const WeightMatrix& w, const KQuantActivations& a, float* y) {
+  const size_t row_bytes = size_t(a.nb) * F::kBytes;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const __m512i table = F::table();
+#pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
+  for (int64_t m0 = 0; m0 < a.m; m0 += kPanel) {
+    const int64_t m1 = std::min(a.m, m0 + kPanel);
+#pragma omp for schedule(static) nowait
+    for (int64_t j = 0; j < w.n; ++j) {
+      const uint8_t* wr = base + size_t(j) * row_bytes;
+      int64_t i = m0;
+      for (; i + kTile <= m1; i += kTile)
+        row_tile32<F, kTile>(wr, table, a, i, y + i * w.n + j, w.n);
+      switch (m1 - i) {
+        case 3:
+          row_tile32<F, 3>(wr, table, a, i, y + i * w.n + j, w.n);
+          break;
+        case 2:
+          row_tile32<F, 2>(wr, table, a, i, y + i * w.n + j, w.n);
+          break;
+        case 1:
+          row_tile32<F, 1>(wr, table, a, i, y + i * w.n + j, w.n);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// Q8_K quantization; vcvtps2dq rounds half to even (default MXCSR), as ggml's nearest_int.
+
+void q8k_quantize_row(const float* x, int64_t nb, int8_t* qs, float* d, int16_t* bsums) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* xb = x + 256 * b;
+    int8_t* q = qs + 256 * b;
+    int16_t* bs = bsums + 16 * b;
+    __m512 vmax = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    for (int c = 0; c < 16; ++c) {
+      const __m512 v = _mm512_loadu_ps(xb + 16 * c);
+      bad |= _mm512_fpclass_ps_mask(v, 0x99);  // NaN, ±Inf
+      vmax = _mm512_max_ps(vmax, _mm512_abs_ps(v));
+    }
+    if (bad) {
+      std::memset(q, 0, 256);
+      std::memset(bs, 0, 32);
+      d[b] = NAN;
+      continue;
+    }
+    const float amax = _mm512_reduce_max_ps(vmax);
+    if (amax == 0.0f) {
+      std::memset(q, 0, 256);
+      std::memset(bs, 0, 32);
+      d[b] = 0.0f;
+      continue;
+    }
+    // The signed value of the first element with |x| == amax.
+    float max = 0.0f;
+    for (int c = 0; c < 16; ++c) {
+      const __m512 v = _mm512_loadu_ps(xb + 16 * c);
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      if (hit) {
+        max = xb[16 * c + __builtin_ctz(hit)];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m512 vs = _mm512_set1_ps(iscale);
+    for (int c = 0; c < 16; ++c) {
+      __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * c), vs));
+      v = _mm512_min_epi32(v, _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16 * c), _mm512_cvtepi32_epi8(v));
+      bs[c] = int16_t(_mm512_reduce_add_epi32(v));
+    }
+    d[b] = 1.0f / iscale;
+  }
+}
+
+void kquant_linear(const WeightMatrix& w, const KQuantActivations& a, float* y) {
+  switch (w.dtype) {
+    case DType::Q2_K:
+      return run_sb<Sized<DecQ23K<false>, BlockQ2_K>>(w, a, y);
+    case DType::Q3_K:
+      return run_sb<Sized<DecQ23K<true>, BlockQ3_K>>(w, a, y);
+    case DType::Q4_K:
+      return run_sb<Sized<DecQ4K, BlockQ4_K>>(w, a, y);
+    case DType::Q5_K:
+      return run_sb<Sized<DecQ5K, BlockQ5_K>>(w, a, y);
+    case DType::Q6_K:
+      return run_sb<Sized<DecQ6K, BlockQ6_K>>(w, a, y);
+    case DType::IQ4_XS:
+      return run_sb<Sized<DecIQ4XS, BlockIQ4_XS>>(w, a, y);
+    case DType::IQ4_NL:
+      return run_32<Iq4nl>(w, a, y);
+    default:
+      return run_32<Mxfp4>(w, a, y);
+  }
+}
+
+}  // namespace lowbit::kernels::cpu::avx512
