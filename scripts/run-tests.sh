@@ -13,7 +13,7 @@ else
 fi
 # Unit tests side by side; whole-model tests one at a time, each using every core (running
 # them side by side oversubscribes the cores and makes OpenMP barriers crawl).
-ctest --test-dir "$build" -j "$jobs" -LE model --output-on-failure
+ctest --test-dir "$build" -j "$jobs" -LE "model|cuda" --output-on-failure  # cuda: scripts/gpu-check
 ctest --test-dir "$build" -L model --output-on-failure
 echo "lowbit: building the loader tests with ASan/UBSan (build-asan/)" >&2
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOWBIT_SANITIZE=ON >/dev/null

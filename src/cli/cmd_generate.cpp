@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/device_options.h"
 #include "core/error.h"
 #include "engine/generate.h"
 #include "engine/model_loader.h"
@@ -36,6 +37,7 @@ struct GenerateOptions {
   bool chat = false;
   std::string system;
   int64_t context = 0;
+  DeviceOptions device;
 };
 
 int run_generate(const GenerateOptions& o) {
@@ -73,8 +75,7 @@ int run_generate(const GenerateOptions& o) {
 
   std::vector<int32_t> generated;
   size_t printed = 0;
-  auto stats =
-      engine::generate(*m.model, prompt, o.max_tokens, context, sp, m.eos_ids(), [&](int32_t id) {
+  auto on_token = [&](int32_t id) {
         generated.push_back(id);
         std::string text = tok.decode(generated, true);
         size_t upto = complete_utf8_prefix(text);
@@ -84,7 +85,12 @@ int run_generate(const GenerateOptions& o) {
           printed = upto;
         }
         return true;
-      });
+  };
+  auto stats = engine::resolve_device(o.device.device) == engine::Device::kCuda
+                   ? engine::generate_cuda(m, prompt, o.max_tokens, context, sp, m.eos_ids(),
+                                           on_token, o.device.cuda)
+                   : engine::generate(*m.model, prompt, o.max_tokens, context, sp, m.eos_ids(),
+                                      on_token);
   std::string text = tok.decode(generated, true);
   if (text.size() > printed) std::fwrite(text.data() + printed, 1, text.size() - printed, stdout);
   std::fputc('\n', stdout);
@@ -114,6 +120,7 @@ Runner add_generate(CLI::App& app) {
   cmd->add_flag("--chat", o->chat, "wrap the prompt in the model's chat template");
   cmd->add_option("--system", o->system, "system message for --chat");
   cmd->add_option("-c,--ctx-size", o->context, "context length (default: the model's)");
+  add_device_options(*cmd, o->device);
   return [o] { return run_generate(*o); };
 }
 

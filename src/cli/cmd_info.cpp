@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "engine/gpu_device.h"
 #include "kernels/cpu/cpu_features.h"
 #include "quant/registry.h"
 
@@ -17,7 +18,7 @@ Runner add_info(CLI::App& app) {
                 f.avx2 ? " avx2" : "", f.fma ? " fma" : "", f.f16c ? " f16c" : "",
                 f.avx512 ? " avx512(f,bw,vl)" : "", f.avx512_vnni ? " avx512-vnni" : "",
                 kernels::cpu::isa_name(kernels::cpu::active_isa()));
-    std::printf("CUDA: backend not built (no GPU kernels yet); devices: none\n");
+    std::printf("%s", engine::cuda_info_text().c_str());
     std::printf("Quantization methods:\n");
     const auto registry = quant::MethodRegistry::builtin();
     for (const auto& m : registry.methods()) {

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/device_options.h"
 #include "core/error.h"
 #include "engine/generate.h"
 #include "engine/model_loader.h"
@@ -16,6 +17,7 @@ struct PerplexityOptions {
   std::string file;
   int64_t ctx = 512;
   int64_t chunks = -1;
+  DeviceOptions device;
 };
 
 std::string read_text(const std::string& path) {
@@ -36,10 +38,13 @@ int run_perplexity(const PerplexityOptions& o) {
   int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;
   std::fprintf(stderr, "%s: %zu tokens, ctx %lld\n", o.file.c_str(), tokens.size(),
                (long long)o.ctx);
-  auto r = engine::perplexity(*m.model, tokens, o.ctx, o.chunks, bos, [](int64_t c, double p) {
+  auto on_chunk = [](int64_t c, double p) {
     std::fprintf(stderr, "[%lld]%.4f,", (long long)c, p);
     std::fflush(stderr);
-  });
+  };
+  auto r = engine::resolve_device(o.device.device) == engine::Device::kCuda
+               ? engine::perplexity_cuda(m, tokens, o.ctx, o.chunks, bos, on_chunk, o.device.cuda)
+               : engine::perplexity(*m.model, tokens, o.ctx, o.chunks, bos, on_chunk);
   std::fprintf(stderr, "\n%lld chunks, %lld scored tokens, %.1f tokens/s\n", (long long)r.chunks,
                (long long)r.scored_tokens, double(r.chunks * o.ctx) / r.seconds);
   std::printf("PPL = %.4f\n", r.ppl);
@@ -55,6 +60,7 @@ Runner add_perplexity(CLI::App& app) {
   cmd->add_option("-f,--file", o->file, "text file")->required();
   cmd->add_option("-c,--ctx", o->ctx, "tokens per chunk")->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--chunks", o->chunks, "maximum number of chunks (default: all)");
+  add_device_options(*cmd, o->device);
   return [o] { return run_perplexity(*o); };
 }
 

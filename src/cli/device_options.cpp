@@ -1,0 +1,19 @@
+#include "cli/device_options.h"
+
+namespace lowbit::cli {
+
+void add_device_options(CLI::App& cmd, DeviceOptions& o) {
+  cmd.add_option("--device", o.device,
+                 "cpu, cuda, or auto (cuda when a usable GPU exists); default cpu")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cmd.add_option("--kv-cache-dtype", o.cuda.kv_cache_dtype,
+                 "CUDA KV cache: auto (bf16, or fp8 with checkpoint scales), bf16, fp8, fp8_e4m3, "
+                 "fp8_e5m2 (scales from the first prompt when the checkpoint has none)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
+  cmd.add_option("--gpu-memory-utilization", o.cuda.gpu_memory_utilization,
+                 "share of GPU memory for weights + KV cache (default 0.9)")
+      ->check(CLI::Range(0.01, 1.0));
+  cmd.add_flag("!--no-cuda-graphs", o.cuda.cuda_graphs, "run decode steps without CUDA graphs");
+}
+
+}  // namespace lowbit::cli

@@ -1,0 +1,343 @@
+#include <cuda_bf16.h>
+
+#include <cfloat>
+
+#include "kernels/cuda/attention/kv_convert.cuh"
+#include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/ops/elementwise.h"
+
+namespace lowbit::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < int(blockDim.x >> 5) ? partial[lane] : 0.0f;
+    s = warp_sum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+__global__ void embedding_kernel(const bf16* table, const int32_t* ids, int64_t width, float* out) {
+  const int64_t t = blockIdx.x;
+  const bf16* row = table + int64_t(ids[t]) * width;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+    out[t * width + i] = __bfloat162float(row[i]);
+}
+
+__global__ void add_rms_norm_kernel(float* x, const bf16* delta, const float* w, float eps,
+                                    int64_t width, bf16* out) {
+  const int64_t r = blockIdx.x;
+  float* xr = x + r * width;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+    float v = xr[i];
+    if (delta) {
+      v += __bfloat162float(delta[r * width + i]);
+      xr[i] = v;
+    }
+    ss += v * v;
+  }
+  ss = block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / float(width) + eps);
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+    out[r * width + i] = __float2bfloat16(xr[i] * inv * w[i]);
+}
+
+__global__ void silu_mul_kernel(const bf16* gate_up, int64_t n, int64_t inter, bf16* out) {
+  const int64_t total = n * inter;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t r = i / inter, c = i % inter;
+    float g = __bfloat162float(gate_up[r * 2 * inter + c]);
+    float u = __bfloat162float(gate_up[r * 2 * inter + inter + c]);
+    out[i] = __float2bfloat16(g / (1.0f + expf(-g)) * u);
+  }
+}
+
+__global__ void add_bias_kernel(bf16* y, const float* bias, int64_t n, int64_t width) {
+  const int64_t total = n * width;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16(__bfloat162float(y[i]) + bias[i % width]);
+}
+
+template <KvDtype D>
+__device__ void store_kv(void* cache, const float* scale, const PagedKvLayer& c, int32_t slot,
+                         int32_t head, int32_t d, float value) {
+  using T = typename KvElem<D>::T;
+  const int64_t block = slot / c.block_size, offset = slot % c.block_size;
+  const int64_t index = ((block * c.num_kv_heads + head) * c.block_size + offset) * c.head_dim + d;
+  float v = D == KvDtype::kBf16 ? value : value / *scale;
+  static_cast<T*>(cache)[index] = float_to_kv<D>(v);
+}
+
+// One warp per (token, head) over the q, k and v heads of a token; grid: [n, ceil(heads/warps)].
+template <KvDtype D>
+__global__ void rope_kv_write_kernel(RopeKvArgs a, PagedKvLayer cache) {
+  const int64_t t = blockIdx.x;
+  const int warps = blockDim.x >> 5;
+  const int head = blockIdx.y * warps + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  const int total_heads = a.num_heads + 2 * a.num_kv_heads;
+  if (head >= total_heads) return;
+  const int hd = a.head_dim;
+  bf16* x = a.qkv + t * int64_t(total_heads) * hd + int64_t(head) * hd;
+  const bool is_q = head < a.num_heads;
+  const bool is_v = head >= a.num_heads + a.num_kv_heads;
+  const int kv_head = is_q ? 0 : (head - a.num_heads) % a.num_kv_heads;
+  const int32_t slot = a.slot_mapping ? a.slot_mapping[t] : 0;
+
+  if (is_v) {
+    if (a.store)
+      for (int d = lane; d < hd; d += 32)
+        store_kv<D>(cache.v, cache.v_scale, cache, slot, kv_head, d, __bfloat162float(x[d]));
+    return;
+  }
+  const bool write_back = a.rotate && (is_q || !a.store);
+  const bool store = a.store && !is_q;
+  float inv = 1.0f;
+  const float* norm_w = is_q ? a.q_norm : a.k_norm;
+  if (a.rotate && norm_w) {
+    float ss = 0.0f;
+    for (int d = lane; d < hd; d += 32) {
+      float v = __bfloat162float(x[d]);
+      ss += v * v;
+    }
+    ss = warp_sum(ss);
+    inv = 1.0f / sqrtf(ss / float(hd) + a.norm_eps);
+  }
+  __syncwarp();
+  auto norm = [&](int d) {
+    float v = __bfloat162float(x[d]);
+    // Qwen3's q/k norm: the normed value is rounded to bf16 before RoPE, as HF does in bf16.
+    return (a.rotate && norm_w) ? __bfloat162float(__float2bfloat16(v * inv * norm_w[d])) : v;
+  };
+  auto emit = [&](int d, float v) {
+    if (write_back) x[d] = __float2bfloat16(v);
+    if (store) store_kv<D>(cache.k, cache.k_scale, cache, slot, kv_head, d, v);
+  };
+  const int half = a.rope_dim / 2;
+  const float pos = float(a.positions[t]);
+  for (int i = lane; i < half; i += 32) {
+    const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+    float x0 = norm(ia), x1 = norm(ib);
+    if (a.rotate) {
+      float s, c;
+      sincosf(pos * a.inv_freq[i], &s, &c);  // fp32 angle, as the CPU model and HF
+      float r0 = x0 * c - x1 * s, r1 = x1 * c + x0 * s;
+      x0 = r0;
+      x1 = r1;
+    }
+    emit(ia, x0);
+    emit(ib, x1);
+  }
+  for (int d = a.rope_dim + lane; d < hd; d += 32) emit(d, norm(d));
+}
+
+__device__ __forceinline__ void atomic_max_nonneg(float* addr, float v) {
+  // Non-negative floats order like their bit patterns as signed ints.
+  atomicMax(reinterpret_cast<int*>(addr), __float_as_int(v));
+}
+
+__global__ void kv_amax_kernel(const bf16* qkv, int64_t n, int32_t num_heads, int32_t num_kv_heads,
+                               int32_t head_dim, float* amax) {
+  const int64_t row_width = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
+  const int64_t kv_width = int64_t(num_kv_heads) * head_dim;
+  const int64_t k0 = int64_t(num_heads) * head_dim;
+  float mk = 0.0f, mv = 0.0f;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * kv_width;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t r = i / kv_width, c = i % kv_width;
+    mk = fmaxf(mk, fabsf(__bfloat162float(qkv[r * row_width + k0 + c])));
+    mv = fmaxf(mv, fabsf(__bfloat162float(qkv[r * row_width + k0 + kv_width + c])));
+  }
+  mk = warp_max(mk);
+  mv = warp_max(mv);
+  if ((threadIdx.x & 31) == 0) {
+    atomic_max_nonneg(&amax[0], mk);
+    atomic_max_nonneg(&amax[1], mv);
+  }
+}
+
+__global__ void kv_scale_kernel(const float* amax, float fp8_max, float* k_scale, float* v_scale) {
+  // An all-zero tensor would give scale 0 (and 0/0 later): keep a tiny positive scale.
+  *k_scale = fmaxf(amax[0], 1e-12f) / fp8_max;
+  *v_scale = fmaxf(amax[1], 1e-12f) / fp8_max;
+}
+
+__global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* ids) {
+  const float* row = logits + blockIdx.x * vocab;
+  float best = -FLT_MAX;
+  int32_t best_i = 0x7fffffff;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    float v = row[i];
+    if (v > best || (v == best && int32_t(i) < best_i)) {
+      best = v;
+      best_i = int32_t(i);
+    }
+  }
+  __shared__ float s_val[kThreads];
+  __shared__ int32_t s_idx[kThreads];
+  s_val[threadIdx.x] = best;
+  s_idx[threadIdx.x] = best_i;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      float ov = s_val[threadIdx.x + s];
+      int32_t oi = s_idx[threadIdx.x + s];
+      if (ov > s_val[threadIdx.x] || (ov == s_val[threadIdx.x] && oi < s_idx[threadIdx.x])) {
+        s_val[threadIdx.x] = ov;
+        s_idx[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) ids[blockIdx.x] = s_idx[0] == 0x7fffffff ? 0 : s_idx[0];
+}
+
+__device__ __forceinline__ float hash_uniform(uint64_t seed, uint64_t i) {
+  // splitmix64 of (seed, index) -> [-1, 1)
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + i + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return float(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
+}
+
+__global__ void fill_bf16_kernel(bf16* out, int64_t n, uint64_t seed, float scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16(hash_uniform(seed, uint64_t(i)) * scale);
+}
+
+__global__ void fill_f32_kernel(float* out, int64_t n, uint64_t seed, float scale, float offset) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = offset + hash_uniform(seed, uint64_t(i)) * scale;
+}
+
+__global__ void fill_fp8_kernel(uint8_t* out, int64_t n, uint64_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    // Clearing bits 3 and 7 keeps the exponent below all-ones in e4m3 and e5m2: no NaN/inf.
+    uint32_t h = uint32_t((hash_uniform(seed, uint64_t(i)) + 1.0f) * 8388608.0f);
+    out[i] = uint8_t(h & 0x77u) | uint8_t((h >> 8) & 0x80u);
+  }
+}
+
+unsigned grid_for(int64_t total) {
+  int64_t blocks = (total + kThreads - 1) / kThreads;
+  return unsigned(blocks < 1 ? 1 : blocks > 65535 * 4 ? 65535 * 4 : blocks);
+}
+
+}  // namespace
+
+void embedding(const bf16* table, const int32_t* ids, int64_t n, int64_t width, float* out,
+               cudaStream_t stream) {
+  if (n == 0) return;
+  embedding_kernel<<<unsigned(n), kThreads, 0, stream>>>(table, ids, width, out);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void add_rms_norm(float* x, const bf16* delta, const float* w, float eps, int64_t n, int64_t width,
+                  bf16* out, cudaStream_t stream) {
+  if (n == 0) return;
+  int threads = width >= 4096 ? 1024 : width >= 1024 ? 512 : 128;
+  add_rms_norm_kernel<<<unsigned(n), threads, 0, stream>>>(x, delta, w, eps, width, out);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void silu_mul(const bf16* gate_up, int64_t n, int64_t inter, bf16* out, cudaStream_t stream) {
+  if (n * inter == 0) return;
+  silu_mul_kernel<<<grid_for(n * inter), kThreads, 0, stream>>>(gate_up, n, inter, out);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void add_bias(bf16* y, const float* bias, int64_t n, int64_t width, cudaStream_t stream) {
+  if (n * width == 0) return;
+  add_bias_kernel<<<grid_for(n * width), kThreads, 0, stream>>>(y, bias, n, width);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void rope_kv_write(const RopeKvArgs& a, const PagedKvLayer& cache, cudaStream_t stream) {
+  if (a.n == 0) return;
+  const int warps = 4;
+  const int total_heads = a.num_heads + 2 * a.num_kv_heads;
+  dim3 grid(unsigned(a.n), unsigned((total_heads + warps - 1) / warps));
+  switch (cache.dtype) {
+    case KvDtype::kBf16:
+      rope_kv_write_kernel<KvDtype::kBf16><<<grid, warps * 32, 0, stream>>>(a, cache);
+      break;
+    case KvDtype::kFp8E4M3:
+      rope_kv_write_kernel<KvDtype::kFp8E4M3><<<grid, warps * 32, 0, stream>>>(a, cache);
+      break;
+    case KvDtype::kFp8E5M2:
+      rope_kv_write_kernel<KvDtype::kFp8E5M2><<<grid, warps * 32, 0, stream>>>(a, cache);
+      break;
+  }
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void calibrate_kv_scales(const bf16* qkv, int64_t n, int32_t num_heads, int32_t num_kv_heads,
+                         int32_t head_dim, float fp8_max, float* amax_scratch, float* k_scale,
+                         float* v_scale, cudaStream_t stream) {
+  LOWBIT_CUDA_CHECK(cudaMemsetAsync(amax_scratch, 0, 2 * sizeof(float), stream));
+  int64_t total = n * int64_t(num_kv_heads) * head_dim;
+  unsigned grid = grid_for(total) > 1024 ? 1024 : grid_for(total);
+  kv_amax_kernel<<<grid, kThreads, 0, stream>>>(qkv, n, num_heads, num_kv_heads, head_dim,
+                                                amax_scratch);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  kv_scale_kernel<<<1, 1, 0, stream>>>(amax_scratch, fp8_max, k_scale, v_scale);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* ids,
+                 cudaStream_t stream) {
+  if (rows == 0) return;
+  argmax_kernel<<<unsigned(rows), kThreads, 0, stream>>>(logits, vocab, ids);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void fill_uniform(bf16* out, int64_t n, uint64_t seed, float scale, cudaStream_t stream) {
+  if (n == 0) return;
+  fill_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(out, n, seed, scale);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void fill_uniform(float* out, int64_t n, uint64_t seed, float scale, float offset,
+                  cudaStream_t stream) {
+  if (n == 0) return;
+  fill_f32_kernel<<<grid_for(n), kThreads, 0, stream>>>(out, n, seed, scale, offset);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void fill_random_fp8(uint8_t* out, int64_t n, uint64_t seed, cudaStream_t stream) {
+  if (n == 0) return;
+  fill_fp8_kernel<<<grid_for(n), kThreads, 0, stream>>>(out, n, seed);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace lowbit::kernels::cuda

@@ -1,0 +1,719 @@
+#include "models/llama_cuda.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cuda/attention/paged_attention.h"
+#include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/common/device_buffer.h"
+#include "kernels/cuda/gemm/linear.h"
+#include "kernels/cuda/ops/elementwise.h"
+#include "models/weight_source.h"
+
+namespace lowbit::models {
+namespace {
+
+namespace kc = kernels::cuda;
+using kc::bf16;
+using kc::DeviceBuffer;
+
+constexpr int64_t kBlockSize = 16;  // tokens per KV block
+
+kc::KvDtype parse_kv_dtype(const std::string& s, bool checkpoint_has_scales) {
+  if (s == "auto") return checkpoint_has_scales ? kc::KvDtype::kFp8E4M3 : kc::KvDtype::kBf16;
+  if (s == "bf16") return kc::KvDtype::kBf16;
+  if (s == "fp8" || s == "fp8_e4m3") return kc::KvDtype::kFp8E4M3;
+  if (s == "fp8_e5m2") return kc::KvDtype::kFp8E5M2;
+  fail("--kv-cache-dtype '{}' is not known; expected auto, bf16, fp8, fp8_e4m3 or fp8_e5m2", s);
+}
+
+std::string layer_name(int64_t i, const char* rest) {
+  return "model.layers." + std::to_string(i) + "." + rest;
+}
+
+// Values of a checkpoint tensor as fp32, after checking its shape.
+std::vector<float> tensor_floats(const WeightSource& src, const std::string& hf_name,
+                                 const std::vector<int64_t>& shape) {
+  const TensorView* t = src.find(hf_name);
+  if (!t) fail("{}: tensor '{}' is missing", src.path(), src.stored_name(hf_name));
+  if (t->shape != shape)
+    fail("{}: tensor '{}' has shape {}, expected {}", src.path(), src.stored_name(hf_name),
+         shape_string(t->shape), shape_string(shape));
+  if (auto v = float_values(*t)) return std::move(*v);
+  if (traits(t->dtype).block_elems > 1 && kernels::cpu::cpu_kernel_supports(t->dtype)) {
+    std::vector<float> out(size_t(t->numel()));
+    kernels::cpu::dequantize_ref(t->dtype, t->data, t->numel(), out.data());
+    return out;
+  }
+  fail(
+      "{}: tensor '{}' is {}; the CUDA backend reads F32, F16, BF16 and the GGUF formats {} "
+      "(uploaded as bf16) for now",
+      src.path(), src.stored_name(hf_name), name(t->dtype),
+      kernels::cpu::cpu_kernel_supported_list());
+}
+
+void upload_bf16(bf16* dst, const std::vector<float>& v) {
+  std::vector<uint16_t> bits(v.size());
+  for (size_t i = 0; i < v.size(); ++i) bits[i] = f32_to_bf16(v[i]);
+  kc::copy_to_device(dst, bits.data(), bits.size() * 2);
+}
+
+void upload_f32(float* dst, const std::vector<float>& v) {
+  kc::copy_to_device(dst, v.data(), v.size() * 4);
+}
+
+// Per-step metadata, one int32 array of kMetaFields segments of max_step entries each.
+enum MetaField { kTokens, kPositions, kSlots, kTokenSeq, kCtxLens, kMetaFields };
+
+}  // namespace
+
+struct CudaLlamaModel::Impl {
+  ModelConfig cfg;
+  CudaOptions opt;
+  kc::KvDtype kv_dtype = kc::KvDtype::kBf16;
+  int sms = 0;
+  int64_t qkv_width = 0, q_width = 0, kv_width = 0, max_context = 0, max_blocks_per_seq = 0;
+  kc::Stream stream;
+  kc::GemmRunner gemm;
+  std::vector<DeviceBuffer> owned;  // every weight allocation
+  uint64_t weight_bytes = 0, weight_bytes_per_token = 0;
+
+  struct Layer {
+    bf16 *qkv = nullptr, *o = nullptr, *gate_up = nullptr, *down = nullptr;
+    float *qkv_b = nullptr, *o_b = nullptr, *gate_up_b = nullptr, *down_b = nullptr;
+    float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+  };
+  std::vector<Layer> layers;
+  bf16 *embedding = nullptr, *lm_head = nullptr;
+  float *final_norm = nullptr, *inv_freq = nullptr;
+
+  // KV cache pool: k and v each [layers, blocks, kv_heads, block_size, head_dim].
+  int64_t num_blocks = 0;
+  uint64_t layer_pool_bytes = 0;
+  DeviceBuffer k_pool, v_pool, kv_scales;  // kv_scales: [2, layers] (k then v)
+  bool scales_ready = false;
+  std::vector<int32_t> free_blocks;
+  struct Seq {
+    std::vector<int32_t> blocks;
+    int64_t length = 0;
+  };
+  std::vector<Seq> seqs;
+  std::vector<int32_t> block_tables;  // [max_sequences, max_blocks_per_seq]
+
+  // Step buffers.
+  int64_t max_step = 0, logit_rows = 0;
+  DeviceBuffer meta, d_block_tables, x, h, qkv, attn, gate_up, act, delta, logits, ids, workspace,
+      amax;
+  int64_t workspace_floats = 0;
+  kc::PinnedBuffer h_meta, h_ids;
+  std::vector<float> host_logits_tmp;
+
+  struct Graph {
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::map<int64_t, Graph> graphs;  // by batch size
+
+  ~Impl() {
+    for (auto& [n, g] : graphs) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+      if (g.graph) cudaGraphDestroy(g.graph);
+    }
+  }
+
+  template <typename T>
+  T* alloc(int64_t elems, const std::string& what) {
+    owned.emplace_back(size_t(elems) * sizeof(T), what);
+    weight_bytes += uint64_t(elems) * sizeof(T);
+    return owned.back().get<T>();
+  }
+
+  void init_shapes(const ModelConfig& c, const CudaOptions& o) {
+    cfg = c;
+    opt = o;
+    if (opt.max_sequences < 1) fail("max sequences is {}, expected >= 1", opt.max_sequences);
+    if (opt.max_step_tokens < 1) fail("max step tokens is {}, expected >= 1", opt.max_step_tokens);
+    if (!(opt.gpu_memory_utilization > 0 && opt.gpu_memory_utilization <= 1))
+      fail("--gpu-memory-utilization is {}, expected a fraction in (0, 1]",
+           opt.gpu_memory_utilization);
+    if (c.head_dim % 8 != 0 || c.head_dim > 256)
+      fail("{}: head_dim {} is not supported by the CUDA attention (a multiple of 8 up to 256)",
+           c.architecture, c.head_dim);
+    LOWBIT_CUDA_CHECK(cudaSetDevice(opt.device));
+    cudaDeviceProp prop{};
+    LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
+    sms = prop.multiProcessorCount;
+    q_width = c.num_heads * c.head_dim;
+    kv_width = c.num_kv_heads * c.head_dim;
+    qkv_width = q_width + 2 * kv_width;
+    max_context = opt.max_context > 0 ? opt.max_context : c.max_position;
+    max_blocks_per_seq = (max_context + kBlockSize - 1) / kBlockSize;
+    layers.resize(size_t(c.num_layers));
+  }
+
+  void alloc_weights() {
+    const ModelConfig& c = cfg;
+    const int64_t H = c.hidden_size, I = c.intermediate_size;
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      Layer& L = layers[size_t(l)];
+      L.qkv = alloc<bf16>(qkv_width * H, "qkv_proj weights");
+      L.o = alloc<bf16>(H * q_width, "o_proj weights");
+      L.gate_up = alloc<bf16>(2 * I * H, "gate/up_proj weights");
+      L.down = alloc<bf16>(H * I, "down_proj weights");
+      L.attn_norm = alloc<float>(H, "norm weights");
+      L.ffn_norm = alloc<float>(H, "norm weights");
+      if (c.attention_bias) L.qkv_b = alloc<float>(qkv_width, "qkv bias");
+      if (c.attention_out_bias) L.o_b = alloc<float>(H, "o_proj bias");
+      if (c.mlp_bias) {
+        L.gate_up_b = alloc<float>(2 * I, "gate/up bias");
+        L.down_b = alloc<float>(H, "down bias");
+      }
+      if (c.qk_norm) {
+        L.q_norm = alloc<float>(c.head_dim, "q_norm");
+        L.k_norm = alloc<float>(c.head_dim, "k_norm");
+      }
+    }
+    embedding = alloc<bf16>(c.vocab_size * H, "embedding");
+    final_norm = alloc<float>(H, "final norm");
+    inv_freq = alloc<float>(c.rope_dim / 2, "RoPE frequencies");
+    const uint64_t linear_bytes =
+        uint64_t(c.num_layers) * uint64_t(qkv_width * H + H * q_width + 3 * I * H) * 2;
+    weight_bytes_per_token = linear_bytes + uint64_t(c.vocab_size * H) * 2 + uint64_t(H) * 2;
+  }
+
+  void upload_inv_freq(const std::vector<float>& freq_factors) {
+    std::vector<double> inv = rope_inv_freq(cfg, freq_factors);
+    std::vector<float> f(inv.begin(), inv.end());
+    upload_f32(inv_freq, f);
+  }
+
+  void load(const WeightSource& src) {
+    const ModelConfig& c = cfg;
+    const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
+    auto linear = [&](int64_t l, const char* rest, int64_t out, int64_t in, bf16* dst,
+                      float* bias) {
+      std::string prefix = layer_name(l, rest);
+      upload_bf16(dst, tensor_floats(src, prefix + ".weight", {out, in}));
+      if (bias) upload_f32(bias, tensor_floats(src, prefix + ".bias", {out}));
+    };
+    auto vec = [&](const std::string& name, int64_t n, float* dst) {
+      upload_f32(dst, tensor_floats(src, name, {n}));
+    };
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      Layer& L = layers[size_t(l)];
+      // Fused [q; k; v] rows and [gate; up] rows: one GEMM each.
+      linear(l, "self_attn.q_proj", q_width, H, L.qkv, L.qkv_b);
+      linear(l, "self_attn.k_proj", kv_width, H, L.qkv + q_width * H,
+             L.qkv_b ? L.qkv_b + q_width : nullptr);
+      linear(l, "self_attn.v_proj", kv_width, H, L.qkv + (q_width + kv_width) * H,
+             L.qkv_b ? L.qkv_b + q_width + kv_width : nullptr);
+      linear(l, "self_attn.o_proj", H, q_width, L.o, L.o_b);
+      linear(l, "mlp.gate_proj", I, H, L.gate_up, L.gate_up_b);
+      linear(l, "mlp.up_proj", I, H, L.gate_up + I * H, L.gate_up_b ? L.gate_up_b + I : nullptr);
+      linear(l, "mlp.down_proj", H, I, L.down, L.down_b);
+      vec(layer_name(l, "input_layernorm.weight"), H, L.attn_norm);
+      vec(layer_name(l, "post_attention_layernorm.weight"), H, L.ffn_norm);
+      if (c.qk_norm) {
+        vec(layer_name(l, "self_attn.q_norm.weight"), hd, L.q_norm);
+        vec(layer_name(l, "self_attn.k_norm.weight"), hd, L.k_norm);
+      }
+    }
+    upload_bf16(embedding, tensor_floats(src, "model.embed_tokens.weight", {c.vocab_size, H}));
+    vec("model.norm.weight", H, final_norm);
+    const bool tied = c.tie_word_embeddings || !src.find("lm_head.weight");
+    if (tied) {
+      lm_head = embedding;
+    } else {
+      lm_head = alloc<bf16>(c.vocab_size * H, "lm_head");
+      upload_bf16(lm_head, tensor_floats(src, "lm_head.weight", {c.vocab_size, H}));
+    }
+    std::vector<float> freq_factors;
+    if (const TensorView* f = src.find("rope_freqs.weight")) {
+      if (f->dtype != DType::F32 || f->shape != std::vector<int64_t>{c.rope_dim / 2})
+        fail("{}: rope_freqs.weight is {} {}, expected F32 [{}]", src.path(), name(f->dtype),
+             shape_string(f->shape), c.rope_dim / 2);
+      const float* p = reinterpret_cast<const float*>(f->data);
+      freq_factors.assign(p, p + c.rope_dim / 2);
+    }
+    upload_inv_freq(freq_factors);
+  }
+
+  // Checkpoint KV scales (vLLM's self_attn.k_scale / v_scale), all layers or none.
+  std::vector<float> checkpoint_kv_scales(const WeightSource& src) {
+    std::vector<float> k, v;
+    for (int64_t l = 0; l < cfg.num_layers; ++l) {
+      const TensorView* ks = src.find(layer_name(l, "self_attn.k_scale"));
+      const TensorView* vs = src.find(layer_name(l, "self_attn.v_scale"));
+      if (!ks || !vs) return {};
+      auto kf = float_values(*ks), vf = float_values(*vs);
+      if (!kf || !vf || kf->size() != 1 || vf->size() != 1 || !((*kf)[0] > 0) || !((*vf)[0] > 0))
+        fail("{}: layer {} KV scales must be positive scalars (F32/F16/BF16)", src.path(), l);
+      k.push_back((*kf)[0]);
+      v.push_back((*vf)[0]);
+    }
+    k.insert(k.end(), v.begin(), v.end());
+    return k;
+  }
+
+  void alloc_runtime(const std::vector<float>& ckpt_scales) {
+    const ModelConfig& c = cfg;
+    const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+    max_step = opt.max_step_tokens;
+    logit_rows = std::max<int64_t>(opt.max_sequences, std::min<int64_t>(max_step, 256));
+    const int64_t n = std::max(max_step, opt.max_sequences);
+    meta = DeviceBuffer(size_t(kMetaFields * n) * 4, "step metadata");
+    h_meta = kc::PinnedBuffer(size_t(kMetaFields * n) * 4);
+    x = DeviceBuffer(size_t(n * H) * 4, "activations");
+    h = DeviceBuffer(size_t(n * H) * 2, "activations");
+    delta = DeviceBuffer(size_t(n * H) * 2, "activations");
+    qkv = DeviceBuffer(size_t(n * qkv_width) * 2, "activations");
+    attn = DeviceBuffer(size_t(n * q_width) * 2, "activations");
+    gate_up = DeviceBuffer(size_t(n * 2 * I) * 2, "activations");
+    act = DeviceBuffer(size_t(n * I) * 2, "activations");
+    logits = DeviceBuffer(size_t(logit_rows * V) * 4, "logits");
+    ids = DeviceBuffer(size_t(opt.max_sequences) * 4, "sampled ids");
+    h_ids = kc::PinnedBuffer(size_t(opt.max_sequences) * 4);
+    amax = DeviceBuffer(2 * 4, "KV amax");
+    // Workspace for split attention: the most splits any step shape can ask for.
+    workspace_floats = 0;
+    for (int64_t rows = 1; rows <= n; ++rows) {
+      int32_t s = kc::attention_splits(rows, c.num_heads, c.num_kv_heads, max_context, sms);
+      workspace_floats = std::max(workspace_floats,
+                                  kc::attention_workspace_floats(rows, c.num_heads, c.head_dim, s));
+    }
+    workspace = DeviceBuffer(size_t(workspace_floats) * 4, "attention workspace");
+
+    // KV scales: checkpoint values, 1 for bf16, else calibrated on the first prompt.
+    kv_scales = DeviceBuffer(size_t(2 * c.num_layers) * 4, "KV scales");
+    std::vector<float> scales(size_t(2 * c.num_layers), 1.0f);
+    scales_ready = true;
+    if (kv_dtype != kc::KvDtype::kBf16) {
+      if (!ckpt_scales.empty()) {
+        scales = ckpt_scales;
+      } else {
+        std::fill(scales.begin(), scales.end(), 0.0f);
+        scales_ready = false;
+      }
+    }
+    upload_f32(kv_scales.get<float>(), scales);
+
+    // The KV pool takes what --gpu-memory-utilization leaves, up to what is needed.
+    size_t free_b = 0, total_b = 0;
+    LOWBIT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const double used = double(total_b - free_b);
+    const double budget = opt.gpu_memory_utilization * double(total_b) - used;
+    const uint64_t block_bytes = uint64_t(kBlockSize) * uint64_t(kv_width) *
+                                 uint64_t(kc::kv_dtype_bytes(kv_dtype)) * 2 *
+                                 uint64_t(c.num_layers);
+    const int64_t wanted = opt.max_sequences * max_blocks_per_seq;
+    const int64_t fit = budget > 0 ? int64_t(budget / double(block_bytes)) : 0;
+    num_blocks = std::min(wanted, fit);
+    if (num_blocks < 1)
+      fail(
+          "no GPU memory left for the KV cache: {:.1f} MiB of {:.1f} MiB in use after loading "
+          "{:.1f} MiB of weights, and --gpu-memory-utilization {} allows {:.1f} MiB; one block "
+          "of {} tokens needs {:.2f} MiB",
+          used / 1048576.0, double(total_b) / 1048576.0, double(weight_bytes) / 1048576.0,
+          opt.gpu_memory_utilization, opt.gpu_memory_utilization * double(total_b) / 1048576.0,
+          kBlockSize, double(block_bytes) / 1048576.0);
+    layer_pool_bytes = uint64_t(num_blocks) * block_bytes / 2 / uint64_t(c.num_layers);
+    k_pool = DeviceBuffer(size_t(layer_pool_bytes * uint64_t(c.num_layers)), "KV cache (keys)");
+    v_pool = DeviceBuffer(size_t(layer_pool_bytes * uint64_t(c.num_layers)), "KV cache (values)");
+    free_blocks.resize(size_t(num_blocks));
+    for (int64_t b = 0; b < num_blocks; ++b) free_blocks[size_t(b)] = int32_t(num_blocks - 1 - b);
+    seqs.assign(size_t(opt.max_sequences), {});
+    block_tables.assign(size_t(opt.max_sequences * max_blocks_per_seq), 0);
+    d_block_tables = DeviceBuffer(block_tables.size() * 4, "block tables");
+    LOWBIT_CUDA_CHECK(cudaMemset(d_block_tables.get(), 0, d_block_tables.bytes()));
+  }
+
+  kc::PagedKvLayer cache_layer(int64_t l) const {
+    kc::PagedKvLayer v;
+    v.k = k_pool.get<uint8_t>() + uint64_t(l) * layer_pool_bytes;
+    v.v = v_pool.get<uint8_t>() + uint64_t(l) * layer_pool_bytes;
+    v.k_scale = kv_scales.get<float>() + l;
+    v.v_scale = kv_scales.get<float>() + cfg.num_layers + l;
+    v.dtype = kv_dtype;
+    v.num_blocks = int32_t(num_blocks);
+    v.num_kv_heads = int32_t(cfg.num_kv_heads);
+    v.block_size = int32_t(kBlockSize);
+    v.head_dim = int32_t(cfg.head_dim);
+    return v;
+  }
+
+  int32_t* meta_dev(MetaField f) const {
+    return meta.get<int32_t>() + int64_t(f) * std::max(max_step, opt.max_sequences);
+  }
+  int32_t* meta_host(MetaField f) const {
+    return h_meta.get<int32_t>() + int64_t(f) * std::max(max_step, opt.max_sequences);
+  }
+
+  // Grows sequence `s` to `new_length` tokens, taking blocks from the pool.
+  void reserve(int s, int64_t new_length) {
+    Seq& q = seqs[size_t(s)];
+    if (new_length > max_context)
+      fail("context of {} tokens exceeds the maximum context of {} tokens (--ctx-size)", new_length,
+           max_context);
+    const int64_t need = (new_length + kBlockSize - 1) / kBlockSize;
+    const int64_t more = need - int64_t(q.blocks.size());
+    if (more > int64_t(free_blocks.size()))
+      fail(
+          "the KV cache is full: a context of {} tokens needs {} blocks of {} tokens, {} are "
+          "free of {} ({:.1f} MiB of {} KV cache; raise --gpu-memory-utilization (now {}) or "
+          "shorten the context)",
+          new_length, need, kBlockSize, free_blocks.size() + q.blocks.size(), num_blocks,
+          double(layer_pool_bytes) * 2 * double(cfg.num_layers) / 1048576.0,
+          kc::kv_dtype_name(kv_dtype), opt.gpu_memory_utilization);
+    for (int64_t i = 0; i < more; ++i) {
+      int32_t b = free_blocks.back();
+      free_blocks.pop_back();
+      block_tables[size_t(s * max_blocks_per_seq + int64_t(q.blocks.size()))] = b;
+      q.blocks.push_back(b);
+    }
+  }
+
+  void check_seq(int s) const {
+    if (s < 0 || s >= int(seqs.size()))
+      fail("sequence {} is outside 0..{} (max sequences)", s, seqs.size() - 1);
+  }
+
+  // Writes the metadata of token i of a step (sequence s, position pos, id).
+  void set_token(int64_t i, int s, int64_t pos, int32_t id) {
+    if (id < 0 || id >= cfg.vocab_size)
+      fail("token id {} at position {} is outside the vocabulary 0..{}", id, pos,
+           cfg.vocab_size - 1);
+    const Seq& q = seqs[size_t(s)];
+    meta_host(kTokens)[i] = id;
+    meta_host(kPositions)[i] = int32_t(pos);
+    meta_host(kSlots)[i] =
+        int32_t(q.blocks[size_t(pos / kBlockSize)] * kBlockSize + pos % kBlockSize);
+    meta_host(kTokenSeq)[i] = s;
+    meta_host(kCtxLens)[i] = int32_t(pos + 1);
+  }
+
+  void upload_step() {
+    cudaStream_t st = stream.get();
+    LOWBIT_CUDA_CHECK(
+        cudaMemcpyAsync(meta.get(), h_meta.get(), h_meta.bytes(), cudaMemcpyHostToDevice, st));
+    LOWBIT_CUDA_CHECK(cudaMemcpyAsync(d_block_tables.get(), block_tables.data(),
+                                      block_tables.size() * 4, cudaMemcpyHostToDevice, st));
+  }
+
+  // The decoder layers over the n tokens described in `meta`; leaves the final-normed hidden
+  // states in h [n, H].
+  void run_layers(int64_t n, int32_t splits) {
+    const ModelConfig& c = cfg;
+    const int64_t H = c.hidden_size, I = c.intermediate_size;
+    const float eps = float(c.rms_norm_eps);
+    cudaStream_t st = stream.get();
+    bf16 *hb = h.get<bf16>(), *qkvb = qkv.get<bf16>(), *attnb = attn.get<bf16>();
+    bf16 *gub = gate_up.get<bf16>(), *actb = act.get<bf16>(), *db = delta.get<bf16>();
+    float* xf = x.get<float>();
+    kc::embedding(embedding, meta_dev(kTokens), n, H, xf, st);
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const Layer& L = layers[size_t(l)];
+      const kc::PagedKvLayer cache = cache_layer(l);
+      kc::add_rms_norm(xf, l == 0 ? nullptr : db, L.attn_norm, eps, n, H, hb, st);
+      gemm.linear(hb, H, L.qkv, L.qkv_b, qkvb, qkv_width, kc::OutType::kBf16, n, qkv_width, H, st);
+      kc::RopeKvArgs r;
+      r.qkv = qkvb;
+      r.n = n;
+      r.num_heads = int32_t(c.num_heads);
+      r.num_kv_heads = int32_t(c.num_kv_heads);
+      r.head_dim = int32_t(c.head_dim);
+      r.rope_dim = int32_t(c.rope_dim);
+      r.neox = c.rope_style == RopeStyle::kNeox;
+      r.inv_freq = inv_freq;
+      r.positions = meta_dev(kPositions);
+      r.slot_mapping = meta_dev(kSlots);
+      r.q_norm = L.q_norm;
+      r.k_norm = L.k_norm;
+      r.norm_eps = eps;
+      if (scales_ready) {
+        kc::rope_kv_write(r, cache, st);
+      } else {
+        // FP8 without checkpoint scales: rotate, measure max|k|, max|v|, then store.
+        r.store = false;
+        kc::rope_kv_write(r, cache, st);
+        kc::calibrate_kv_scales(qkvb, n, r.num_heads, r.num_kv_heads, r.head_dim,
+                                kc::kv_fp8_max(kv_dtype), amax.get<float>(),
+                                const_cast<float*>(cache.k_scale),
+                                const_cast<float*>(cache.v_scale), st);
+        r.rotate = false;
+        r.store = true;
+        kc::rope_kv_write(r, cache, st);
+      }
+      kc::AttentionArgs a;
+      a.q = qkvb;
+      a.q_stride = qkv_width;
+      a.out = attnb;
+      a.n = n;
+      a.num_heads = int32_t(c.num_heads);
+      a.scale = 1.0f / std::sqrt(float(c.head_dim));
+      a.token_seq = meta_dev(kTokenSeq);
+      a.ctx_lens = meta_dev(kCtxLens);
+      a.block_tables = d_block_tables.get<int32_t>();
+      a.max_blocks_per_seq = int32_t(max_blocks_per_seq);
+      a.num_splits = splits;
+      a.workspace = workspace.get<float>();
+      LOWBIT_CHECK(
+          kc::attention_workspace_floats(n, c.num_heads, c.head_dim, splits) <= workspace_floats,
+          "attention workspace too small for {} tokens, {} splits", n, splits);
+      kc::paged_attention(a, cache, st);
+      gemm.linear(attnb, q_width, L.o, L.o_b, db, H, kc::OutType::kBf16, n, H, q_width, st);
+      kc::add_rms_norm(xf, db, L.ffn_norm, eps, n, H, hb, st);
+      gemm.linear(hb, H, L.gate_up, L.gate_up_b, gub, 2 * I, kc::OutType::kBf16, n, 2 * I, H, st);
+      kc::silu_mul(gub, n, I, actb, st);
+      gemm.linear(actb, I, L.down, L.down_b, db, H, kc::OutType::kBf16, n, H, I, st);
+    }
+    kc::add_rms_norm(xf, db, final_norm, eps, n, H, hb, st);
+  }
+
+  // logits rows [r0, r0 + rows) of h -> device logits [rows, vocab]
+  void lm_head_rows(int64_t r0, int64_t rows) {
+    const int64_t H = cfg.hidden_size, V = cfg.vocab_size;
+    gemm.linear(h.get<bf16>() + r0 * H, H, lm_head, nullptr, logits.get<float>(), V,
+                kc::OutType::kF32, rows, V, H, stream.get());
+  }
+
+  void copy_logits(int64_t rows, float* dst) {
+    LOWBIT_CUDA_CHECK(cudaMemcpyAsync(dst, logits.get(), size_t(rows * cfg.vocab_size) * 4,
+                                      cudaMemcpyDeviceToHost, stream.get()));
+    stream.synchronize();
+  }
+
+  int32_t splits_for(int64_t n, int64_t max_ctx) const {
+    return kc::attention_splits(n, cfg.num_heads, cfg.num_kv_heads, max_ctx, sms);
+  }
+};
+
+CudaLlamaModel::CudaLlamaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CudaLlamaModel::CudaLlamaModel(const ModelConfig& config, const WeightSource& source,
+                               const std::string& quant_method, const CudaOptions& options) {
+  if (quant_method != "unquantized" && quant_method != "gguf")
+    fail(
+        "{}: the CUDA backend runs unquantized and GGUF checkpoints so far; this one uses "
+        "'{}'; use --device cpu",
+        source.path(), quant_method);
+  impl_ = std::make_unique<Impl>();
+  Impl& m = *impl_;
+  m.init_shapes(config, options);
+  std::vector<float> ckpt_scales = m.checkpoint_kv_scales(source);
+  m.kv_dtype = parse_kv_dtype(options.kv_cache_dtype, !ckpt_scales.empty());
+  m.alloc_weights();
+  m.load(source);
+  m.alloc_runtime(ckpt_scales);
+}
+
+std::unique_ptr<CudaLlamaModel> CudaLlamaModel::random(const ModelConfig& config, uint64_t seed,
+                                                       const CudaOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  Impl& m = *impl;
+  m.init_shapes(config, options);
+  m.kv_dtype = parse_kv_dtype(options.kv_cache_dtype, false);
+  m.alloc_weights();
+  // Uniform weights with the variance of a trained layer (±sqrt(3/in)); norms near 1.
+  cudaStream_t st = m.stream.get();
+  const int64_t H = config.hidden_size, I = config.intermediate_size;
+  uint64_t s = seed * 1000003;
+  auto fill = [&](bf16* w, int64_t out, int64_t in) {
+    kc::fill_uniform(w, out * in, ++s, std::sqrt(3.0f / float(in)), st);
+  };
+  auto fill_vec = [&](float* v, int64_t n, float scale, float offset) {
+    if (v) kc::fill_uniform(v, n, ++s, scale, offset, st);
+  };
+  for (auto& L : m.layers) {
+    fill(L.qkv, m.qkv_width, H);
+    fill(L.o, H, m.q_width);
+    fill(L.gate_up, 2 * I, H);
+    fill(L.down, H, I);
+    fill_vec(L.attn_norm, H, 0.1f, 1.0f);
+    fill_vec(L.ffn_norm, H, 0.1f, 1.0f);
+    fill_vec(L.q_norm, config.head_dim, 0.1f, 1.0f);
+    fill_vec(L.k_norm, config.head_dim, 0.1f, 1.0f);
+    fill_vec(L.qkv_b, m.qkv_width, 0.1f, 0.0f);
+    fill_vec(L.o_b, H, 0.1f, 0.0f);
+    fill_vec(L.gate_up_b, 2 * I, 0.1f, 0.0f);
+    fill_vec(L.down_b, H, 0.1f, 0.0f);
+  }
+  kc::fill_uniform(m.embedding, config.vocab_size * H, ++s, 1.0f, st);
+  fill_vec(m.final_norm, H, 0.1f, 1.0f);
+  if (config.tie_word_embeddings) {
+    m.lm_head = m.embedding;
+  } else {
+    m.lm_head = m.alloc<bf16>(config.vocab_size * H, "lm_head");
+    fill(m.lm_head, config.vocab_size, H);
+  }
+  m.stream.synchronize();
+  m.upload_inv_freq({});
+  m.alloc_runtime({});
+  return std::unique_ptr<CudaLlamaModel>(new CudaLlamaModel(std::move(impl)));
+}
+
+CudaLlamaModel::~CudaLlamaModel() = default;
+
+const ModelConfig& CudaLlamaModel::config() const { return impl_->cfg; }
+std::string CudaLlamaModel::kv_cache_dtype() const { return kc::kv_dtype_name(impl_->kv_dtype); }
+int64_t CudaLlamaModel::kv_cache_blocks() const { return impl_->num_blocks; }
+int64_t CudaLlamaModel::kv_block_size() const { return kBlockSize; }
+uint64_t CudaLlamaModel::kv_bytes_per_token() const {
+  return uint64_t(impl_->kv_width) * 2 * uint64_t(kc::kv_dtype_bytes(impl_->kv_dtype)) *
+         uint64_t(impl_->cfg.num_layers);
+}
+uint64_t CudaLlamaModel::weight_bytes() const { return impl_->weight_bytes; }
+uint64_t CudaLlamaModel::weight_bytes_per_token() const { return impl_->weight_bytes_per_token; }
+
+std::string CudaLlamaModel::describe() const {
+  const Impl& m = *impl_;
+  return fmt::format(
+      "CUDA: {:.1f} MiB of bf16 weights; KV cache {} blocks × {} tokens ({}, {:.1f} MiB), "
+      "max context {}",
+      double(m.weight_bytes) / 1048576.0, m.num_blocks, kBlockSize, kv_cache_dtype(),
+      double(m.layer_pool_bytes) * 2 * double(m.cfg.num_layers) / 1048576.0, m.max_context);
+}
+
+void CudaLlamaModel::reset_sequence(int s) {
+  Impl& m = *impl_;
+  m.check_seq(s);
+  auto& q = m.seqs[size_t(s)];
+  for (auto it = q.blocks.rbegin(); it != q.blocks.rend(); ++it) m.free_blocks.push_back(*it);
+  q.blocks.clear();
+  q.length = 0;
+}
+
+int64_t CudaLlamaModel::sequence_length(int s) const {
+  impl_->check_seq(s);
+  return impl_->seqs[size_t(s)].length;
+}
+
+void CudaLlamaModel::forward(int s, std::span<const int32_t> tokens, bool all_logits,
+                             std::vector<float>& logits) {
+  Impl& m = *impl_;
+  m.check_seq(s);
+  const int64_t n = int64_t(tokens.size());
+  if (n == 0) fail("forward: no tokens");
+  auto& q = m.seqs[size_t(s)];
+  const int64_t pos0 = q.length;
+  m.reserve(s, pos0 + n);
+  const int64_t V = m.cfg.vocab_size;
+  logits.resize(size_t((all_logits ? n : 1) * V));
+  for (int64_t c0 = 0; c0 < n; c0 += m.max_step) {
+    const int64_t cn = std::min(m.max_step, n - c0);
+    for (int64_t i = 0; i < cn; ++i) m.set_token(i, s, pos0 + c0 + i, tokens[size_t(c0 + i)]);
+    m.upload_step();
+    m.run_layers(cn, m.splits_for(cn, pos0 + c0 + cn));
+    m.scales_ready = true;  // the first step calibrated FP8 scales where needed
+    if (all_logits) {
+      for (int64_t r0 = 0; r0 < cn; r0 += m.logit_rows) {
+        const int64_t rows = std::min(m.logit_rows, cn - r0);
+        m.lm_head_rows(r0, rows);
+        m.copy_logits(rows, logits.data() + (c0 + r0) * V);
+      }
+    } else if (c0 + cn == n) {
+      m.lm_head_rows(cn - 1, 1);
+      m.copy_logits(1, logits.data());
+    }
+  }
+  q.length = pos0 + n;
+}
+
+void CudaLlamaModel::decode_greedy(std::span<const int> seq_ids, std::span<const int32_t> tokens,
+                                   std::span<int32_t> next) {
+  Impl& m = *impl_;
+  const int64_t B = int64_t(seq_ids.size());
+  if (B == 0 || int64_t(tokens.size()) != B || int64_t(next.size()) != B)
+    fail("decode_greedy: {} sequences, {} tokens and {} outputs; expected equal and > 0", B,
+         tokens.size(), next.size());
+  if (B > m.opt.max_sequences) fail("decode_greedy: {} sequences > max {}", B, m.opt.max_sequences);
+  for (int64_t i = 0; i < B; ++i) {
+    const int s = seq_ids[size_t(i)];
+    m.check_seq(s);
+    for (int64_t j = 0; j < i; ++j)
+      if (seq_ids[size_t(j)] == s) fail("decode_greedy: sequence {} appears twice", s);
+    m.reserve(s, m.seqs[size_t(s)].length + 1);
+    m.set_token(i, s, m.seqs[size_t(s)].length, tokens[size_t(i)]);
+  }
+  m.upload_step();
+  cudaStream_t st = m.stream.get();
+  auto record = [&] {
+    m.run_layers(B, m.splits_for(B, m.max_context));
+    m.lm_head_rows(0, B);
+    kc::argmax_rows(m.logits.get<float>(), B, m.cfg.vocab_size, m.ids.get<int32_t>(), st);
+  };
+  if (m.opt.cuda_graphs && m.scales_ready) {
+    auto it = m.graphs.find(B);
+    if (it == m.graphs.end()) {
+      Impl::Graph g;
+      LOWBIT_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+      try {
+        record();
+      } catch (...) {
+        cudaGraph_t broken = nullptr;
+        cudaStreamEndCapture(st, &broken);
+        if (broken) cudaGraphDestroy(broken);
+        throw;
+      }
+      LOWBIT_CUDA_CHECK(cudaStreamEndCapture(st, &g.graph));
+      LOWBIT_CUDA_CHECK(cudaGraphInstantiate(&g.exec, g.graph, 0));
+      it = m.graphs.emplace(B, g).first;
+    }
+    LOWBIT_CUDA_CHECK(cudaGraphLaunch(it->second.exec, st));
+  } else {
+    record();
+    m.scales_ready = true;
+  }
+  LOWBIT_CUDA_CHECK(
+      cudaMemcpyAsync(m.h_ids.get(), m.ids.get(), size_t(B) * 4, cudaMemcpyDeviceToHost, st));
+  m.stream.synchronize();
+  for (int64_t i = 0; i < B; ++i) {
+    next[size_t(i)] = m.h_ids.get<int32_t>()[i];
+    m.seqs[size_t(seq_ids[size_t(i)])].length += 1;
+  }
+}
+
+void CudaLlamaModel::fill_kv_cache_random(uint64_t seed) {
+  Impl& m = *impl_;
+  cudaStream_t st = m.stream.get();
+  const int64_t bytes = int64_t(m.k_pool.bytes());
+  if (m.kv_dtype == kc::KvDtype::kBf16) {
+    kc::fill_uniform(m.k_pool.get<bf16>(), bytes / 2, seed, 1.0f, st);
+    kc::fill_uniform(m.v_pool.get<bf16>(), bytes / 2, seed + 1, 1.0f, st);
+  } else {
+    kc::fill_random_fp8(m.k_pool.get<uint8_t>(), bytes, seed, st);
+    kc::fill_random_fp8(m.v_pool.get<uint8_t>(), bytes, seed + 1, st);
+    std::vector<float> scales(size_t(2 * m.cfg.num_layers), 1.0f / 64);
+    LOWBIT_CUDA_CHECK(cudaMemcpyAsync(m.kv_scales.get(), scales.data(), scales.size() * 4,
+                                      cudaMemcpyHostToDevice, st));
+    m.stream.synchronize();
+    m.scales_ready = true;
+  }
+  m.stream.synchronize();
+}
+
+void CudaLlamaModel::assume_cached_context(int s, int64_t length) {
+  Impl& m = *impl_;
+  m.check_seq(s);
+  m.reserve(s, length);
+  m.seqs[size_t(s)].length = length;
+}
+
+std::pair<float, float> CudaLlamaModel::kv_scales(int64_t layer) const {
+  const Impl& m = *impl_;
+  if (layer < 0 || layer >= m.cfg.num_layers)
+    fail("layer {} is outside 0..{}", layer, m.cfg.num_layers - 1);
+  float k = 0, v = 0;
+  m.stream.synchronize();
+  kc::copy_to_host(&k, m.kv_scales.get<float>() + layer, 4);
+  kc::copy_to_host(&v, m.kv_scales.get<float>() + m.cfg.num_layers + layer, 4);
+  return {k, v};
+}
+
+}  // namespace lowbit::models
