@@ -243,6 +243,26 @@ TEST(WqLinear, Int8ActivationLevelsAgree) {
   }
 }
 
+TEST(WqLinear, NanInOneActivationRowStaysInThatRow) {
+  std::mt19937_64 rng(31);
+  for (WqKind kind : kKinds) {
+    Source s = random_source(kind, 9, 320, 64, kind == WqKind::kInt4, true, rng);
+    auto packed = pack_wq_weight(s.src, "nan");
+    std::vector<float> x = random_floats(3 * 320, rng);
+    x[320 + 77] = std::nanf("");
+    for (Isa isa : available_isas())
+      for (bool exact : {true, false}) {
+        std::vector<float> y(3 * 9);
+        wq_linear_isa(isa, exact, *packed, x.data(), 3, y.data());
+        for (int64_t j = 0; j < 9; ++j) {
+          EXPECT_TRUE(std::isfinite(y[size_t(j)])) << isa_name(isa) << " " << exact;
+          EXPECT_TRUE(std::isnan(y[size_t(9 + j)])) << isa_name(isa) << " " << exact;
+          EXPECT_TRUE(std::isfinite(y[size_t(18 + j)])) << isa_name(isa) << " " << exact;
+        }
+      }
+  }
+}
+
 TEST(WqLinear, DefaultEntryPointFollowsExactActivations) {
   std::mt19937_64 rng(5);
   Source s = random_source(WqKind::kInt4, 19, 256, 128, true, false, rng);

@@ -55,11 +55,22 @@ int64_t wq_rows(const WqWeight& w);
 int64_t wq_cols(const WqWeight& w);
 uint64_t wq_bytes(const WqWeight& w);  // bytes the kernels read per forward (codes + scales)
 
-// y[m, n] = x[m, k] · Wᵀ, both cores busy, AVX-512(-VNNI) / AVX2 chosen at run time.
-// Unless exact_activations() (linear.h) is set, int4/int8 kernels may quantize each
-// activation row to int8 blocks once per call and use integer dot products.
+// y[m, n] = x[m, k] · Wᵀ (x row stride k, y row stride n), rows of W split across OpenMP
+// threads, AVX-512(-VNNI) / AVX2 chosen at run time (active_isa()). With group_size % 32 == 0
+// (every layout the methods produce) the SIMD kernels run; other layouts use a scalar kernel.
+// Activations:
+//   exact_activations() (linear.h) set, or nf4/fp4 weights: fp32 activations; the result
+//     is the fp32 product of the exactly decoded weights (tests: within 1e-5 of Σ|w·x|).
+//   otherwise, int4/int8 weights: each activation row is quantized once per call to int8
+//     blocks of 32 (in group order under act-order; llama.cpp's Q8 rounding, d = amax/127 kept in
+//     fp32) and dotted in integers; the result is the exact weights times the quantized
+//     activations, so each output moves by at most Σ_c |W[j, c]|·d(c)/2 from the fp32 product (d of
+//     c's block).
+//   A NaN/Inf in an activation row reaches that row's outputs only.
+// The scalar level always uses fp32 activations.
 void wq_linear(const WqWeight& w, const float* x, int64_t m, float* y);
-// Same at a given SIMD level (tests, benchmarks); `exact` forces fp32 activations.
+// Same at a given SIMD level (tests, benchmarks; lowbit::Error if this CPU lacks it); `exact`
+// forces fp32 activations.
 void wq_linear_isa(Isa isa, bool exact, const WqWeight& w, const float* x, int64_t m, float* y);
 
 // Decodes the full logical weight to fp32 [n, k] in input order (tests, embeddings).
