@@ -189,8 +189,8 @@ class CtLinearMethod : public WeightOnlyIntMethod {
     std::vector<float> scales = float_tensor(layer.tensors.at("weight_scale"), what(layer));
     std::vector<int32_t> perm;
     if (s_.g_idx)
-      perm = act_order_perm(int_tensor(layer.tensors.at("weight_g_idx")), G,
-                            what(layer) + " weight_g_idx");
+      perm = act_order_perm(int_tensor(layer.tensors.at("weight_g_idx")), G, what(layer),
+                            "weight_g_idx");
 
     kc::WqSource src;
     src.kind = b == 8 ? kc::WqKind::kInt8 : kc::WqKind::kInt4;

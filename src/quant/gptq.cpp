@@ -94,7 +94,7 @@ class GptqLinearMethod : public WeightOnlyIntMethod {
 
     std::vector<int32_t> perm;
     if (auto it = layer.tensors.find("g_idx"); it != layer.tensors.end())
-      perm = act_order_perm(int_tensor(it->second), G, what(layer) + " g_idx");
+      perm = act_order_perm(int_tensor(it->second), G, what(layer), "g_idx");
     else if (p_.desc_act && G < K)
       fail(
           "{}: tensor '{}.g_idx' is missing but desc_act is true (act-order needs the group "

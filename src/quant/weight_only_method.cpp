@@ -43,7 +43,7 @@ std::vector<int64_t> int_tensor(const TensorView& t) {
 }
 
 std::vector<int32_t> act_order_perm(const std::vector<int64_t>& g_idx, int64_t group_size,
-                                    const std::string& what) {
+                                    const std::string& what, const std::string& field) {
   const int64_t k = int64_t(g_idx.size());
   const int64_t n_groups = k / group_size;
   bool identity = true;
@@ -51,15 +51,15 @@ std::vector<int32_t> act_order_perm(const std::vector<int64_t>& g_idx, int64_t g
   for (int64_t c = 0; c < k; ++c) {
     const int64_t g = g_idx[size_t(c)];
     if (g < 0 || g >= n_groups)
-      fail("{}: g_idx[{}] = {}, expected a group index in [0, {}) (in_features {} / group_size {})",
-           what, c, g, n_groups, k, group_size);
+      fail("{}: {}[{}] = {}, expected a group index in [0, {}) (in_features {} / group_size {})",
+           what, field, c, g, n_groups, k, group_size);
     ++count[size_t(g)];
     identity = identity && g == c / group_size;
   }
   if (identity) return {};
   for (int64_t g = 0; g < n_groups; ++g)
     if (count[size_t(g)] != group_size)
-      fail("{}: g_idx assigns {} input columns to group {}, expected group_size {}", what,
+      fail("{}: {} assigns {} input columns to group {}, expected group_size {}", what, field,
            count[size_t(g)], g, group_size);
   std::vector<int32_t> perm(static_cast<size_t>(k));
   std::iota(perm.begin(), perm.end(), 0);

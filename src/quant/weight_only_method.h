@@ -47,7 +47,8 @@ std::vector<int64_t> int_tensor(const TensorView& t);
 // value lies in [0, n_groups) and every group holds exactly group_size columns, then returns
 // the input permutation for WqSource::perm (the stable argsort of g_idx), or an empty vector
 // when g_idx[c] == c / group_size already (no reordering needed).
+// `what` names the layer and `field` the tensor suffix in errors.
 std::vector<int32_t> act_order_perm(const std::vector<int64_t>& g_idx, int64_t group_size,
-                                    const std::string& what);
+                                    const std::string& what, const std::string& field);
 
 }  // namespace lowbit::quant

@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -185,6 +188,7 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
     ADD_FAILURE() << "no error; expected one mentioning '" << *parts.begin() << "'";
   } catch (const Error& e) {
     const std::string msg = e.what();
+    if (std::getenv("LOWBIT_PRINT_ERRORS")) std::printf("  error: %s\n", msg.c_str());
     for (const std::string& p : parts)
       EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nmissing: " << p;
   }
