@@ -2,6 +2,7 @@
 // streamed once with 16-byte loads (4 in flight per lane), every x row reused from L1/L2.
 #include <cuda_bf16.h>
 
+#include "core/error.h"
 #include "kernels/cuda/common/cuda_check.h"
 #include "kernels/cuda/gemm/linear.h"
 
@@ -109,12 +110,11 @@ void gemv_bf16(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, cons
   // 16-byte loads need every row of x and W to start 16-byte aligned.
   const bool vec = in % 8 == 0 && ldx % 8 == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0 &&
                    (reinterpret_cast<uintptr_t>(w) % 16) == 0;
+  LOWBIT_CHECK(m <= kGemvMaxRows, "gemv_bf16: m = {} > {}", m, kGemvMaxRows);
   if (m == 1)
     launch<1>(x, ldx, w, bias, y, ldy, out_type, 1, int(out), int(in), vec, stream);
-  else if (m <= 4)
-    launch<4>(x, ldx, w, bias, y, ldy, out_type, int(m), int(out), int(in), vec, stream);
   else
-    launch<8>(x, ldx, w, bias, y, ldy, out_type, int(m), int(out), int(in), vec, stream);
+    launch<4>(x, ldx, w, bias, y, ldy, out_type, int(m), int(out), int(in), vec, stream);
 }
 
 }  // namespace lowbit::kernels::cuda
