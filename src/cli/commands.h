@@ -13,6 +13,7 @@ Runner add_generate(CLI::App& app);
 Runner add_perplexity(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_eval(CLI::App& app);
 
 // Options shared by commands that load a model.
 struct ModelOptions {

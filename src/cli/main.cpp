@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   add(lowbit::cli::add_perplexity);
   add(lowbit::cli::add_info);
   add(lowbit::cli::add_bench);
+  add(lowbit::cli::add_eval);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
