@@ -14,6 +14,7 @@ Runner add_perplexity(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_eval(CLI::App& app);
+Runner add_quantize(CLI::App& app);
 
 // Options shared by commands that load a model.
 struct ModelOptions {

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   add(lowbit::cli::add_info);
   add(lowbit::cli::add_bench);
   add(lowbit::cli::add_eval);
+  add(lowbit::cli::add_quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,81 @@
+// `lowbit quantize`: writes a GGUF of a llama-quantize file type (Q4_K_M, Q8_0, IQ4_XS, ...)
+// from a GGUF model, with llama-quantize's per-tensor mixture rules and byte-exact quantizers
+// (io/gguf_export.h). Optional --imatrix: an importance matrix in llama.cpp's imatrix GGUF
+// format (llama-imatrix or `lowbit imatrix`).
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/gguf_export.h"
+#include "io/gguf_imatrix.h"
+
+namespace lowbit::cli {
+namespace {
+
+struct QuantizeOptions {
+  std::string model, out, type, imatrix;
+  int threads = 0;
+  bool pure = false, dry_run = false, quiet = false;
+};
+
+int run_quantize(const QuantizeOptions& o) {
+  apply_threads(o.threads);
+  if (std::filesystem::is_directory(o.model))
+    fail(
+        "{}: quantizing a Hugging Face directory is not supported yet; convert it to GGUF "
+        "first (e.g. llama.cpp's convert_hf_to_gguf.py) and pass the .gguf",
+        o.model);
+  if (!o.dry_run && std::filesystem::exists(o.out) && std::filesystem::equivalent(o.model, o.out))
+    fail("--out {} is the input file; write to another path", o.out);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto in = io::GgufFile::open(o.model);
+  std::unique_ptr<io::Imatrix> imatrix;
+  if (!o.imatrix.empty()) imatrix = std::make_unique<io::Imatrix>(io::read_imatrix(o.imatrix));
+  io::GgufExportOptions opts;
+  opts.file_type = o.type;
+  opts.pure = o.pure;
+  opts.imatrix = imatrix.get();
+  const io::GgufExportResult r =
+      o.dry_run ? io::plan_gguf_export(*in, opts) : io::export_gguf(*in, o.out, opts);
+  if (!o.quiet) {
+    for (const auto& t : r.tensors) {
+      std::printf("%-36s %-16s %6s -> %-6s%s%s%s\n", t.name.c_str(), shape_string(t.shape).c_str(),
+                  std::string(name(t.from)).c_str(), std::string(name(t.to)).c_str(),
+                  t.copied ? " (copied)" : "", t.used_imatrix ? " (imatrix)" : "",
+                  t.note.empty() ? "" : ("  [" + t.note + "]").c_str());
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%s %s: %zu tensors, %.2f MiB -> %.2f MiB (%s), %.1f s, %d threads\n",
+              o.dry_run ? "would write" : "wrote", o.out.c_str(), r.tensors.size(),
+              double(r.bytes_in) / (1 << 20), double(r.bytes_out) / (1 << 20), o.type.c_str(), secs,
+              omp_get_max_threads());
+  return 0;
+}
+
+}  // namespace
+
+Runner add_quantize(CLI::App& app) {
+  auto o = std::make_shared<QuantizeOptions>();
+  auto* cmd = app.add_subcommand(
+      "quantize", "write a GGUF of a llama-quantize type (Q4_K_M, Q8_0, IQ4_XS, ...) from a GGUF");
+  cmd->add_option("-m,--model", o->model, "input model (.gguf)")->required();
+  cmd->add_option("-o,--out", o->out, "output .gguf (written to a temp file, then renamed)")
+      ->required();
+  cmd->add_option("--type", o->type, "file type: " + io::gguf_file_type_list())->required();
+  cmd->add_option("--imatrix", o->imatrix, "importance matrix (llama.cpp imatrix GGUF)");
+  cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_flag("--pure", o->pure, "no mixture: every quantizable tensor gets the type itself");
+  cmd->add_flag("--dry-run", o->dry_run, "print the per-tensor types without writing");
+  cmd->add_flag("-q,--quiet", o->quiet, "only print the summary line");
+  return [o] { return run_quantize(*o); };
+}
+
+}  // namespace lowbit::cli
