@@ -306,12 +306,20 @@ void quantize_kquant_activations(Isa isa, DType weight, const float* x, int64_t 
   a.qs.resize(size_t(m * k));
   a.d.resize(size_t(m * a.nb));
   a.bsums.resize(format == DType::Q8_K ? size_t(m * a.nb * 16) : 0);
+  const int64_t pairs = (a.nb + 1) / 2;
+  a.bias.resize(format == DType::Q8_0 ? size_t(m * k / 4) : 0);
+  a.dlanes.assign(format == DType::Q8_0 ? size_t(m * pairs * 16) : 0, 0.0f);
 #pragma omp parallel for schedule(static) if (m > 1 && m * k > (int64_t(1) << 15))
   for (int64_t i = 0; i < m; ++i) {
     int8_t* qs = a.qs.data() + i * k;
     float* d = a.d.data() + i * a.nb;
     if (format == DType::Q8_0) {
       q8_0_quantize_row(isa, x + i * k, a.nb, qs, d);
+      int32_t* bias = a.bias.data() + i * k / 4;
+      for (int64_t l = 0; l < k / 4; ++l)
+        bias[l] = -128 * (int32_t(qs[4 * l]) + qs[4 * l + 1] + qs[4 * l + 2] + qs[4 * l + 3]);
+      float* lanes = a.dlanes.data() + i * pairs * 16;
+      for (int64_t b = 0; b < a.nb; ++b) std::fill_n(lanes + 8 * b, 8, d[b]);
       continue;
     }
     int16_t* bs = a.bsums.data() + i * a.nb * 16;

@@ -49,6 +49,9 @@ struct KQuantActivations {
   std::vector<int8_t> qs;      // [m, k]
   std::vector<float> d;        // [m, nb]: Q8_K's fp32 d, or Q8_0's d after fp16 rounding
   std::vector<int16_t> bsums;  // [m, nb, 16] (Q8_K only): Σ qs per 16 elements
+  // Q8_0 only, for the AVX-512 kernel, which feeds the weights as unsigned bytes T + 128:
+  std::vector<int32_t> bias;  // [m, k/4]: −128·Σ of qs bytes 4l..4l+3 (int32 lane l)
+  std::vector<float> dlanes;  // [m, ceil(nb/2), 16]: d of block 2p in lanes 0–7, 2p+1 in 8–15
 };
 
 // Quantizes x [m, k] for `weight` with SIMD level `isa` (all levels give identical bytes).

@@ -289,99 +289,104 @@ struct Sized : D {
 
 // ---- 32-element table formats with Q8_0 activations: IQ4_NL, MXFP4 ---------------------------
 
+// fp16 -> fp32 table: a memory-operand broadcast of table[h] costs only a load, where converting
+// a scalar and broadcasting it would take two more shuffle-port uops per 32-element block.
+const float* f16_table() {
+  static const float* table = [] {
+    static float t[65536];
+    for (uint32_t h = 0; h < 65536; ++h) t[h] = _cvtsh_ss(uint16_t(h));
+    return t;
+  }();
+  return table;
+}
+
+// The weights enter vpdpbusd as unsigned bytes T + 128; the activations' bias lanes
+// (−128·Σ q_x per int32 lane) make every lane the exact Σ T·q_x of its 4 elements.
 struct Iq4nl {
   static constexpr size_t kBytes = sizeof(BlockIQ4_NL);
   static constexpr int kQs = 2;
-  static float scale(const uint8_t* b) {
+  static float scale(const float* f16, const uint8_t* b) {
     uint16_t h;
     std::memcpy(&h, b, 2);
-    return h2f(h);
+    return f16[h];
   }
-  static __m512i table() { return iq4_abs_table(); }
-  static __mmask64 negative(__m512i idx) {
-    return _mm512_cmplt_epu8_mask(idx, _mm512_set1_epi8(8));
-  }
+  static const int8_t* values() { return kIq4nlValues; }
 };
 struct Mxfp4 {
   static constexpr size_t kBytes = sizeof(BlockMXFP4);
   static constexpr int kQs = 1;
-  static float scale(const uint8_t* b) { return e8m0_to_f32_half_local(b[0]); }
-  static float e8m0_to_f32_half_local(uint8_t e) {
-    const uint32_t bits = e < 2 ? 0x00200000u << e : uint32_t(e - 1) << 23;
+  static float scale(const float*, const uint8_t* b) {  // E8M0 -> 2^(e−127) / 2
+    const uint32_t bits = b[0] < 2 ? 0x00200000u << b[0] : uint32_t(b[0] - 1) << 23;
     float f;
     std::memcpy(&f, &bits, 4);
     return f;
   }
-  static __m512i table() {
-    return _mm512_abs_epi8(
-        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values))));
-  }
-  static __mmask64 negative(__m512i idx) {  // sign bit (index 8 is −0: |·| = 0 either way)
-    return _mm512_test_epi8_mask(idx, _mm512_set1_epi8(8));
-  }
-};
-
-// Two decoded 32-element blocks: [lo(b0) hi(b0) lo(b1) hi(b1)] as |value| bytes + sign mask.
-struct Pair {
-  __m512i w;
-  __mmask64 neg;
-  float d0, d1;
+  static const int8_t* values() { return kMxfp4Values; }
 };
 
 template <class F>
-inline void decode_pair(const uint8_t* b0, __m512i table, Pair& pr) {
+inline __m512i table_plus128() {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(F::values()));
+  return _mm512_xor_si512(_mm512_broadcast_i32x4(t), _mm512_set1_epi8(char(0x80)));
+}
+
+// Two 32-element blocks -> [lo(b0) hi(b0) lo(b1) hi(b1)] as T + 128.
+template <class F>
+inline __m512i decode_pair(const uint8_t* b0, __m512i table) {
   __m512i r =
       _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + F::kQs)));
   r = _mm512_mask_broadcast_i32x4(
       r, 0xFF00, _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + F::kBytes + F::kQs)));
   r = _mm512_mask_srli_epi16(r, 0xFF00FF00u, r, 4);
-  const __m512i idx = _mm512_and_si512(r, _mm512_set1_epi8(15));
-  pr.w = _mm512_shuffle_epi8(table, idx);
-  pr.neg = F::negative(idx);
-  pr.d0 = F::scale(b0);
-  pr.d1 = F::scale(b0 + F::kBytes);
+  return _mm512_shuffle_epi8(table, _mm512_and_si512(r, _mm512_set1_epi8(15)));
 }
 
-// Lone last block (odd block count): 32 bytes [lo | hi].
+// Lone last block (odd block count): 32 bytes [lo | hi], bias lanes 0..7.
 template <class F>
-inline float single_dot(const uint8_t* b, __m512i table, const int8_t* xq, float dx) {
+inline float single_dot(const uint8_t* b, __m512i table, const int8_t* xq, const int32_t* bias,
+                        float scale) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + F::kQs));
   const __m128i m4 = _mm_set1_epi8(15);
   const __m256i idx =
       _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
-  const __m256i w = _mm256_shuffle_epi8(_mm512_castsi512_si256(table), idx);
-  const __mmask32 neg = __mmask32(F::negative(_mm512_castsi256_si512(idx)));
-  __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-  x = _mm256_mask_sub_epi8(x, neg, _mm256_setzero_si256(), x);
-  const __m256i isum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x);
-  return hsum256(_mm256_cvtepi32_ps(isum)) * (F::scale(b) * dx);
+  const __m256i u = _mm256_shuffle_epi8(_mm512_castsi512_si256(table), idx);
+  const __m256i isum =
+      _mm256_dpbusd_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)), u,
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+  return hsum256(_mm256_cvtepi32_ps(isum)) * scale;
 }
 
 template <class F, int T>
 void row_tile32(const uint8_t* wr, __m512i table, const KQuantActivations& a, int64_t i0, float* y,
                 int64_t ldy) {
+  const float* f16 = f16_table();
   __m512 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  const int64_t pairs = a.nb / 2;
+  const int64_t pairs = a.nb / 2, lane_pairs = (a.nb + 1) / 2;
   for (int64_t p = 0; p < pairs; ++p) {
-    Pair pr;
-    decode_pair<F>(wr + size_t(2 * p) * F::kBytes, table, pr);
+    const uint8_t* b0 = wr + size_t(2 * p) * F::kBytes;
+    const __m512i u = decode_pair<F>(b0, table);
+    const __m512 w0 = _mm512_set1_ps(F::scale(f16, b0));
+    const __m512 w1 = _mm512_set1_ps(F::scale(f16, b0 + F::kBytes));
     for (int t = 0; t < T; ++t) {
       const int64_t i = i0 + t;
-      __m512i x = _mm512_loadu_si512(a.qs.data() + i * a.k + 64 * p);
-      x = _mm512_mask_sub_epi8(x, pr.neg, _mm512_setzero_si512(), x);
-      const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), pr.w, x));
-      const float* dx = a.d.data() + i * a.nb + 2 * p;
-      acc[t] = _mm512_mask3_fmadd_ps(f, _mm512_set1_ps(pr.d0 * dx[0]), acc[t], 0x00FF);
-      acc[t] = _mm512_mask3_fmadd_ps(f, _mm512_set1_ps(pr.d1 * dx[1]), acc[t], 0xFF00);
+      const __m512i isum =
+          _mm512_dpbusd_epi32(_mm512_loadu_si512(a.bias.data() + i * a.k / 4 + 16 * p), u,
+                              _mm512_loadu_si512(a.qs.data() + i * a.k + 64 * p));
+      const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum),
+                                     _mm512_loadu_ps(a.dlanes.data() + (i * lane_pairs + p) * 16));
+      acc[t] = _mm512_mask3_fmadd_ps(f, w0, acc[t], 0x00FF);
+      acc[t] = _mm512_mask3_fmadd_ps(f, w1, acc[t], 0xFF00);
     }
   }
   for (int t = 0; t < T; ++t) {
     float s = hsum512(acc[t]);
     if (a.nb & 1) {
       const int64_t i = i0 + t, b = a.nb - 1;
-      s += single_dot<F>(wr + size_t(b) * F::kBytes, table, a.qs.data() + i * a.k + 32 * b,
-                         a.d[size_t(i * a.nb + b)]);
+      const uint8_t* blk = wr + size_t(b) * F::kBytes;
+      s += single_dot<F>(blk, table, a.qs.data() + i * a.k + 32 * b,
+                         a.bias.data() + i * a.k / 4 + 8 * b,
+                         F::scale(f16, blk) * a.d[size_t(i * a.nb + b)]);
     }
     y[t * ldy] = s;
   }
@@ -391,7 +396,7 @@ template <class F>
 void run_32(const WeightMatrix& w, const KQuantActivations& a, float* y) {
   const size_t row_bytes = size_t(a.nb) * F::kBytes;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  const __m512i table = F::table();
+  const __m512i table = table_plus128<F>();
 #pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
   for (int64_t m0 = 0; m0 < a.m; m0 += kPanel) {
     const int64_t m1 = std::min(a.m, m0 + kPanel);
