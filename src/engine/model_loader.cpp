@@ -84,6 +84,23 @@ class ProgressBar {
 
 }  // namespace
 
+namespace {
+
+// Refuses a GGUF that already holds quantized matrices: an online method quantizes float
+// weights, and re-quantizing Q4_0 blocks (say) would only add error.
+void require_float_gguf(const std::string& path, const std::string& method) {
+  auto gguf = io::GgufFile::open(path);
+  for (const TensorView& t : gguf->tensors())
+    if (t.shape.size() == 2 && !traits(t.dtype).is_float)
+      fail(
+          "{}: --quantization {} quantizes F32/F16/BF16 weights while loading, but GGUF tensor "
+          "'{}' is already quantized ({}); run the file as stored (omit --quantization) or "
+          "start from an F32/F16/BF16 GGUF",
+          path, method, t.name, name(t.dtype));
+}
+
+}  // namespace
+
 std::string detect_method(const std::string& model_path, const std::string& forced,
                           const quant::MethodRegistry& registry) {
   fs::path p(model_path);
@@ -100,12 +117,19 @@ std::string detect_method(const std::string& model_path, const std::string& forc
     fail("{}: quantization method '{}' is not supported by this build; registered: {}", model_path,
          found, known);
   }
-  if (!forced.empty() && forced != found) {
-    if (!registry.find(forced)) registry.make(forced, json::object());  // unknown-name error
-    fail("{}: --quantization {} contradicts the checkpoint, which uses '{}'", model_path, forced,
-         found);
+  if (forced.empty() || forced == found) return found;
+  const quant::MethodInfo* method = registry.find(forced);
+  if (!method) registry.make(forced, json::object());  // unknown-name error, listing the known
+  // Online methods (int8, int4, bitsandbytes, plugins that set quantizes_online) apply to any
+  // checkpoint whose weights are still floats.
+  if (method->quantizes_online && found == "unquantized") return forced;
+  if (method->quantizes_online && found == "gguf") {
+    require_float_gguf(model_path, forced);
+    return forced;
   }
-  return found;
+  fail("{}: --quantization {} contradicts the checkpoint, which uses '{}'{}", model_path, forced,
+       found,
+       method->quantizes_online ? " (" + forced + " quantizes unquantized checkpoints only)" : "");
 }
 
 LoadedModel load_model(const std::string& path, const LoadOptions& options,

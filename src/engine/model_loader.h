@@ -46,7 +46,9 @@ struct LoadedModel {
 
 // Which method a checkpoint uses: "gguf" for GGUF files, quantization_config.quant_method
 // of config.json (or quantize_config.json), else "unquantized". `forced` (from
-// --quantization) must agree with the checkpoint.
+// --quantization) must agree with the checkpoint, except that a method registered with
+// quantizes_online (int8, int4, bitsandbytes, ...) may be forced on an unquantized HF
+// checkpoint or on a GGUF whose matrices are all F32/F16/BF16; it is then returned.
 std::string detect_method(const std::string& model_path, const std::string& forced,
                           const quant::MethodRegistry& registry);
 

@@ -8,6 +8,17 @@
 #include "quant/registry.h"
 
 namespace lowbit::nn {
+namespace {
+
+// Equal rank and lengths, where quant::kAnyLength in `expected` accepts any length.
+bool shape_matches(const std::vector<int64_t>& found, const std::vector<int64_t>& expected) {
+  if (found.size() != expected.size()) return false;
+  for (size_t i = 0; i < found.size(); ++i)
+    if (expected[i] != quant::kAnyLength && found[i] != expected[i]) return false;
+  return true;
+}
+
+}  // namespace
 
 Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, int64_t in_features,
                    int64_t out_features, bool has_bias, const quant::QuantConfig& config,
@@ -38,7 +49,7 @@ Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, 
       fail("{}: tensor '{}' has dtype {}, expected {} (method {})", source.path(),
            source.stored_name(name), ::lowbit::name(t->dtype), accepted, config.name());
     }
-    if (t->shape != spec.shape)
+    if (!shape_matches(t->shape, spec.shape))
       fail("{}: tensor '{}' has shape {}, expected {}", source.path(), source.stored_name(name),
            shape_string(t->shape), shape_string(spec.shape));
     layer.tensors[spec.suffix] = *t;

@@ -16,10 +16,14 @@
 
 namespace lowbit::quant {
 
+// Marks a dimension of TensorSpec::shape whose length the method checks itself after loading
+// (e.g. bitsandbytes' absmax, whose length depends on a block size stored in another tensor).
+inline constexpr int64_t kAnyLength = -1;
+
 // One checkpoint tensor a method expects for a layer, by suffix after the layer prefix.
 struct TensorSpec {
   std::string suffix;          // "weight", "bias", "qweight", "scales", ...
-  std::vector<int64_t> shape;  // expected shape in PyTorch order
+  std::vector<int64_t> shape;  // expected shape in PyTorch order; kAnyLength = any length
   std::vector<DType> dtypes;   // accepted storage types
   bool optional = false;
 };
@@ -47,6 +51,34 @@ class LinearMethod {
   virtual uint64_t weight_bytes(const LinearLayer& layer) const = 0;
 };
 
+// A mixture-of-experts layer: `num_experts` experts, each a gated MLP
+// (gate/up: [intermediate, hidden], down: [hidden, intermediate]), tensors by suffix
+// ("experts.0.gate_proj.weight", ...). The router stays a plain Linear.
+struct MoELayer {
+  std::string prefix;  // "model.layers.0.mlp"
+  int64_t num_experts = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  std::map<std::string, TensorView> tensors;
+  std::shared_ptr<const void> prepared;
+};
+
+// The MoE counterpart of LinearMethod (vLLM's FusedMoEMethodBase): computes all experts of a
+// layer for tokens already routed.
+class MoEMethod {
+ public:
+  virtual ~MoEMethod() = default;
+  virtual std::vector<TensorSpec> create_weights(const MoELayer& layer) const = 0;
+  virtual void process_weights_after_loading(MoELayer& layer) const = 0;
+  // y[m, hidden] = Σ_j topk_weights[i, j] · expert_{topk_ids[i, j]}(x[i]) for each token i;
+  // topk_ids / topk_weights: [m, top_k].
+  virtual void apply(const MoELayer& layer, const float* x, int64_t m, const int32_t* topk_ids,
+                     const float* topk_weights, int64_t top_k, float* y) const = 0;
+  virtual uint64_t weight_bytes(const MoELayer& layer) const = 0;
+};
+
+// A QuantConfig answers, per layer, "linear method, MoE method or none": get_quant_method for
+// linear layers, get_moe_method for expert blocks; nullptr leaves the layer unquantized.
 class QuantConfig {
  public:
   virtual ~QuantConfig() = default;
@@ -58,6 +90,11 @@ class QuantConfig {
   // The method for the layer at `prefix`, or nullptr to leave it unquantized.
   virtual std::shared_ptr<const LinearMethod> get_quant_method(const LinearLayer& layer,
                                                                const std::string& prefix) const = 0;
+  // The method for the expert block at `prefix`; methods without MoE support keep the default.
+  virtual std::shared_ptr<const MoEMethod> get_moe_method(const MoELayer& layer,
+                                                          const std::string& prefix) const {
+    return nullptr;
+  }
 };
 
 }  // namespace lowbit::quant

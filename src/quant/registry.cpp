@@ -11,6 +11,9 @@ MethodRegistry MethodRegistry::builtin() {
   r.add(awq_method_info());
   r.add(gptq_method_info());
   r.add(compressed_tensors_method_info());
+  r.add(int8_method_info());
+  r.add(int4_method_info());
+  r.add(bitsandbytes_method_info());
   return r;
 }
 
