@@ -21,7 +21,7 @@ struct BenchOptions {
 
 int run_bench(const BenchOptions& o) {
   apply_threads(o.model.threads);
-  auto registry = quant::MethodRegistry::builtin();
+  auto registry = method_registry(o.model.plugins);
   engine::LoadedModel m =
       engine::load_model(o.model.model, {o.model.quantization, false}, registry);
   auto& model = *m.model;

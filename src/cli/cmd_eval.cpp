@@ -185,7 +185,7 @@ int run_eval(const EvalOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   apply_threads(o.model.threads);
   std::string text = read_text(o.file);
-  auto registry = quant::MethodRegistry::builtin();
+  auto registry = method_registry(o.model.plugins);
   engine::LoadOptions q_options{o.model.quantization, false};
   engine::LoadOptions ref_options{o.reference_quantization, false};
 

@@ -42,7 +42,7 @@ struct GenerateOptions {
 
 int run_generate(const GenerateOptions& o) {
   apply_threads(o.model.threads);
-  auto registry = quant::MethodRegistry::builtin();
+  auto registry = method_registry(o.model.plugins);
   engine::LoadedModel m = engine::load_model(o.model.model, {o.model.quantization, true}, registry);
   const tokenizer::Tokenizer& tok = m.require_tokenizer();
 

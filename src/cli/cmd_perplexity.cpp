@@ -31,7 +31,7 @@ std::string read_text(const std::string& path) {
 int run_perplexity(const PerplexityOptions& o) {
   apply_threads(o.model.threads);
   std::string text = read_text(o.file);
-  auto registry = quant::MethodRegistry::builtin();
+  auto registry = method_registry(o.model.plugins);
   engine::LoadedModel m = engine::load_model(o.model.model, {o.model.quantization, true}, registry);
   const auto& tok = m.require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);

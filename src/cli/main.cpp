@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "quant/plugin.h"
 
 namespace lowbit::cli {
 
@@ -16,6 +17,19 @@ void add_model_options(CLI::App& cmd, ModelOptions& opts) {
                  "force a quantization method (must agree with the checkpoint)");
   cmd.add_option("-t,--threads", opts.threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
+  add_plugin_option(cmd, opts.plugins);
+}
+
+void add_plugin_option(CLI::App& cmd, std::vector<std::string>& plugins) {
+  cmd.add_option("--plugin", plugins,
+                 "load a quantization-method plugin (shared library; repeatable; also "
+                 "LOWBIT_PLUGINS=a.so:b.so)")
+      ->take_all()
+      ->allow_extra_args(false);
+}
+
+quant::MethodRegistry method_registry(const std::vector<std::string>& plugins) {
+  return quant::registry_with_plugins(plugins);
 }
 
 void apply_threads(int threads) {
