@@ -23,16 +23,23 @@ namespace kc = kernels::cpu;
 // packer wrote slot i from column 8c + [0, 2, 4, 6, 1, 3, 5, 7][i].
 constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
-// Unpacks an AWQ-interleaved I32 [rows, N/8] tensor into [rows, N] codes.
-std::vector<uint8_t> unpack_awq(const TensorView& t, int64_t n) {
+// Unpacks an AWQ-interleaved I32 [rows, N/8] tensor into codes [N, rows] (transposed: the
+// kernels want one row per output feature). Rows are taken in blocks so that the 8 output rows
+// a word feeds are written in runs and the block's words stay in cache.
+std::vector<uint8_t> unpack_awq_transposed(const TensorView& t, int64_t n) {
   const int64_t rows = t.dim(0), words = n / 8;
   std::vector<uint8_t> out(size_t(rows * n));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t w = 0; w < words; ++w) {
-      const uint32_t word = load_u32(t.data, r * words + w);
-      for (int j = 0; j < 8; ++j)
-        out[size_t(r * n + 8 * w + j)] = uint8_t((word >> (4 * kAwqSlot[j])) & 0xF);
-    }
+  constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(static)
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
+    const int64_t r1 = std::min(rows, r0 + kBlock);
+    for (int64_t w = 0; w < words; ++w)
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint32_t word = load_u32(t.data, r * words + w);
+        for (int j = 0; j < 8; ++j)
+          out[size_t((8 * w + j) * rows + r)] = uint8_t((word >> (4 * kAwqSlot[j])) & 0xF);
+      }
+  }
   return out;
 }
 
@@ -62,8 +69,8 @@ class AwqLinearMethod : public WeightOnlyIntMethod {
   void process_weights_after_loading(LinearLayer& layer) const override {
     const int64_t K = layer.in_features, N = layer.out_features, G = group(layer);
     // Checkpoint order is [K, N] / [K/G, N]; the kernel wants rows = output features.
-    std::vector<uint8_t> codes = transposed(unpack_awq(layer.tensors.at("qweight"), N), K, N);
-    std::vector<uint8_t> z = transposed(unpack_awq(layer.tensors.at("qzeros"), N), K / G, N);
+    std::vector<uint8_t> codes = unpack_awq_transposed(layer.tensors.at("qweight"), N);
+    std::vector<uint8_t> z = unpack_awq_transposed(layer.tensors.at("qzeros"), N);
     std::vector<float> scales =
         transposed(float_tensor(layer.tensors.at("scales"), what(layer)), K / G, N);
     std::vector<float> zeros(z.begin(), z.end());

@@ -81,7 +81,7 @@ class GptqLinearMethod : public WeightOnlyIntMethod {
     const int64_t K = layer.in_features, N = layer.out_features, G = group(layer);
     const int b = p_.bits;
     std::vector<uint8_t> codes =
-        transposed(unpack_column_streams(layer.tensors.at("qweight"), K, b), K, N);
+        unpack_column_streams_transposed(layer.tensors.at("qweight"), K, b);
     std::vector<float> zeros(size_t(N * (K / G)), float(1 << (b - 1)));
     if (!p_.sym) {
       std::vector<uint8_t> z = unpack_row_streams(layer.tensors.at("qzeros"), N, b);

@@ -25,16 +25,9 @@ inline uint32_t load_u32(const uint8_t* data, int64_t i) {
 // Words that hold `values` b-bit values: ceil(values · bits / 32).
 inline int64_t packed_words(int64_t values, int bits) { return (values * bits + 31) / 32; }
 
-// Value `j` (0-based) of a bitstream of `bits`-bit values (1 <= bits <= 8) whose word w is at
-// data + 4·w·stride (stride in words: 1 along a row, the row length down a column).
-inline uint32_t bitstream_value(const uint8_t* data, int64_t stride, int64_t j, int bits) {
-  const int64_t bit = j * bits;
-  const int64_t word = bit / 32;
-  const int shift = int(bit % 32);
-  uint64_t v = load_u32(data, word * stride) >> shift;
-  if (shift + bits > 32) v |= uint64_t(load_u32(data, (word + 1) * stride)) << (32 - shift);
-  return uint32_t(v) & ((1u << bits) - 1u);
-}
+// Decodes the first `n` values of a contiguous bitstream of `bits`-bit values (1..8) held in
+// words (already in host order); reads only the ceil(n·bits/32) words it needs.
+void decode_stream(const uint32_t* words, int64_t n, int bits, uint8_t* out);
 
 // An int32 tensor [rows, words] whose every row is a bitstream -> codes [rows, values].
 // The caller has checked words >= packed_words(values, bits); padding values are ignored.
@@ -42,6 +35,11 @@ std::vector<uint8_t> unpack_row_streams(const TensorView& t, int64_t values, int
 
 // An int32 tensor [words, cols] whose every column is a bitstream -> codes [values, cols].
 std::vector<uint8_t> unpack_column_streams(const TensorView& t, int64_t values, int bits);
+
+// The same, transposed: codes [cols, values] (one output row per column). GPTQ's qweight
+// [K·b/32, N] becomes the kernels' [N, K] without a separate byte transpose.
+std::vector<uint8_t> unpack_column_streams_transposed(const TensorView& t, int64_t values,
+                                                      int bits);
 
 // [rows, cols] -> [cols, rows].
 template <typename T>
