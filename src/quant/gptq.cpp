@@ -1,7 +1,7 @@
 // `gptq`: AutoGPTQ / GPTQModel / optimum checkpoints (FORMATS.md §2). Per quantized linear
 // [N = out, K = in], b bits (2, 3, 4, 8), G = group_size (-1: G = K):
-//   qweight I32 [K·b/32, N]    codes, one LSB-first bitstream down every column (along K)
-//   qzeros  I32 [K/G, N·b/32]  zero points, one bitstream along every row (along N)
+//   qweight I32 [⌈K·b/32⌉, N]    codes, one LSB-first bitstream down every column (along K)
+//   qzeros  I32 [K/G, ⌈N·b/32⌉]  zero points, one bitstream along every row (along N)
 //   scales  F16 [K/G, N]       (BF16/F32 accepted too)
 //   g_idx   I32 [K]            group of every input column (act-order when not k / G)
 //   W[n, k] = (q[k, n] - Z[g_idx[k], n]) · s[g_idx[k], n]
@@ -58,19 +58,12 @@ class GptqLinearMethod : public WeightOnlyIntMethod {
   std::vector<TensorSpec> create_weights(const LinearLayer& layer) const override {
     const int64_t K = layer.in_features, N = layer.out_features, G = group(layer);
     const int b = p_.bits;
-    const int64_t per_word = b == 3 ? 32 : 32 / b;  // 3-bit: 32 values fill 3 words exactly
     if (K % G != 0)
       fail("{}: in_features {} is not a multiple of group_size {}", what(layer), K, G);
-    if (K % per_word != 0)
-      fail("{}: in_features {} is not a multiple of {} ({}-bit qweight packs along in_features)",
-           what(layer), K, per_word, b);
-    if (N % per_word != 0)
-      fail(
-          "{}: out_features {} is not a multiple of {} ({}-bit qzeros packs along "
-          "out_features)",
-          what(layer), N, per_word, b);
-    std::vector<TensorSpec> specs = {{"qweight", {K * b / 32, N}, {DType::I32}},
-                                     {"qzeros", {K / G, N * b / 32}, {DType::I32}, p_.sym},
+    // Word counts round up: GPTQModel pads a partial last word (e.g. out_features 172 at
+    // 4 bits -> 22 qzeros words); for sizes that fill whole words this is AutoGPTQ's K·b/32.
+    std::vector<TensorSpec> specs = {{"qweight", {packed_words(K, b), N}, {DType::I32}},
+                                     {"qzeros", {K / G, packed_words(N, b)}, {DType::I32}, p_.sym},
                                      {"scales", {K / G, N}, float_dtypes()},
                                      {"g_idx", {K}, {DType::I32, DType::I64}, true}};
     add_bias_spec(layer, specs);
