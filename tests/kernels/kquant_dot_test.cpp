@@ -183,6 +183,28 @@ TEST(KQuantDot, ManyActivationRows) {
   }
 }
 
+// Rows longer than one k-chunk of the blocked prompt path (16 super-blocks / 64 block pairs),
+// with an odd remainder, so partial sums of several passes add up.
+TEST(KQuantDot, LongRowsAcrossChunks) {
+  std::mt19937_64 rng(13);
+  for (DType t : {DType::Q6_K, DType::IQ4_NL}) {
+    const int64_t m = 6, n = 9, k = block_elems(t) == 256 ? 256 * 17 : 32 * 131;
+    const std::vector<uint8_t> wbytes = random_weights(t, n, k, rng);
+    const WeightMatrix w{t, wbytes.data(), n, k};
+    const std::vector<float> x = random_floats(size_t(m * k), rng);
+    KQuantActivations a;
+    quantize_kquant_activations(Isa::kScalar, t, x.data(), m, k, &a);
+    std::vector<float> ref(size_t(m * n));
+    linear_kquant_prequantized(Isa::kScalar, w, a, ref.data());
+    for (Isa isa : available_isas()) {
+      std::vector<float> y(size_t(m * n), -1.0f);
+      linear_kquant_prequantized(isa, w, a, y.data());
+      for (size_t o = 0; o < y.size(); ++o)
+        ASSERT_NEAR(y[o], ref[o], 2e-4 * (std::fabs(ref[o]) + 1.0f)) << isa_name(isa) << " " << o;
+    }
+  }
+}
+
 TEST(KQuantDot, NanStaysInItsRow) {
   std::mt19937_64 rng(5);
   for (DType t : {DType::Q6_K, DType::IQ4_NL}) {

@@ -227,19 +227,52 @@ inline void sb_dot(const Sb& sb, const int8_t* xq, const int16_t* bsums, float d
   }
 }
 
-constexpr int kTile = 4;        // activation rows sharing one decoded block
-constexpr int64_t kPanel = 64;  // activation rows kept hot (L2) while all weight rows pass
+constexpr int kTile = 4;          // activation rows sharing one decoded block
+constexpr int64_t kPanel = 64;    // activation rows per pass over the weights
+constexpr int64_t kGroup = 8;     // weight rows sharing one activation tile (L1)
+constexpr int64_t kSbChunk = 16;  // super-blocks per k-chunk (see run_sb)
 
-// Weight row `wr` (nsb super-blocks) against activation rows i0 .. i0+T-1.
+// Prompt processing blocks the product like a GEMM: for each panel of activation rows and each
+// k-chunk of `chunk` units (super-blocks or block pairs), weight rows are taken in groups of
+// kGroup; every activation tile (kTile rows × one chunk, a few KiB) is read from L2 once per
+// group and reused from L1 by its kGroup rows, and each decoded weight block serves the kTile
+// rows. Partial sums of later chunks add into y: static scheduling with the same trip count in
+// every pass gives each thread the same weight rows, so there is no race.
+// kern(weight row, first activation row, rows (1..kTile), unit begin, unit end, out, accumulate).
+template <class Kern>
+void blocked(const WeightMatrix& w, const KQuantActivations& a, size_t row_bytes, int64_t units,
+             int64_t chunk, const Kern& kern, float* y) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  if (a.m <= kTile) chunk = std::max<int64_t>(units, 1);  // generation: one pass, no reuse to win
+  const int64_t groups = (w.n + kGroup - 1) / kGroup;
+#pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
+  for (int64_t m0 = 0; m0 < a.m; m0 += kPanel) {
+    const int64_t m1 = std::min(a.m, m0 + kPanel);
+    for (int64_t u0 = 0; u0 < std::max<int64_t>(units, 1); u0 += chunk) {
+      const int64_t u1 = std::min(units, u0 + chunk);
+#pragma omp for schedule(static) nowait
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t j1 = std::min(w.n, (g + 1) * kGroup);
+        for (int64_t i = m0; i < m1; i += kTile)
+          for (int64_t j = g * kGroup; j < j1; ++j)
+            kern(base + size_t(j) * row_bytes, i, std::min<int64_t>(kTile, m1 - i), u0, u1,
+                 y + i * w.n + j, u0 > 0);
+      }
+    }
+  }
+}
+
+// Weight row `wr`, super-blocks [s0, s1), against activation rows i0 .. i0+T-1.
 template <class D, int T>
-void row_tile(const uint8_t* wr, const KQuantActivations& a, int64_t i0, float* y, int64_t ldy) {
+void row_tile(const uint8_t* wr, const KQuantActivations& a, int64_t i0, int64_t s0, int64_t s1,
+              float* y, int64_t ldy, bool accumulate) {
   __m512 acc[T];
   __m256 accm[T];
   for (int t = 0; t < T; ++t) {
     acc[t] = _mm512_setzero_ps();
     accm[t] = _mm256_setzero_ps();
   }
-  for (int64_t s = 0; s < a.nb; ++s) {
+  for (int64_t s = s0; s < s1; ++s) {
     Sb sb;
     D::decode(wr + size_t(s) * D::kBlockBytes, sb);
     for (int t = 0; t < T; ++t) {
@@ -248,37 +281,29 @@ void row_tile(const uint8_t* wr, const KQuantActivations& a, int64_t i0, float* 
                 a.d[size_t(i * a.nb + s)], acc[t], accm[t]);
     }
   }
-  for (int t = 0; t < T; ++t)
-    y[t * ldy] = D::kMin ? hsum512(acc[t]) + hsum256(accm[t]) : hsum512(acc[t]);
+  for (int t = 0; t < T; ++t) {
+    const float v = D::kMin ? hsum512(acc[t]) + hsum256(accm[t]) : hsum512(acc[t]);
+    y[t * ldy] = accumulate ? y[t * ldy] + v : v;
+  }
 }
 
 template <class D>
 void run_sb(const WeightMatrix& w, const KQuantActivations& a, float* y) {
-  const size_t row_bytes = size_t(a.nb) * D::kBlockBytes;
-  const auto* base = static_cast<const uint8_t*>(w.data);
-#pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
-  for (int64_t m0 = 0; m0 < a.m; m0 += kPanel) {
-    const int64_t m1 = std::min(a.m, m0 + kPanel);
-#pragma omp for schedule(static) nowait
-    for (int64_t j = 0; j < w.n; ++j) {
-      const uint8_t* wr = base + size_t(j) * row_bytes;
-      int64_t i = m0;
-      for (; i + kTile <= m1; i += kTile) row_tile<D, kTile>(wr, a, i, y + i * w.n + j, w.n);
-      switch (m1 - i) {
-        case 3:
-          row_tile<D, 3>(wr, a, i, y + i * w.n + j, w.n);
-          break;
-        case 2:
-          row_tile<D, 2>(wr, a, i, y + i * w.n + j, w.n);
-          break;
-        case 1:
-          row_tile<D, 1>(wr, a, i, y + i * w.n + j, w.n);
-          break;
-        default:
-          break;
-      }
+  auto kern = [&](const uint8_t* wr, int64_t i, int64_t rows, int64_t s0, int64_t s1, float* out,
+                  bool acc) {
+    switch (rows) {
+      case 4:
+        return row_tile<D, 4>(wr, a, i, s0, s1, out, w.n, acc);
+      case 3:
+        return row_tile<D, 3>(wr, a, i, s0, s1, out, w.n, acc);
+      case 2:
+        return row_tile<D, 2>(wr, a, i, s0, s1, out, w.n, acc);
+      default:
+        return row_tile<D, 1>(wr, a, i, s0, s1, out, w.n, acc);
     }
-  }
+  };
+  // 16 super-blocks (4096 elements): a tile is 4 × 16 × 288 B of activations.
+  blocked(w, a, size_t(a.nb) * D::kBlockBytes, a.nb, kSbChunk, kern, y);
 }
 
 // A decoder with its block size.
@@ -356,71 +381,74 @@ inline float single_dot(const uint8_t* b, __m512i table, const int8_t* xq, const
   return hsum256(_mm256_cvtepi32_ps(isum)) * scale;
 }
 
+// Per pair of blocks and activation row: vpdpbusd, one conversion, d_w·d_x lanes, one FMA.
+// Two accumulators per row (even / odd pairs) keep the FMA latency chain off the critical path
+// when T is small (generation).
 template <class F, int T>
-void row_tile32(const uint8_t* wr, __m512i table, const KQuantActivations& a, int64_t i0, float* y,
-                int64_t ldy) {
+void row_tile32(const uint8_t* wr, __m512i table, const KQuantActivations& a, int64_t i0,
+                int64_t p0, int64_t p1, float* y, int64_t ldy, bool accumulate) {
   const float* f16 = f16_table();
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   const int64_t pairs = a.nb / 2, lane_pairs = (a.nb + 1) / 2;
-  for (int64_t p = 0; p < pairs; ++p) {
+  const int32_t* bias[T];
+  const int8_t* xq[T];
+  const float* dl[T];
+  __m512 acc[T][2];
+  for (int t = 0; t < T; ++t) {
+    bias[t] = a.bias.data() + (i0 + t) * a.k / 4;
+    xq[t] = a.qs.data() + (i0 + t) * a.k;
+    dl[t] = a.dlanes.data() + (i0 + t) * lane_pairs * 16;
+    acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+  }
+  auto step = [&](int64_t p, int h) {
     const uint8_t* b0 = wr + size_t(2 * p) * F::kBytes;
     const __m512i u = decode_pair<F>(b0, table);
-    const __m512 w0 = _mm512_set1_ps(F::scale(f16, b0));
-    const __m512 w1 = _mm512_set1_ps(F::scale(f16, b0 + F::kBytes));
+    // d_w of block 2p in lanes 0–7, of block 2p+1 in lanes 8–15
+    const __m512 dw = _mm512_mask_broadcastss_ps(_mm512_set1_ps(F::scale(f16, b0)), 0xFF00,
+                                                 _mm_set_ss(F::scale(f16, b0 + F::kBytes)));
     for (int t = 0; t < T; ++t) {
-      const int64_t i = i0 + t;
-      const __m512i isum =
-          _mm512_dpbusd_epi32(_mm512_loadu_si512(a.bias.data() + i * a.k / 4 + 16 * p), u,
-                              _mm512_loadu_si512(a.qs.data() + i * a.k + 64 * p));
-      const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum),
-                                     _mm512_loadu_ps(a.dlanes.data() + (i * lane_pairs + p) * 16));
-      acc[t] = _mm512_mask3_fmadd_ps(f, w0, acc[t], 0x00FF);
-      acc[t] = _mm512_mask3_fmadd_ps(f, w1, acc[t], 0xFF00);
+      const __m512i isum = _mm512_dpbusd_epi32(_mm512_loadu_si512(bias[t] + 16 * p), u,
+                                               _mm512_loadu_si512(xq[t] + 64 * p));
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_loadu_ps(dl[t] + 16 * p));
+      acc[t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[t][h]);
     }
+  };
+  int64_t p = p0;
+  for (; p + 2 <= p1; p += 2) {
+    step(p, 0);
+    step(p + 1, 1);
   }
+  if (p < p1) step(p, 0);
   for (int t = 0; t < T; ++t) {
-    float s = hsum512(acc[t]);
-    if (a.nb & 1) {
-      const int64_t i = i0 + t, b = a.nb - 1;
+    float s = hsum512(_mm512_add_ps(acc[t][0], acc[t][1]));
+    if ((a.nb & 1) && p1 == pairs) {  // lone last block, with the last chunk
+      const int64_t b = a.nb - 1;
       const uint8_t* blk = wr + size_t(b) * F::kBytes;
-      s += single_dot<F>(blk, table, a.qs.data() + i * a.k + 32 * b,
-                         a.bias.data() + i * a.k / 4 + 8 * b,
-                         F::scale(f16, blk) * a.d[size_t(i * a.nb + b)]);
+      s += single_dot<F>(blk, table, xq[t] + 32 * b, bias[t] + 8 * b,
+                         F::scale(f16, blk) * a.d[size_t((i0 + t) * a.nb + b)]);
     }
-    y[t * ldy] = s;
+    y[t * ldy] = accumulate ? y[t * ldy] + s : s;
   }
 }
 
 template <class F>
 void run_32(const WeightMatrix& w, const KQuantActivations& a, float* y) {
-  const size_t row_bytes = size_t(a.nb) * F::kBytes;
-  const auto* base = static_cast<const uint8_t*>(w.data);
   const __m512i table = table_plus128<F>();
-#pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
-  for (int64_t m0 = 0; m0 < a.m; m0 += kPanel) {
-    const int64_t m1 = std::min(a.m, m0 + kPanel);
-#pragma omp for schedule(static) nowait
-    for (int64_t j = 0; j < w.n; ++j) {
-      const uint8_t* wr = base + size_t(j) * row_bytes;
-      int64_t i = m0;
-      for (; i + kTile <= m1; i += kTile)
-        row_tile32<F, kTile>(wr, table, a, i, y + i * w.n + j, w.n);
-      switch (m1 - i) {
-        case 3:
-          row_tile32<F, 3>(wr, table, a, i, y + i * w.n + j, w.n);
-          break;
-        case 2:
-          row_tile32<F, 2>(wr, table, a, i, y + i * w.n + j, w.n);
-          break;
-        case 1:
-          row_tile32<F, 1>(wr, table, a, i, y + i * w.n + j, w.n);
-          break;
-        default:
-          break;
-      }
+  auto kern = [&](const uint8_t* wr, int64_t i, int64_t rows, int64_t p0, int64_t p1, float* out,
+                  bool acc) {
+    switch (rows) {
+      case 4:
+        return row_tile32<F, 4>(wr, table, a, i, p0, p1, out, w.n, acc);
+      case 3:
+        return row_tile32<F, 3>(wr, table, a, i, p0, p1, out, w.n, acc);
+      case 2:
+        return row_tile32<F, 2>(wr, table, a, i, p0, p1, out, w.n, acc);
+      default:
+        return row_tile32<F, 1>(wr, table, a, i, p0, p1, out, w.n, acc);
     }
-  }
+  };
+  // 64 pairs (4096 elements): a tile is 4 × 64 × 192 B of activations (qs, bias, d lanes); one
+  // pass for k ≤ 4096, where the per-chunk reductions would cost more than L2 reads save.
+  blocked(w, a, size_t(a.nb) * F::kBytes, a.nb / 2, 64, kern, y);
 }
 
 }  // namespace
