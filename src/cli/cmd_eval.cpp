@@ -19,7 +19,7 @@ namespace lowbit::cli {
 namespace {
 
 struct EvalOptions {
-  ModelOptions model;  // the quantized side: --model, --quantization, --threads
+  ModelOptions model;  // the quantized side: --model, --quantization, --threads, --plugin
   std::string reference;
   std::string reference_quantization;
   std::string file;
@@ -58,7 +58,7 @@ std::string format_bytes(uint64_t b) {
 }
 
 std::string ratio(double q, double ref) {
-  return ref > 0 ? fmt::format("{:.3f}x", q / ref) : std::string("-");
+  return ref > 0 ? fmt::format("{:.3g}x", q / ref) : std::string("-");
 }
 
 // The last path component (a model directory's or file's name) for tables.

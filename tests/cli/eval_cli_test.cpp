@@ -1,6 +1,6 @@
 // `lowbit eval` through the real CLI: the quant card's table, JSON and markdown on stories260K
-// Q8_0 vs F32 (perplexities equal to `lowbit perplexity`'s), and clean one-line errors for
-// models that do not share a vocabulary and for missing files.
+// Q8_0 vs F32 (perplexities equal to `lowbit perplexity`'s), online int4 against the same file,
+// and clean one-line errors for models that do not share a vocabulary and for missing files.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,6 +138,24 @@ TEST_F(EvalCli, QuantCardOfQ8AgainstF32) {
   EXPECT_EQ(table.rfind("|  | quantized | reference | ratio |\n|---|", 0), 0u) << table;
   EXPECT_NE(table.find("| top-1 agreement |"), std::string::npos) << table;
   EXPECT_NE(table.find("peak RSS: peak resident set of a separate process"), std::string::npos);
+}
+
+// --quantization applies to the quantized side only: the F32 file quantized online to int4
+// against itself as stored.
+TEST_F(EvalCli, OnlineQuantizationOfTheReference) {
+  const std::string json_path = (dir_ / "int4.json").string();
+  EvalRun r = run_lowbit(
+      "eval --model " + f32() + " --reference " + f32() + " --quantization int4 --file " + text() +
+          " --ctx 128 --chunks 2 --bench-prompt 8 --bench-gen 2 --json " + json_path,
+      false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(json_path);
+  auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["method"], "int4");
+  EXPECT_EQ(j["method_reference"], "gguf");
+  EXPECT_GT(j["kld"].get<double>(), 0.0);
+  EXPECT_LT(j["top1"].get<double>(), 1.0);
+  EXPECT_LT(j["weight_bytes"].get<uint64_t>(), j["weight_bytes_reference"].get<uint64_t>() / 2);
 }
 
 TEST_F(EvalCli, DifferentVocabulariesAreRefused) {

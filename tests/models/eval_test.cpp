@@ -1,12 +1,14 @@
 // `lowbit eval`'s comparison on whole models: a model against itself gives KLD 0 and full top-1
-// agreement; stories260K Q8_0 / Q4_0 (llama.cpp-quantized fixtures) against its F32 GGUF give
-// perplexities identical to engine::perplexity() on each and small, ordered divergences.
+// agreement; the llama.cpp-quantized stories260K files against the F32 GGUF give llama.cpp's
+// KL divergence and top-1 agreement, and perplexities identical to engine::perplexity().
+
 #include "engine/eval.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "engine/generate.h"
 #include "model_test_util.h"
@@ -56,46 +58,57 @@ TEST(Eval, ModelAgainstItselfHasZeroDivergence) {
   }
 }
 
-struct QuantizedRun {
-  engine::ComparisonResult eval;
-  double ppl_alone = 0, ppl_reference_alone = 0;
-};
-
-QuantizedRun run_quantized(const std::string& type, int64_t ctx, int64_t chunks) {
+// llama-perplexity --kl-divergence on the same files (tests/fixtures/llama_cpp/
+// kld_reference.json, from tools/llama_cpp_kld_reference.py). llama.cpp keeps the reference's
+// log-probabilities as 16-bit values and runs its own forward pass (F16 KV cache), so the two
+// agree closely but not exactly (measured: see the printed lines).
+TEST(Eval, MatchesLlamaCppKlDivergence) {
+  if (!shared_available()) GTEST_SKIP();
+  std::ifstream in(source_path("tests/fixtures/llama_cpp/kld_reference.json"));
+  const auto fixture = nlohmann::json::parse(in);
+  const int64_t ctx = fixture["n_ctx"], chunks = fixture["chunks"];
   engine::LoadedModel ref = load(f32_path());
-  engine::LoadedModel q = load(quantized_path(type));
-  engine::check_same_vocabulary(q, ref);
   Text text = tinystories(ref);
-  QuantizedRun r;
-  r.eval = engine::compare_models(*q.model, *ref.model, text.tokens, ctx, chunks, text.bos);
-  r.ppl_alone = engine::perplexity(*q.model, text.tokens, ctx, chunks, text.bos).ppl;
-  r.ppl_reference_alone = engine::perplexity(*ref.model, text.tokens, ctx, chunks, text.bos).ppl;
-  return r;
+  double previous_kld = 0;
+  for (const auto& e : fixture["entries"]) {
+    const std::string model = e["model"];
+    SCOPED_TRACE(model);
+    engine::LoadedModel q = load(source_path(model));
+    auto r = engine::compare_models(*q.model, *ref.model, text.tokens, ctx, chunks, text.bos);
+    EXPECT_EQ(r.chunks, chunks);
+    EXPECT_EQ(r.scored_tokens, chunks * (ctx - 1 - ctx / 2));
+    const double kld = e["kld"], kld_p99 = e["kld_p99"], top1 = e["top1_percent"];
+    std::printf("%s: kld %.6f (llama.cpp %.6f), p99 %.6f (%.6f), top1 %.3f %% (%.3f %%)\n",
+                model.c_str(), r.kld, kld, r.kld_p99, kld_p99, 100 * r.top1, top1);
+    EXPECT_NEAR(r.kld, kld, 0.03 * kld);
+    // The 99th percentile of ~2,000 positions rests on ~20 values: looser.
+    EXPECT_NEAR(r.kld_p99, kld_p99, 0.2 * kld_p99);
+    EXPECT_NEAR(100 * r.top1, top1, 1.0);
+    EXPECT_NEAR(r.ppl, e["ppl"].get<double>(), 0.02);
+    EXPECT_GT(r.kld_p99, r.kld);  // a heavy upper tail, as expected of quantization error
+    EXPECT_LT(r.top1, 1.0);
+    if (model.find("Q8_0") != std::string::npos) previous_kld = r.kld;
+    if (model.find("Q4_0") != std::string::npos) EXPECT_GT(r.kld, 10 * previous_kld);
+  }
 }
 
-TEST(Eval, QuantizedStories260KAgainstF32) {
+// The perplexities are bit for bit those of engine::perplexity (`lowbit perplexity`) on each
+// model alone.
+TEST(Eval, PerplexitiesEqualThoseOfEachModelAlone) {
   if (!shared_available()) GTEST_SKIP();
-  const int64_t ctx = 256, chunks = 6;
-  QuantizedRun q8 = run_quantized("Q8_0", ctx, chunks);
-  QuantizedRun q4 = run_quantized("Q4_0", ctx, chunks);
-  for (const auto* r : {&q8, &q4}) {
-    // Bit for bit what `lowbit perplexity` reports on each model alone.
-    EXPECT_EQ(r->eval.ppl, r->ppl_alone);
-    EXPECT_EQ(r->eval.ppl_reference, r->ppl_reference_alone);
-    EXPECT_EQ(r->eval.chunks, chunks);
-    EXPECT_EQ(r->eval.scored_tokens, chunks * (ctx - 1 - ctx / 2));
-    EXPECT_GT(r->eval.kld, 0.0);
-    EXPECT_GE(r->eval.kld_p99, r->eval.kld);  // a heavy upper tail, not a single outlier
-    EXPECT_GT(r->eval.top1, 0.7);             // full file: Q8_0 0.98, Q4_0 0.80
-    EXPECT_LT(r->eval.top1, 1.0);
+  const int64_t ctx = 256, chunks = 4;
+  engine::LoadedModel ref = load(f32_path());
+  Text text = tinystories(ref);
+  const double ref_alone = engine::perplexity(*ref.model, text.tokens, ctx, chunks, text.bos).ppl;
+  for (const char* type : {"Q8_0", "Q4_0"}) {
+    SCOPED_TRACE(type);
+    engine::LoadedModel q = load(quantized_path(type));
+    engine::check_same_vocabulary(q, ref);
+    auto r = engine::compare_models(*q.model, *ref.model, text.tokens, ctx, chunks, text.bos);
+    EXPECT_EQ(r.ppl, engine::perplexity(*q.model, text.tokens, ctx, chunks, text.bos).ppl);
+    EXPECT_EQ(r.ppl_reference, ref_alone);
+    EXPECT_GT(r.ppl, 1.0);
   }
-  EXPECT_EQ(q8.eval.ppl_reference, q4.eval.ppl_reference);
-  // Plausible sizes (full file, ctx 256: Q8_0 ~0.0012, Q4_0 ~0.04) and the expected order.
-  EXPECT_LT(q8.eval.kld, 0.01);
-  EXPECT_LT(q4.eval.kld, 0.2);
-  EXPECT_LT(q8.eval.kld, q4.eval.kld);
-  EXPECT_GT(q8.eval.top1, q4.eval.top1);
-  EXPECT_LT(std::abs(q8.eval.ppl / q8.eval.ppl_reference - 1), 0.02);
 }
 
 TEST(Eval, RejectsModelsWithDifferentVocabularies) {
