@@ -2,15 +2,22 @@
 // from a GGUF model, with llama-quantize's per-tensor mixture rules and byte-exact quantizers
 // (io/gguf_export.h). Optional --imatrix: an importance matrix in llama.cpp's imatrix GGUF
 // format (llama-imatrix or `lowbit imatrix`).
+// `lowbit imatrix`: runs a model over a text (llama-perplexity's chunks) and writes the mean
+// squared input activation of every linear layer in that format (engine/imatrix_collector.h).
 #include <omp.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "engine/generate.h"
+#include "engine/imatrix_collector.h"
+#include "engine/model_loader.h"
 #include "io/gguf.h"
 #include "io/gguf_export.h"
 #include "io/gguf_imatrix.h"
@@ -59,6 +66,44 @@ int run_quantize(const QuantizeOptions& o) {
   return 0;
 }
 
+struct ImatrixOptions {
+  ModelOptions model;
+  std::string file, out;
+  int64_t ctx = 512;
+  int64_t chunks = -1;
+  bool process_output = false;
+};
+
+int run_imatrix(const ImatrixOptions& o) {
+  apply_threads(o.model.threads);
+  std::ifstream f(o.file, std::ios::binary);
+  if (!f) fail("{}: cannot open", o.file);
+  std::stringstream text;
+  text << f.rdbuf();
+  auto registry = method_registry(o.model.plugins);
+  engine::LoadedModel m = engine::load_model(o.model.model, {o.model.quantization, true}, registry);
+  const auto& tok = m.require_tokenizer();
+  const std::vector<int32_t> tokens = tok.encode(text.str(), true, /*parse_special=*/false);
+  const int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;
+  if (int64_t(tokens.size()) < 2 * o.ctx)
+    fail("{}: {} tokens; need at least 2 × --ctx ({}) for one chunk", o.file, tokens.size(),
+         2 * o.ctx);
+  engine::ImatrixCollector collector(o.process_output);
+  auto on_chunk = [](int64_t c, double p) {
+    std::fprintf(stderr, "[%lld]%.4f,", (long long)c, p);
+    std::fflush(stderr);
+  };
+  const auto r = engine::perplexity(*m.model, tokens, o.ctx, o.chunks, bos, on_chunk);
+  const io::Imatrix im = collector.result({o.file}, uint32_t(r.chunks), uint32_t(o.ctx));
+  if (im.entries.empty())
+    fail("{}: no llama-family linear layers were seen; cannot write an imatrix", o.model.model);
+  io::write_imatrix(im, o.out);
+  std::fprintf(stderr, "\n");
+  std::printf("wrote %s: %zu matrices, %lld chunks of %lld tokens; PPL = %.4f\n", o.out.c_str(),
+              im.entries.size(), (long long)r.chunks, (long long)o.ctx, r.ppl);
+  return 0;
+}
+
 }  // namespace
 
 Runner add_quantize(CLI::App& app) {
@@ -76,6 +121,20 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_flag("--dry-run", o->dry_run, "print the per-tensor types without writing");
   cmd->add_flag("-q,--quiet", o->quiet, "only print the summary line");
   return [o] { return run_quantize(*o); };
+}
+
+Runner add_imatrix(CLI::App& app) {
+  auto o = std::make_shared<ImatrixOptions>();
+  auto* cmd = app.add_subcommand(
+      "imatrix", "importance matrix of a model over a text (llama.cpp imatrix GGUF format)");
+  add_model_options(*cmd, o->model);
+  cmd->add_option("-f,--file", o->file, "calibration text")->required();
+  cmd->add_option("-o,--out", o->out, "output imatrix .gguf")->required();
+  cmd->add_option("-c,--ctx", o->ctx, "tokens per chunk (default 512)")
+      ->check(CLI::Range(8, 1 << 20));
+  cmd->add_option("--chunks", o->chunks, "maximum number of chunks (default: all)");
+  cmd->add_flag("--process-output", o->process_output, "also collect lm_head (output.weight)");
+  return [o] { return run_imatrix(*o); };
 }
 
 }  // namespace lowbit::cli

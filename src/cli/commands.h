@@ -19,6 +19,7 @@ Runner add_info(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_quantize(CLI::App& app);
+Runner add_imatrix(CLI::App& app);
 
 // Options shared by commands that load a model.
 struct ModelOptions {

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   add(lowbit::cli::add_bench);
   add(lowbit::cli::add_eval);
   add(lowbit::cli::add_quantize);
+  add(lowbit::cli::add_imatrix);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -13,6 +13,16 @@ class WeightSource;
 
 namespace lowbit::nn {
 
+// Activation observer (`lowbit imatrix`): while one is installed, every Linear::forward shows
+// it its input x [m, in_features] before the product. Unused, it costs one predictable branch
+// per forward. Process-wide; install / remove only while no model runs.
+class LinearObserver {
+ public:
+  virtual ~LinearObserver() = default;
+  virtual void observe(const quant::LinearLayer& layer, const float* x, int64_t m) = 0;
+};
+inline LinearObserver* g_linear_observer = nullptr;
+
 class Linear {
  public:
   Linear() = default;
@@ -20,7 +30,11 @@ class Linear {
       : layer_(std::move(layer)), method_(std::move(method)) {}
 
   // x: [m, in_features] -> y: [m, out_features]
-  void forward(const float* x, int64_t m, float* y) const { method_->apply(layer_, x, m, y); }
+  void forward(const float* x, int64_t m, float* y) const {
+    if (g_linear_observer != nullptr) [[unlikely]]
+      g_linear_observer->observe(layer_, x, m);
+    method_->apply(layer_, x, m, y);
+  }
   int64_t in_features() const { return layer_.in_features; }
   int64_t out_features() const { return layer_.out_features; }
   uint64_t weight_bytes() const { return method_->weight_bytes(layer_); }
