@@ -11,10 +11,11 @@ CI has no llama.cpp) and writes the per-tensor type fixture of tests/quantizer.
    llama-quantize, llama-perplexity PPL of both files and their KL divergence from the F32
    model (--kl-divergence-base), and lowbit's own perplexity of its file. Prints a markdown
    table (docs/formats.md, "GGUF export").
+3. `lowbit imatrix` vs llama-imatrix on stories260K (same entries and counts, in_sum2 close).
 
 Rerun (numpy, gguf==0.19.0, llama.cpp from tools/build-llama-cpp.sh, lowbit built):
   LLAMA_CPP_BIN=~/.cache/lowbit/llama.cpp/0.3.36/bin LOWBIT=build/bin/lowbit \
-    python3 tools/check_gguf_export.py [--skip-synthetic] [--skip-stories]
+    python3 tools/check_gguf_export.py [--skip-synthetic] [--skip-stories] [--skip-imatrix]
 """
 import argparse
 import json
@@ -227,10 +228,32 @@ def stories(args, tmp: Path):
     return failures
 
 
+def imatrix_check(args, tmp: Path):
+    ours, theirs = tmp / "lowbit.imatrix.gguf", tmp / "llama.imatrix.gguf"
+    common = ["-m", STORIES, "-f", TEXT, "-c", "128", "--chunks", "20", "-t", "2", "-o"]
+    run([args.lowbit, "imatrix", *common, ours])
+    run([Path(args.llama_bin) / "llama-imatrix", *common, theirs])
+    a = {t.name: np.array(t.data, np.float64) for t in GGUFReader(ours).tensors}
+    b = {t.name: np.array(t.data, np.float64) for t in GGUFReader(theirs).tensors}
+    if a.keys() != b.keys():
+        raise SystemExit(f"imatrix entries differ: {sorted(a.keys() ^ b.keys())[:5]}")
+    worst = 0.0
+    for k in b:
+        if k.endswith(".counts"):
+            if not np.array_equal(a[k].ravel(), b[k].ravel()):
+                raise SystemExit(f"imatrix {k}: counts {a[k].ravel()} vs {b[k].ravel()}")
+        else:
+            worst = max(worst, float(np.abs(a[k] - b[k]).max() / np.abs(b[k]).max()))
+    print(f"imatrix: {len(a) // 2} matrices, equal counts, in_sum2 max relative difference {worst:.2e}")
+    if worst > 1e-2:
+        raise SystemExit("imatrix in_sum2 differs by more than 1%")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-stories", action="store_true")
+    ap.add_argument("--skip-imatrix", action="store_true")
     ap.add_argument("--chunks", type=int, default=40)
     args = ap.parse_args()
     args.llama_bin = os.environ.get("LLAMA_CPP_BIN", str(Path.home() / ".cache/lowbit/llama.cpp/0.3.36/bin"))
@@ -239,6 +262,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lowbit-gguf-export-") as d:
         if not args.skip_synthetic:
             failures += synthetic(args, Path(d))
+        if not args.skip_imatrix:
+            imatrix_check(args, Path(d))
         if not args.skip_stories:
             failures += stories(args, Path(d))
     if failures:
