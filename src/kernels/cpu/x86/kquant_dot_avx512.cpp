@@ -227,6 +227,9 @@ inline void sb_dot(const Sb& sb, const int8_t* xq, const int16_t* bsums, float d
   }
 }
 
+// Software prefetch distance along the weight stream (rows of a thread are contiguous): the
+// hardware prefetcher ramps up too slowly for the short per-call streams of generation.
+constexpr int kPrefetch = 4096;
 constexpr int kTile = 4;          // activation rows sharing one decoded block
 constexpr int64_t kPanel = 64;    // activation rows per pass over the weights
 constexpr int64_t kGroup = 8;     // weight rows sharing one activation tile (L1)
@@ -273,6 +276,10 @@ void row_tile(const uint8_t* wr, const KQuantActivations& a, int64_t i0, int64_t
     accm[t] = _mm256_setzero_ps();
   }
   for (int64_t s = s0; s < s1; ++s) {
+    _mm_prefetch(reinterpret_cast<const char*>(wr + size_t(s) * D::kBlockBytes) + kPrefetch,
+                 _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wr + size_t(s) * D::kBlockBytes) + kPrefetch + 64,
+                 _MM_HINT_T0);
     Sb sb;
     D::decode(wr + size_t(s) * D::kBlockBytes, sb);
     for (int t = 0; t < T; ++t) {
@@ -401,6 +408,7 @@ void row_tile32(const uint8_t* wr, __m512i table, const KQuantActivations& a, in
   }
   auto step = [&](int64_t p, int h) {
     const uint8_t* b0 = wr + size_t(2 * p) * F::kBytes;
+    _mm_prefetch(reinterpret_cast<const char*>(b0) + kPrefetch, _MM_HINT_T0);
     const __m512i u = decode_pair<F>(b0, table);
     // d_w of block 2p in lanes 0–7, of block 2p+1 in lanes 8–15
     const __m512 dw = _mm512_mask_broadcastss_ps(_mm512_set1_ps(F::scale(f16, b0)), 0xFF00,
