@@ -193,6 +193,9 @@ inline void sb_dot(const Sb& sb, const int8_t* xq, const int16_t* bsums, float d
   }
 }
 
+// Software prefetch distance along the weight stream (rows of a thread are contiguous): the
+// hardware prefetcher ramps up too slowly for the short per-call streams of generation.
+constexpr int kPrefetch = 4096;
 constexpr int kTile = 4;
 constexpr int64_t kPanel = 64;
 
@@ -206,6 +209,9 @@ void row_tile(const uint8_t* wr, const KQuantActivations& a, int64_t i0, float* 
   __m256 acc[T], accm[T];
   for (int t = 0; t < T; ++t) acc[t] = accm[t] = _mm256_setzero_ps();
   for (int64_t s = 0; s < a.nb; ++s) {
+    const char* blk = reinterpret_cast<const char*>(wr + size_t(s) * D::kBlockBytes);
+    _mm_prefetch(blk + kPrefetch, _MM_HINT_T0);
+    _mm_prefetch(blk + kPrefetch + 64, _MM_HINT_T0);
     Sb sb;
     D::decode(wr + size_t(s) * D::kBlockBytes, sb);
     for (int t = 0; t < T; ++t) {
@@ -254,6 +260,7 @@ void row_tile32(const uint8_t* wr, __m256i table, const KQuantActivations& a, in
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < a.nb; ++b) {
     const uint8_t* blk = wr + size_t(b) * F::kBytes;
+    if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetch, _MM_HINT_T0);
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + F::kQs));
     const __m256i idx =
         _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
