@@ -27,6 +27,9 @@ int64_t log_softmax(std::span<const float> row, std::vector<double>& logp) {
   const double max_logit = *max_it;
   double sum = 0;
   for (float x : row) sum += std::exp(double(x) - max_logit);
+  // NaN anywhere (or an infinite max) makes the sum NaN: refuse rather than report NaN.
+  if (!std::isfinite(sum) || !std::isfinite(max_logit))
+    fail("logits of {} entries contain NaN or infinity", row.size());
   const double log_sum = std::log(sum);
   logp.resize(row.size());
   for (size_t v = 0; v < row.size(); ++v) logp[v] = double(row[v]) - max_logit - log_sum;
@@ -46,7 +49,9 @@ double perplexity_nll(std::span<const float> row, int32_t target) {
 // KL(P || Q) from the two log-softmaxes: Σ_v P(v) (log P(v) - log Q(v)).
 double kl_from_log_probs(const std::vector<double>& logp, const std::vector<double>& logq) {
   double kl = 0;
-  for (size_t v = 0; v < logp.size(); ++v) kl += std::exp(logp[v]) * (logp[v] - logq[v]);
+  for (size_t v = 0; v < logp.size(); ++v)
+    if (logp[v] != -INFINITY)  // a masked (-inf) logit has P = 0 and adds 0, not 0 × inf
+      kl += std::exp(logp[v]) * (logp[v] - logq[v]);
   return kl;
 }
 
@@ -212,7 +217,7 @@ ComparisonResult compare_models(models::LlamaModel& quantized, models::LlamaMode
               {q_logits.data() + j * vocab, size_t(vocab)},
               {ref_logits.data() + j * vocab, size_t(vocab)}, tokens[size_t(c * ctx + j + 1)],
               scratch_q, scratch_ref);
-        } catch (const Error& e) {  // exceptions must not leave an OpenMP region
+        } catch (const std::exception& e) {  // exceptions must not leave an OpenMP region
 #pragma omp critical
           row_error = e.what();
         }

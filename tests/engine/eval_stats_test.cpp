@@ -77,6 +77,15 @@ TEST(EvalStats, KlDivergenceOfIdenticalLogitsIsExactlyZero) {
   EXPECT_TRUE(std::isfinite(engine::kl_divergence(shifted, x)));
 }
 
+TEST(EvalStats, MaskedLogitsAddNothing) {
+  std::vector<float> ref = {1.0f, -INFINITY, 0.5f, 2.0f}, q = {1.1f, -INFINITY, 0.4f, 2.0f};
+  std::vector<float> ref3 = {1.0f, 0.5f, 2.0f}, q3 = {1.1f, 0.4f, 2.0f};
+  EXPECT_NEAR(engine::kl_divergence(ref, q), engine::kl_divergence(ref3, q3), 1e-15);
+  // The quantized model ruling out a token the reference allows: infinite divergence.
+  std::vector<float> q_masked = {1.1f, 0.4f, -INFINITY, 2.0f};
+  EXPECT_EQ(engine::kl_divergence(ref, q_masked), INFINITY);
+}
+
 TEST(EvalStats, KlDivergenceRejectsMismatchedSizes) {
   std::vector<float> a(5, 1.0f), b(6, 1.0f);
   EXPECT_THROW(engine::kl_divergence(a, b), Error);
@@ -123,6 +132,11 @@ TEST(EvalStats, ComparisonRejectsBadInput) {
   EXPECT_THROW(stats.add(a, b, 0), Error);
   EXPECT_THROW(stats.add(a, a, 10), Error);
   EXPECT_THROW(stats.add(a, a, -1), Error);
+  std::vector<float> nan_row(10, 0.5f), inf_row(10, 0.5f);
+  nan_row[3] = std::nanf("");
+  inf_row[7] = INFINITY;
+  EXPECT_THROW(stats.add(nan_row, a, 0), Error);
+  EXPECT_THROW(stats.add(a, inf_row, 0), Error);
   EXPECT_EQ(stats.positions(), 0);
   EXPECT_EQ(stats.kld_mean(), 0.0);
   EXPECT_EQ(stats.top1(), 0.0);
