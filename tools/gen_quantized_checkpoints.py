@@ -111,7 +111,12 @@ def prepare_source(model, work):
     d, f = os.path.split(gguf_path)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     m = LlamaForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
-    m.save_pretrained(src)
+    # A GGUF-loaded model refuses save_pretrained ("quantized with gguf"): copy its fp32
+    # weights into a plain model of the same config.
+    cfg = {k: v for k, v in m.config.to_dict().items() if k != "quantization_config"}
+    plain = LlamaForCausalLM(LlamaConfig(**cfg)).float()
+    plain.load_state_dict(m.state_dict())
+    plain.save_pretrained(src)
     tok.save_pretrained(src)
     return src
 
