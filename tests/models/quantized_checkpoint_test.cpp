@@ -5,13 +5,17 @@
 // the method the tool wrote. Fixtures: tests/fixtures/quantized/<name>/ (config.json +
 // model.safetensors) and <name>.{json,logits.f32}, made by tools/gen_quantized_checkpoints.py
 // (see its header for the commands and tool versions). The same script writes SmolLM2-135M
-// checkpoints (too large to commit) that SmolLM2FromEnv checks when LOWBIT_QUANT_CKPT_DIR is set.
+// checkpoints (too large to commit) that QuantizedCheckpointSmolLM2.FromEnv checks when
+// LOWBIT_QUANT_CKPT_DIR is set.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
