@@ -195,7 +195,8 @@ def synthetic(args, tmp: Path):
 def llama_ppl(args, model, extra=()):
     out = run([Path(args.llama_bin) / "llama-perplexity", "-m", model, "-f", TEXT, "-c", "128",
                "--chunks", str(args.chunks), "-t", "2", *extra])
-    ppl = re.search(r"Final estimate: PPL = ([0-9.]+)", out)
+    ppl = (re.search(r"Final estimate: PPL = ([0-9.]+)", out) or
+           re.search(r"Mean PPL\(Q\)\s*:\s*([0-9.]+)", out))  # --kl-divergence prints this
     kld = re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)", out)
     return (float(ppl.group(1)) if ppl else None), (float(kld.group(1)) if kld else None), out
 
