@@ -6,6 +6,7 @@
 // squared input activation of every linear layer in that format (engine/imatrix_collector.h).
 #include <omp.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -21,15 +22,29 @@
 #include "io/gguf.h"
 #include "io/gguf_export.h"
 #include "io/gguf_imatrix.h"
+#include "kernels/cpu/gguf_quantize.h"
 
 namespace lowbit::cli {
 namespace {
 
 struct QuantizeOptions {
-  std::string model, out, type, imatrix;
+  std::string model, out, type, imatrix, output_type, token_embd_type;
   int threads = 0;
   bool pure = false, dry_run = false, quiet = false;
 };
+
+// A tensor type named on the command line ("q8_0", "F16"): one lowbit can write.
+DType tensor_type_option(const std::string& opt, const std::string& v) {
+  for (int i = 0; i < int(DType::kCount); ++i) {
+    const std::string_view n = name(DType(i));
+    if (n.size() != v.size()) continue;
+    bool same = true;
+    for (size_t k = 0; k < n.size() && same; ++k)
+      same = std::toupper(static_cast<unsigned char>(v[k])) == n[k];
+    if (same && kernels::cpu::gguf_quantize_supports(DType(i))) return DType(i);
+  }
+  fail("{} {}: expected one of {}", opt, v, kernels::cpu::gguf_quantize_supported_list());
+}
 
 int run_quantize(const QuantizeOptions& o) {
   apply_threads(o.threads);
@@ -48,6 +63,10 @@ int run_quantize(const QuantizeOptions& o) {
   opts.file_type = o.type;
   opts.pure = o.pure;
   opts.imatrix = imatrix.get();
+  if (!o.output_type.empty())
+    opts.overrides.output = tensor_type_option("--output-tensor-type", o.output_type);
+  if (!o.token_embd_type.empty())
+    opts.overrides.token_embd = tensor_type_option("--token-embedding-type", o.token_embd_type);
   const io::GgufExportResult r =
       o.dry_run ? io::plan_gguf_export(*in, opts) : io::export_gguf(*in, o.out, opts);
   if (!o.quiet) {
@@ -117,6 +136,9 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--imatrix", o->imatrix, "importance matrix (llama.cpp imatrix GGUF)");
   cmd->add_option("-t,--threads", o->threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--output-tensor-type", o->output_type,
+                  "type of output.weight (and of tied token embeddings)");
+  cmd->add_option("--token-embedding-type", o->token_embd_type, "type of token_embd.weight");
   cmd->add_flag("--pure", o->pure, "no mixture: every quantizable tensor gets the type itself");
   cmd->add_flag("--dry-run", o->dry_run, "print the per-tensor types without writing");
   cmd->add_flag("-q,--quiet", o->quiet, "only print the summary line");

@@ -50,8 +50,8 @@ GgufExportResult plan_gguf_export(const GgufFile& in, const GgufExportOptions& o
   const GgufFileType ft = file_type_or_fail(opts.file_type);
   std::vector<TensorDesc> descs;
   for (const TensorView& t : in.tensors()) descs.push_back({t.name, t.shape, t.dtype});
-  const auto choices =
-      choose_tensor_types(descs, model_shape_of(in), ft, opts.imatrix != nullptr, opts.pure);
+  const auto choices = choose_tensor_types(descs, model_shape_of(in), ft, opts.imatrix != nullptr,
+                                           opts.pure, opts.overrides);
   GgufExportResult r;
   for (size_t i : llama_quantize_order(descs)) {
     const TensorView& t = in.tensors()[i];
@@ -73,6 +73,9 @@ GgufExportResult plan_gguf_export(const GgufFile& in, const GgufExportOptions& o
         t.name != "token_embd.weight" && t.name != "output.weight")
       fail("file type {} needs an importance matrix for '{}' (Q2_K): pass --imatrix", ft.name,
            t.name);
+    if (!e.copied && int64_t(t.shape.back()) % traits(e.to).block_elems != 0)
+      fail("tensor '{}': rows of {} cannot be stored as {} (blocks of {})", t.name, t.shape.back(),
+           name(e.to), traits(e.to).block_elems);
     if (!e.copied && !kernels::cpu::gguf_quantize_supports(e.to))
       fail("tensor '{}': lowbit cannot write type {} (needed for file type {})", t.name, name(e.to),
            ft.name);

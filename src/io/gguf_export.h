@@ -22,6 +22,7 @@ struct GgufExportOptions {
   std::string file_type = "Q4_K_M";  // a name of gguf_file_type_list()
   bool pure = false;                 // no mixture: every quantizable tensor gets the default type
   const Imatrix* imatrix = nullptr;  // importance weights (optional)
+  TypeOverrides overrides;           // --output-tensor-type / --token-embedding-type
 };
 
 struct ExportedTensor {

@@ -148,6 +148,7 @@ struct State {
   const ModelShape& model;
   uint32_t ftype;
   bool has_imatrix;
+  std::optional<DType> output_type;
   bool tied_embeddings = true;
   int n_attention_wv = 0, i_attention_wv = 0;
   int i_ffn_down = 0, i_ffn_gate = 0, i_ffn_up = 0;
@@ -176,7 +177,9 @@ DType mixture_type(State& s, DType t, const TensorDesc& tensor, Category cat) {
   const std::string& name = tensor.name;
   if (cat == Category::kOutput || (s.tied_embeddings && cat == Category::kTokenEmbd)) {
     const int64_t nx = tensor.shape.back();
-    if (s.falcon() || nx % traits(t).block_elems != 0)
+    if (s.output_type)
+      t = *s.output_type;
+    else if (s.falcon() || nx % traits(t).block_elems != 0)
       t = DType::Q8_0;
     else if (t != DType::Q8_0)
       t = DType::Q6_K;
@@ -325,8 +328,9 @@ std::vector<size_t> llama_quantize_order(const std::vector<TensorDesc>& tensors)
 
 std::vector<TensorChoice> choose_tensor_types(const std::vector<TensorDesc>& tensors,
                                               const ModelShape& model, const GgufFileType& ftype,
-                                              bool has_imatrix, bool pure) {
-  State s{model, ftype.llama_ftype, has_imatrix};
+                                              bool has_imatrix, bool pure,
+                                              const TypeOverrides& overrides) {
+  State s{model, ftype.llama_ftype, has_imatrix, overrides.output};
   for (const TensorDesc& t : tensors) {
     const Category c = category_of(t.name);
     if (is_attn_v_like(c)) ++s.n_attention_wv;
@@ -342,9 +346,18 @@ std::vector<TensorChoice> choose_tensor_types(const std::vector<TensorDesc>& ten
       c.type = t.dtype;
       continue;
     }
+    const Category cat = category_of(t.name);
+    if (overrides.token_embd && cat == Category::kTokenEmbd) {
+      c.type = *overrides.token_embd;
+      continue;
+    }
+    if (overrides.output && cat == Category::kOutput) {
+      c.type = *overrides.output;
+      continue;
+    }
     c.type = ftype.default_type;
     if (quantized_default) {
-      if (!pure) c.type = mixture_type(s, c.type, t, category_of(t.name));
+      if (!pure) c.type = mixture_type(s, c.type, t, cat);
       c.type = fallback_type(t, c.type, &c.note);
     }
   }

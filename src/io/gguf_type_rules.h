@@ -57,10 +57,19 @@ struct TensorChoice {
 // The llama-quantize visiting order: tensors of "blk.N." by N, others first (-1), then name.
 std::vector<size_t> llama_quantize_order(const std::vector<TensorDesc>& tensors);
 
+// llama-quantize's --output-tensor-type / --token-embedding-type: output.weight (and tied
+// token embeddings) / token_embd.weight get this type. An explicit token-embedding or output
+// type is taken as is (no fallback), as llama-quantize does.
+struct TypeOverrides {
+  std::optional<DType> output;
+  std::optional<DType> token_embd;
+};
+
 // Target types of `tensors` (result index = input index). pure: every quantizable tensor gets
 // the default type (llama-quantize --pure), fallbacks still apply.
 std::vector<TensorChoice> choose_tensor_types(const std::vector<TensorDesc>& tensors,
                                               const ModelShape& model, const GgufFileType& ftype,
-                                              bool has_imatrix, bool pure);
+                                              bool has_imatrix, bool pure,
+                                              const TypeOverrides& overrides = {});
 
 }  // namespace lowbit::io

@@ -85,6 +85,29 @@ TEST(GgufTypeRules, KeepsNormsAndOneDimensionalTensors) {
   EXPECT_EQ(c[3].type, DType::Q8_0);
 }
 
+TEST(GgufTypeRules, OutputAndTokenEmbeddingOverrides) {
+  const ModelShape shape{"llama", 1, 4, 4, 0};
+  const std::vector<TensorDesc> untied = {{"token_embd.weight", {512, 256}, DType::F32},
+                                          {"output.weight", {512, 256}, DType::F32},
+                                          {"blk.0.attn_q.weight", {256, 256}, DType::F32}};
+  const auto ft = *find_gguf_file_type("Q4_K_M");
+  auto c = choose_tensor_types(untied, shape, ft, false, false);
+  EXPECT_EQ(c[0].type, DType::Q4_K);  // untied embeddings follow the default
+  EXPECT_EQ(c[1].type, DType::Q6_K);
+  c = choose_tensor_types(untied, shape, ft, false, false, {DType::Q8_0, DType::Q5_0});
+  EXPECT_EQ(c[0].type, DType::Q5_0);
+  EXPECT_EQ(c[1].type, DType::Q8_0);
+  EXPECT_EQ(c[2].type, DType::Q4_K);
+  // Tied embeddings take the output type unless a token-embedding type is given.
+  const std::vector<TensorDesc> tied = {untied[0], untied[2]};
+  c = choose_tensor_types(tied, shape, ft, false, false);
+  EXPECT_EQ(c[0].type, DType::Q6_K);
+  c = choose_tensor_types(tied, shape, ft, false, false, {DType::IQ4_XS, std::nullopt});
+  EXPECT_EQ(c[0].type, DType::IQ4_XS);
+  c = choose_tensor_types(tied, shape, ft, false, false, {DType::IQ4_XS, DType::F16});
+  EXPECT_EQ(c[0].type, DType::F16);
+}
+
 TEST(GgufTypeRules, FileTypeNames) {
   EXPECT_EQ(find_gguf_file_type("q4_k_m")->llama_ftype, 15u);
   EXPECT_EQ(find_gguf_file_type("IQ4_XS")->default_type, DType::IQ4_XS);
