@@ -258,8 +258,12 @@ def awq_recipes(model):
             desc="AutoAWQ GEMM: 4-bit zero-point group 32 on q/k/v/o; the MLP is left fp16 "
                  "(gate/up N=172 is not a multiple of 8, down K=172 not of 32); weight clipping "
                  "off (its search needs out_features % 64 == 0, v/k_proj have 32)")}
+    # fp32 model: AWQ's search runs many block forwards and fp16 matmuls are slow on CPU (the
+    # packed scales are fp16 either way: WQLinear_GEMM.from_linear casts them).
     return {"awq_w4_g64_gemm": dict(group_size=64, not_convert=None, clip=True,
-                                    desc="AutoAWQ GEMM: 4-bit zero-point group 64, all linears")}
+                                    dtype=torch.float32,
+                                    desc="AutoAWQ GEMM: 4-bit zero-point group 64, all linears, "
+                                         "fp32 model (fp16 scales)")}
 
 
 def run_autoawq(name, r, src, tok, calib, out):
@@ -275,7 +279,8 @@ def run_autoawq(name, r, src, tok, calib, out):
             feat = collections.defaultdict(lambda: None, input_feat)
             return [x for x in plan(module, feat, module_kwargs) if x["inp"] is not None]
         LlamaAWQForCausalLM.get_layers_for_scaling = staticmethod(captured_only)
-    model = AutoAWQForCausalLM.from_pretrained(src, dtype=torch.float16, device_map="cpu")
+    model = AutoAWQForCausalLM.from_pretrained(src, dtype=r.get("dtype", torch.float16),
+                                               device_map="cpu")
     qc = {"zero_point": True, "q_group_size": r["group_size"], "w_bit": 4, "version": "GEMM",
           "modules_to_not_convert": r["not_convert"]}
     model.quantize(tok, quant_config=qc, calib_data=calib, max_calib_samples=len(calib),
