@@ -121,7 +121,7 @@ TEST(KQuantDot, SimdMatchesScalarAndExactWithinActivationError) {
     for (int64_t kb : {1, 3, 5}) {
       const int64_t k = be == 256 ? 256 * kb : 32 * (2 * kb + 11);  // 32-blocks: odd counts
       for (int64_t m : {1, 3, 17}) {
-        const int64_t n = 7 + 2 * kb;
+        const int64_t n = kb == 1 ? 11 : kb == 3 ? 13 : 15;  // groups of 8 rows: 4+4 | 3, 4+1, 4+3
         const std::vector<uint8_t> wbytes = random_weights(t, n, k, rng);
         const WeightMatrix w{t, wbytes.data(), n, k};
         const std::vector<float> x = random_floats(size_t(m * k), rng);
@@ -188,7 +188,7 @@ TEST(KQuantDot, ManyActivationRows) {
 TEST(KQuantDot, LongRowsAcrossChunks) {
   std::mt19937_64 rng(13);
   for (DType t : {DType::Q6_K, DType::IQ4_NL}) {
-    const int64_t m = 6, n = 9, k = block_elems(t) == 256 ? 256 * 17 : 32 * 131;
+    const int64_t m = 6, n = 10, k = block_elems(t) == 256 ? 256 * 17 : 32 * 131;  // 8 + 2 rows
     const std::vector<uint8_t> wbytes = random_weights(t, n, k, rng);
     const WeightMatrix w{t, wbytes.data(), n, k};
     const std::vector<float> x = random_floats(size_t(m * k), rng);

@@ -241,11 +241,11 @@ constexpr int64_t kSbChunk = 16;  // super-blocks per k-chunk (see run_sb)
 // group and reused from L1 by its kGroup rows, and each decoded weight block serves the kTile
 // rows. Partial sums of later chunks add into y: static scheduling with the same trip count in
 // every pass gives each thread the same weight rows, so there is no race.
-// kern(weight row, first activation row, rows (1..kTile), unit begin, unit end, out, accumulate).
+// kern(weight rows [j0, j1), first activation row, rows (1..kTile), unit begin, unit end,
+//      accumulate).
 template <class Kern>
-void blocked(const WeightMatrix& w, const KQuantActivations& a, size_t row_bytes, int64_t units,
-             int64_t chunk, const Kern& kern, float* y) {
-  const auto* base = static_cast<const uint8_t*>(w.data);
+void blocked(const WeightMatrix& w, const KQuantActivations& a, int64_t units, int64_t chunk,
+             const Kern& kern) {
   if (a.m <= kTile) chunk = std::max<int64_t>(units, 1);  // generation: one pass, no reuse to win
   const int64_t groups = (w.n + kGroup - 1) / kGroup;
 #pragma omp parallel if (w.n * w.k * a.m > (int64_t(1) << 16))
@@ -257,9 +257,7 @@ void blocked(const WeightMatrix& w, const KQuantActivations& a, size_t row_bytes
       for (int64_t g = 0; g < groups; ++g) {
         const int64_t j1 = std::min(w.n, (g + 1) * kGroup);
         for (int64_t i = m0; i < m1; i += kTile)
-          for (int64_t j = g * kGroup; j < j1; ++j)
-            kern(base + size_t(j) * row_bytes, i, std::min<int64_t>(kTile, m1 - i), u0, u1,
-                 y + i * w.n + j, u0 > 0);
+          kern(g * kGroup, j1, i, std::min<int64_t>(kTile, m1 - i), u0, u1, u0 > 0);
       }
     }
   }
@@ -296,21 +294,31 @@ void row_tile(const uint8_t* wr, const KQuantActivations& a, int64_t i0, int64_t
 
 template <class D>
 void run_sb(const WeightMatrix& w, const KQuantActivations& a, float* y) {
-  auto kern = [&](const uint8_t* wr, int64_t i, int64_t rows, int64_t s0, int64_t s1, float* out,
+  const size_t row_bytes = size_t(a.nb) * D::kBlockBytes;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  auto kern = [&](int64_t j0, int64_t j1, int64_t i, int64_t rows, int64_t s0, int64_t s1,
                   bool acc) {
-    switch (rows) {
-      case 4:
-        return row_tile<D, 4>(wr, a, i, s0, s1, out, w.n, acc);
-      case 3:
-        return row_tile<D, 3>(wr, a, i, s0, s1, out, w.n, acc);
-      case 2:
-        return row_tile<D, 2>(wr, a, i, s0, s1, out, w.n, acc);
-      default:
-        return row_tile<D, 1>(wr, a, i, s0, s1, out, w.n, acc);
+    for (int64_t j = j0; j < j1; ++j) {
+      const uint8_t* wr = base + size_t(j) * row_bytes;
+      float* out = y + i * w.n + j;
+      switch (rows) {
+        case 4:
+          row_tile<D, 4>(wr, a, i, s0, s1, out, w.n, acc);
+          break;
+        case 3:
+          row_tile<D, 3>(wr, a, i, s0, s1, out, w.n, acc);
+          break;
+        case 2:
+          row_tile<D, 2>(wr, a, i, s0, s1, out, w.n, acc);
+          break;
+        default:
+          row_tile<D, 1>(wr, a, i, s0, s1, out, w.n, acc);
+          break;
+      }
     }
   };
   // 16 super-blocks (4096 elements): a tile is 4 × 16 × 288 B of activations.
-  blocked(w, a, size_t(a.nb) * D::kBlockBytes, a.nb, kSbChunk, kern, y);
+  blocked(w, a, a.nb, kSbChunk, kern);
 }
 
 // A decoder with its block size.
@@ -388,75 +396,117 @@ inline float single_dot(const uint8_t* b, __m512i table, const int8_t* xq, const
   return hsum256(_mm256_cvtepi32_ps(isum)) * scale;
 }
 
-// Per pair of blocks and activation row: vpdpbusd, one conversion, d_w·d_x lanes, one FMA.
-// Two accumulators per row (even / odd pairs) keep the FMA latency chain off the critical path
-// when T is small (generation).
-template <class F, int T>
-void row_tile32(const uint8_t* wr, __m512i table, const KQuantActivations& a, int64_t i0,
-                int64_t p0, int64_t p1, float* y, int64_t ldy, bool accumulate) {
+// R weight rows (row_bytes apart) × T activation rows, block pairs [p0, p1): each decoded pair
+// serves T activation rows and each activation load (qs, bias, d lanes) R weight rows. Per pair,
+// weight row and activation row: vpdpbusd, one conversion, d_w·d_x lanes, one FMA. With a single
+// weight and activation row, two accumulators (even / odd pairs) keep the FMA latency chain off
+// the critical path (generation of a matrix with fewer than 4 rows left).
+template <class F, int R, int T>
+void tile32(const uint8_t* wr, size_t row_bytes, __m512i table, const KQuantActivations& a,
+            int64_t i0, int64_t p0, int64_t p1, float* y, int64_t ldy, bool accumulate) {
+  constexpr int H = R * T == 1 ? 2 : 1;
   const float* f16 = f16_table();
   const int64_t pairs = a.nb / 2, lane_pairs = (a.nb + 1) / 2;
   const int32_t* bias[T];
   const int8_t* xq[T];
   const float* dl[T];
-  __m512 acc[T][2];
+  __m512 acc[R][T][H];
   for (int t = 0; t < T; ++t) {
     bias[t] = a.bias.data() + (i0 + t) * a.k / 4;
     xq[t] = a.qs.data() + (i0 + t) * a.k;
     dl[t] = a.dlanes.data() + (i0 + t) * lane_pairs * 16;
-    acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r)
+      for (int h = 0; h < H; ++h) acc[r][t][h] = _mm512_setzero_ps();
   }
   auto step = [&](int64_t p, int h) {
-    const uint8_t* b0 = wr + size_t(2 * p) * F::kBytes;
-    _mm_prefetch(reinterpret_cast<const char*>(b0) + kPrefetch, _MM_HINT_T0);
-    const __m512i u = decode_pair<F>(b0, table);
-    // d_w of block 2p in lanes 0–7, of block 2p+1 in lanes 8–15
-    const __m512 dw = _mm512_mask_broadcastss_ps(_mm512_set1_ps(F::scale(f16, b0)), 0xFF00,
-                                                 _mm_set_ss(F::scale(f16, b0 + F::kBytes)));
+    __m512i u[R];
+    __m512 dw[R];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b0 = wr + r * row_bytes + size_t(2 * p) * F::kBytes;
+      _mm_prefetch(reinterpret_cast<const char*>(b0) + kPrefetch, _MM_HINT_T0);
+      u[r] = decode_pair<F>(b0, table);
+      // d_w of block 2p in lanes 0–7, of block 2p+1 in lanes 8–15
+      dw[r] = _mm512_mask_broadcastss_ps(_mm512_set1_ps(F::scale(f16, b0)), 0xFF00,
+                                         _mm_set_ss(F::scale(f16, b0 + F::kBytes)));
+    }
     for (int t = 0; t < T; ++t) {
-      const __m512i isum = _mm512_dpbusd_epi32(_mm512_loadu_si512(bias[t] + 16 * p), u,
-                                               _mm512_loadu_si512(xq[t] + 64 * p));
-      const __m512 scale = _mm512_mul_ps(dw, _mm512_loadu_ps(dl[t] + 16 * p));
-      acc[t][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[t][h]);
+      const __m512i bi = _mm512_loadu_si512(bias[t] + 16 * p);
+      const __m512i x = _mm512_loadu_si512(xq[t] + 64 * p);
+      const __m512 dx = _mm512_loadu_ps(dl[t] + 16 * p);
+      for (int r = 0; r < R; ++r) {
+        const __m512i isum = _mm512_dpbusd_epi32(bi, u[r], x);
+        acc[r][t][h] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw[r], dx), acc[r][t][h]);
+      }
     }
   };
   int64_t p = p0;
-  for (; p + 2 <= p1; p += 2) {
-    step(p, 0);
-    step(p + 1, 1);
-  }
-  if (p < p1) step(p, 0);
-  for (int t = 0; t < T; ++t) {
-    float s = hsum512(_mm512_add_ps(acc[t][0], acc[t][1]));
-    if ((a.nb & 1) && p1 == pairs) {  // lone last block, with the last chunk
-      const int64_t b = a.nb - 1;
-      const uint8_t* blk = wr + size_t(b) * F::kBytes;
-      s += single_dot<F>(blk, table, xq[t] + 32 * b, bias[t] + 8 * b,
-                         F::scale(f16, blk) * a.d[size_t((i0 + t) * a.nb + b)]);
+  if constexpr (H == 2) {
+    for (; p + 2 <= p1; p += 2) {
+      step(p, 0);
+      step(p + 1, 1);
     }
-    y[t * ldy] = accumulate ? y[t * ldy] + s : s;
+  }
+  for (; p < p1; ++p) step(p, 0);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      float s = hsum512(H == 2 ? _mm512_add_ps(acc[r][t][0], acc[r][t][H - 1]) : acc[r][t][0]);
+      if ((a.nb & 1) && p1 == pairs) {  // lone last block, with the last chunk
+        const int64_t b = a.nb - 1;
+        const uint8_t* blk = wr + r * row_bytes + size_t(b) * F::kBytes;
+        s += single_dot<F>(blk, table, xq[t] + 32 * b, bias[t] + 8 * b,
+                           F::scale(f16, blk) * a.d[size_t((i0 + t) * a.nb + b)]);
+      }
+      float& out = y[t * ldy + r];
+      out = accumulate ? out + s : s;
+    }
+}
+
+template <class F, int R>
+void tile32_rows(const uint8_t* wr, size_t row_bytes, __m512i table, const KQuantActivations& a,
+                 int64_t i0, int64_t rows, int64_t p0, int64_t p1, float* y, int64_t ldy,
+                 bool accumulate) {
+  switch (rows) {
+    case 4:
+      return tile32<F, R, 4>(wr, row_bytes, table, a, i0, p0, p1, y, ldy, accumulate);
+    case 3:
+      return tile32<F, R, 3>(wr, row_bytes, table, a, i0, p0, p1, y, ldy, accumulate);
+    case 2:
+      return tile32<F, R, 2>(wr, row_bytes, table, a, i0, p0, p1, y, ldy, accumulate);
+    default:
+      return tile32<F, R, 1>(wr, row_bytes, table, a, i0, p0, p1, y, ldy, accumulate);
   }
 }
 
 template <class F>
 void run_32(const WeightMatrix& w, const KQuantActivations& a, float* y) {
   const __m512i table = table_plus128<F>();
-  auto kern = [&](const uint8_t* wr, int64_t i, int64_t rows, int64_t p0, int64_t p1, float* out,
+  const size_t row_bytes = size_t(a.nb) * F::kBytes;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  auto kern = [&](int64_t j0, int64_t j1, int64_t i, int64_t rows, int64_t p0, int64_t p1,
                   bool acc) {
-    switch (rows) {
-      case 4:
-        return row_tile32<F, 4>(wr, table, a, i, p0, p1, out, w.n, acc);
-      case 3:
-        return row_tile32<F, 3>(wr, table, a, i, p0, p1, out, w.n, acc);
-      case 2:
-        return row_tile32<F, 2>(wr, table, a, i, p0, p1, out, w.n, acc);
-      default:
-        return row_tile32<F, 1>(wr, table, a, i, p0, p1, out, w.n, acc);
+    for (int64_t j = j0; j < j1; j += 4) {  // 4 weight rows at a time
+      const uint8_t* wr = base + size_t(j) * row_bytes;
+      float* out = y + i * w.n + j;
+      switch (std::min<int64_t>(4, j1 - j)) {
+        case 4:
+          tile32_rows<F, 4>(wr, row_bytes, table, a, i, rows, p0, p1, out, w.n, acc);
+          break;
+        case 3:
+          tile32_rows<F, 3>(wr, row_bytes, table, a, i, rows, p0, p1, out, w.n, acc);
+          break;
+        case 2:
+          tile32_rows<F, 2>(wr, row_bytes, table, a, i, rows, p0, p1, out, w.n, acc);
+          break;
+        default:
+          tile32_rows<F, 1>(wr, row_bytes, table, a, i, rows, p0, p1, out, w.n, acc);
+          break;
+      }
     }
   };
   // 64 pairs (4096 elements): a tile is 4 × 64 × 192 B of activations (qs, bias, d lanes); one
   // pass for k ≤ 4096, where the per-chunk reductions would cost more than L2 reads save.
-  blocked(w, a, size_t(a.nb) * F::kBytes, a.nb / 2, 64, kern, y);
+  blocked(w, a, a.nb / 2, 64, kern);
 }
 
 }  // namespace
