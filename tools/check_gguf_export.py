@@ -210,7 +210,9 @@ def lowbit_ppl(args, model):
 
 def stories(args, tmp: Path):
     base = tmp / "stories-f32.kld"
-    f32_ppl, _, _ = llama_ppl(args, STORIES, ["--kl-divergence-base", base])
+    f32_ppl, _, out = llama_ppl(args, STORIES, ["--kl-divergence-base", base])
+    if f32_ppl is None:  # the base run prints its PPL per chunk only
+        f32_ppl = float(re.findall(r"\[\d+\]([0-9.]+)", out)[-1])
     rows, failures = [], 0
     for ftype in FTYPES:
         ours, theirs, tag = quantize_both(args, STORIES, ftype, tmp)
@@ -220,6 +222,7 @@ def stories(args, tmp: Path):
         p_theirs, k_theirs, _ = llama_ppl(args, theirs, ["--kl-divergence-base", base, "--kl-divergence"])
         rows.append((ftype, os.path.getsize(ours), os.path.getsize(theirs), n_diff == 0,
                      lowbit_ppl(args, ours), p_ours, p_theirs, k_ours, k_theirs))
+        print(rows[-1], flush=True)
     print(f"\nstories260K, TinyStories valid first 100, -c 128, {args.chunks} chunks; "
           f"F32 llama.cpp PPL {f32_ppl:.4f}\n")
     print("| type | bytes (lowbit / llama-quantize) | same tensors | PPL lowbit run | PPL llama.cpp (lowbit file / llama file) | KLD vs F32 (lowbit file / llama file) |")
