@@ -14,7 +14,8 @@ void add_model_options(CLI::App& cmd, ModelOptions& opts) {
   cmd.add_option("-m,--model", opts.model, "HF model directory, .gguf file or Hub id (org/name)")
       ->required();
   cmd.add_option("--quantization", opts.quantization,
-                 "force a quantization method (must agree with the checkpoint)");
+                 "force a quantization method (must agree with the checkpoint; the online "
+                 "methods int8, int4, bitsandbytes quantize float checkpoints while loading)");
   cmd.add_option("-t,--threads", opts.threads, "CPU threads (default: all cores)")
       ->check(CLI::Range(0, 1024));
   add_plugin_option(cmd, opts.plugins);

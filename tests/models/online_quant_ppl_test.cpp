@@ -1,0 +1,77 @@
+// Quality of the online methods on a real model: stories260K F32 GGUF quantized while loading
+// (`--quantization int8|int4|bitsandbytes`), perplexity with llama-perplexity's protocol at
+// ctx 256 on the first 100 TinyStories validation stories (F32: 6.6788, as llama.cpp).
+//
+// int8 must stay within 0.05 of F32 (measured 6.6783).
+// int4 does not reach llama.cpp's Q4_0 of the same model (7.4043): that file keeps every
+// ffn_down in F16 (in_features 172 is not a multiple of Q4_0's 32-element blocks) and uses
+// groups of 32, where int4 quantizes ffn_down too (groups of 86) and uses groups of 64 (the
+// largest multiple of 32 dividing 64). Measured: int4 7.7586, int4 with ffn_down left in F32
+// 7.4234; NF4 (bitsandbytes, blocksize 64) 7.8228. The bounds below guard those numbers.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/generate.h"
+#include "model_test_util.h"
+#include "test_paths.h"
+
+namespace lowbit::testing {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr double kLlamaCppQ4_0Ppl = 7.4043;  // llama-perplexity, stories260K-Q4_0, ctx 256
+constexpr double kInt4Bound = 7.80;          // measured 7.7586
+constexpr double kNf4Bound = 7.86;           // measured 7.8228
+
+double stories_perplexity(const std::string& quantization) {
+  const std::string model = shared_path("models/stories260K/gguf/stories260K-F32.gguf");
+  const std::string text_path =
+      shared_path("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt");
+  engine::LoadedModel m = load(model, quantization);
+  EXPECT_EQ(m.quant->name(), quantization.empty() ? "gguf" : quantization);
+  std::ifstream in(text_path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  const auto& tok = *m.tokenizer;
+  std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);
+  int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;
+  auto r = engine::perplexity(*m.model, tokens, 256, -1, bos);
+  std::printf("stories260K %s: ppl %.4f over %lld chunks\n",
+              quantization.empty() ? "F32" : quantization.c_str(), r.ppl, (long long)r.chunks);
+  return r.ppl;
+}
+
+class OnlineQuantPerplexity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!shared_available() ||
+        !fs::exists(shared_path("models/stories260K/gguf/stories260K-F32.gguf")))
+      GTEST_SKIP() << "../shared/models/stories260K not available";
+    static const double f32 = stories_perplexity("");
+    f32_ = f32;
+  }
+  double f32_ = 0;
+};
+
+TEST_F(OnlineQuantPerplexity, Int8WithinFiveHundredthsOfF32) {
+  double ppl = stories_perplexity("int8");
+  EXPECT_NEAR(ppl, f32_, 0.05);
+}
+
+TEST_F(OnlineQuantPerplexity, Int4) {
+  double ppl = stories_perplexity("int4");
+  EXPECT_GT(ppl, f32_);  // it did quantize
+  EXPECT_LE(ppl, kInt4Bound);
+  // Within 5% of llama.cpp's Q4_0, which keeps ffn_down in F16 (see the top of this file).
+  EXPECT_LE(ppl, kLlamaCppQ4_0Ppl * 1.05);
+}
+
+TEST_F(OnlineQuantPerplexity, BitsandbytesNf4) {
+  double ppl = stories_perplexity("bitsandbytes");
+  EXPECT_GT(ppl, f32_);
+  EXPECT_LE(ppl, kNf4Bound);
+}
+
+}  // namespace
+}  // namespace lowbit::testing
