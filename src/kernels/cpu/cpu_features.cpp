@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/error.h"
+
 namespace lowbit::kernels::cpu {
 namespace {
 
@@ -74,6 +76,12 @@ Isa active_isa() {
 }
 
 bool isa_supported(Isa isa) { return int(isa) <= int(max_isa()); }
+
+void require_isa(Isa isa) {
+  if (!isa_supported(isa))
+    fail("kernels: SIMD level {} requested but this CPU supports at most {}", isa_name(isa),
+         isa_name(max_isa()));
+}
 
 const char* isa_name(Isa isa) {
   switch (isa) {

@@ -31,6 +31,8 @@ Isa active_isa();
 
 // Whether this CPU can run kernels of level `isa`.
 bool isa_supported(Isa isa);
+// Throws lowbit::Error naming `isa` and max_isa() when this CPU cannot run `isa`.
+void require_isa(Isa isa);
 
 const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512"
 

@@ -9,6 +9,10 @@
 
 namespace lowbit::kernels::cpu {
 
+// The size / block / data checks every WeightMatrix entry point shares (after its own dtype
+// check); errors start with `op` ("linear", "linear_q8", ...).
+void check_weight_matrix(const WeightMatrix& w, int64_t m, const char* op);
+
 #define LOWBIT_DECLARE_ISA_KERNELS(ns)                                            \
   namespace ns {                                                                  \
   void linear(const WeightMatrix& w, const float* x, int64_t m, float* y);        \

@@ -9,6 +9,7 @@
 #include "core/half.h"
 #include "kernels/cpu/gguf_dequantize.h"
 #include "kernels/cpu/gguf_grids.h"
+#include "kernels/cpu/isa_kernels.h"
 #include "kernels/cpu/q8_activation.h"
 
 namespace lowbit::kernels::cpu {
@@ -227,28 +228,13 @@ void kquant_linear_scalar(const WeightMatrix& w, const KQuantActivations& a, flo
   }
 }
 
-void require(Isa isa) {
-  if (!isa_supported(isa))
-    fail("kernels: SIMD level {} requested but this CPU supports at most {}", isa_name(isa),
-         isa_name(max_isa()));
-}
-
 void validate(const WeightMatrix& w, int64_t m) {
   if (!kquant_supports(w.dtype))
     fail(
         "linear_kquant: weight dtype {} has no K-quant kernel (expected Q2_K, Q3_K, Q4_K, Q5_K, "
         "Q6_K, IQ4_XS, IQ4_NL or MXFP4)",
         name(w.dtype));
-  if (w.n < 0 || w.k < 0 || m < 0)
-    fail("linear_kquant: negative size (n={}, k={}, m={}), expected sizes >= 0", w.n, w.k, m);
-  const int64_t be = traits(w.dtype).block_elems;
-  if (w.k % be != 0)
-    fail("linear_kquant: {} weight row length k={} is not a multiple of the block size {}",
-         name(w.dtype), w.k, be);
-  if (w.n > 0 && w.k > 0 && !w.data)
-    fail("linear_kquant: {} weight [{}, {}] has no data", name(w.dtype), w.n, w.k);
-  if (!dtype_bytes(w.dtype, uint64_t(w.k)))
-    fail("linear_kquant: {} row of {} elements overflows the byte size", name(w.dtype), w.k);
+  check_weight_matrix(w, m, "linear_kquant");
 }
 
 void q8_0_quantize_row(Isa isa, const float* x, int64_t nb, int8_t* qs, float* d) {
@@ -289,7 +275,7 @@ void quantize_row_q8_K_ref(const float* x, int64_t k, BlockQ8_K* y) {
 
 void quantize_kquant_activations(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
                                  KQuantActivations* out) {
-  require(isa);
+  require_isa(isa);
   const DType format = kquant_activation_format(weight);
   const int64_t be = format == DType::Q8_K ? 256 : 32;
   if (!kquant_supports(weight) || m < 0 || k < 0 || k % be != 0)
@@ -339,7 +325,7 @@ void quantize_kquant_activations(Isa isa, DType weight, const float* x, int64_t 
 
 void linear_kquant_prequantized(Isa isa, const WeightMatrix& w, const KQuantActivations& a,
                                 float* y) {
-  require(isa);
+  require_isa(isa);
   validate(w, a.m);
   if (a.weight != w.dtype || a.k != w.k)
     fail("linear_kquant: activations quantized for {} with k={}, weight is {} with k={}",
@@ -360,7 +346,7 @@ void linear_kquant_prequantized(Isa isa, const WeightMatrix& w, const KQuantActi
 }
 
 void linear_kquant_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y) {
-  require(isa);
+  require_isa(isa);
   validate(w, m);
   // One scratch per calling thread: generation calls this hundreds of times per token.
   thread_local KQuantActivations a;

@@ -8,11 +8,25 @@
 #include "core/error.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/isa_kernels.h"
-#include "kernels/cpu/kquant_dot.h"  // K-quant int8-activation path
+#include "kernels/cpu/kquant_dot.h"     // K-quant int8-activation path
 #include "kernels/cpu/q8_activation.h"  // q8act: int8-activation path
 #include "kernels/cpu/vec.h"
 
 namespace lowbit::kernels::cpu {
+
+void check_weight_matrix(const WeightMatrix& w, int64_t m, const char* op) {
+  if (w.n < 0 || w.k < 0 || m < 0)
+    fail("{}: negative size (n={}, k={}, m={}), expected sizes >= 0", op, w.n, w.k, m);
+  const uint32_t be = traits(w.dtype).block_elems;
+  if (w.k % be != 0)
+    fail("{}: {} weight row length k={} is not a multiple of the block size {}", op, name(w.dtype),
+         w.k, be);
+  if (w.n > 0 && w.k > 0 && !w.data)
+    fail("{}: {} weight [{}, {}] has no data", op, name(w.dtype), w.n, w.k);
+  if (!dtype_bytes(w.dtype, uint64_t(w.k)))
+    fail("{}: {} row of {} elements overflows the byte size", op, name(w.dtype), w.k);
+}
+
 namespace {
 
 // Checks what every entry point relies on; one line naming what was found and expected.
@@ -20,26 +34,11 @@ void validate(const WeightMatrix& w, int64_t m) {
   if (!cpu_kernel_supports(w.dtype))
     fail("linear: weight dtype {} has no CPU kernel (supported: {})", name(w.dtype),
          cpu_kernel_supported_list());
-  if (w.n < 0 || w.k < 0 || m < 0)
-    fail("linear: negative size (n={}, k={}, m={}), expected sizes >= 0", w.n, w.k, m);
-  const uint32_t be = traits(w.dtype).block_elems;
-  if (w.k % be != 0)
-    fail("linear: {} weight row length k={} is not a multiple of the block size {}", name(w.dtype),
-         w.k, be);
-  if (w.n > 0 && w.k > 0 && !w.data)
-    fail("linear: {} weight [{}, {}] has no data", name(w.dtype), w.n, w.k);
-  if (!dtype_bytes(w.dtype, uint64_t(w.k)))
-    fail("linear: {} row of {} elements overflows the byte size", name(w.dtype), w.k);
+  check_weight_matrix(w, m, "linear");
 }
 
 const uint8_t* row_ptr(const WeightMatrix& w, int64_t row) {
   return static_cast<const uint8_t*>(w.data) + uint64_t(row) * *dtype_bytes(w.dtype, uint64_t(w.k));
-}
-
-void require(Isa isa) {
-  if (!isa_supported(isa))
-    fail("kernels: SIMD level {} requested but this CPU supports at most {}", isa_name(isa),
-         isa_name(max_isa()));
 }
 
 // Scalar fast-path stand-in: dequantize one row at a time and accumulate in fp32 with four
@@ -122,7 +121,7 @@ std::string cannot_implement(DType dtype) {
 }
 
 void linear_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y) {
-  require(isa);
+  require_isa(isa);
   validate(w, m);
   if (m == 0 || w.n == 0) return;
   if (w.k == 0) {
@@ -152,7 +151,7 @@ void linear(const WeightMatrix& w, const float* x, int64_t m, float* y) {
 }
 
 void dequantize_row_isa(Isa isa, const WeightMatrix& w, int64_t row, float* out) {
-  require(isa);
+  require_isa(isa);
   validate(w, 1);
   if (row < 0 || row >= w.n)
     fail("dequantize_row: row {} out of range for a {} weight with {} rows", row, name(w.dtype),

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/cpu/isa_kernels.h"
 
 namespace lowbit::kernels::cpu {
 namespace {
@@ -128,27 +129,13 @@ void q8_linear_scalar(const WeightMatrix& w, const Q8Activations& a, float* y) {
   }
 }
 
-void require(Isa isa) {
-  if (!isa_supported(isa))
-    fail("kernels: SIMD level {} requested but this CPU supports at most {}", isa_name(isa),
-         isa_name(max_isa()));
-}
-
 void validate(const WeightMatrix& w, int64_t m) {
   if (!q8_activation_supports(w.dtype))
     fail(
         "linear_q8: weight dtype {} has no int8-activation kernel (expected Q4_0, Q4_1, Q5_0, "
         "Q5_1 or Q8_0)",
         name(w.dtype));
-  if (w.n < 0 || w.k < 0 || m < 0)
-    fail("linear_q8: negative size (n={}, k={}, m={}), expected sizes >= 0", w.n, w.k, m);
-  if (w.k % 32 != 0)
-    fail("linear_q8: {} weight row length k={} is not a multiple of the block size 32",
-         name(w.dtype), w.k);
-  if (w.n > 0 && w.k > 0 && !w.data)
-    fail("linear_q8: {} weight [{}, {}] has no data", name(w.dtype), w.n, w.k);
-  if (!dtype_bytes(w.dtype, uint64_t(w.k)))
-    fail("linear_q8: {} row of {} elements overflows the byte size", name(w.dtype), w.k);
+  check_weight_matrix(w, m, "linear_q8");
 }
 
 }  // namespace
@@ -180,7 +167,7 @@ DType q8_activation_format(DType t) {
 
 void quantize_activations(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
                           Q8Activations* out) {
-  require(isa);
+  require_isa(isa);
   if (!q8_activation_supports(weight) || k % 32 != 0 || m < 0)
     fail(
         "quantize_activations: {} activations [{}, {}]: expected a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 "
@@ -237,7 +224,7 @@ void quantize_activations(Isa isa, DType weight, const float* x, int64_t m, int6
 }
 
 void linear_q8_prequantized(Isa isa, const WeightMatrix& w, const Q8Activations& a, float* y) {
-  require(isa);
+  require_isa(isa);
   validate(w, a.m);
   if (a.weight != w.dtype || a.k != w.k)
     fail("linear_q8: activations quantized for {} with k={}, weight is {} with k={}",
@@ -258,7 +245,7 @@ void linear_q8_prequantized(Isa isa, const WeightMatrix& w, const Q8Activations&
 }
 
 void linear_q8_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y) {
-  require(isa);
+  require_isa(isa);
   validate(w, m);
   // One scratch per calling thread: generation calls this hundreds of times per token.
   thread_local Q8Activations a;

@@ -9,12 +9,6 @@
 namespace lowbit::kernels::cpu {
 namespace {
 
-void require(Isa isa) {
-  if (!isa_supported(isa))
-    fail("kernels: SIMD level {} requested but this CPU supports at most {}", isa_name(isa),
-         isa_name(max_isa()));
-}
-
 // Scalar references. Four lanes keep the summation order close to the SIMD variants'.
 float dot_scalar(const float* a, const float* b, int64_t n) {
   float s[4] = {0, 0, 0, 0};
@@ -85,7 +79,7 @@ float max_at(Isa isa, const float* x, int64_t n) {
 }  // namespace
 
 float dot_f32_isa(Isa isa, const float* a, const float* b, int64_t n) {
-  require(isa);
+  require_isa(isa);
   switch (isa) {
     case Isa::kAvx512:
       return avx512::dot_f32(a, b, n);
@@ -97,7 +91,7 @@ float dot_f32_isa(Isa isa, const float* a, const float* b, int64_t n) {
 }
 
 void axpy_f32_isa(Isa isa, float a, const float* x, float* y, int64_t n) {
-  require(isa);
+  require_isa(isa);
   switch (isa) {
     case Isa::kAvx512:
       return avx512::axpy_f32(a, x, y, n);
@@ -109,7 +103,7 @@ void axpy_f32_isa(Isa isa, float a, const float* x, float* y, int64_t n) {
 }
 
 void rms_norm_f32_isa(Isa isa, const float* x, const float* w, float eps, float* out, int64_t n) {
-  require(isa);
+  require_isa(isa);
   if (n <= 0) return;
   const double mean = sum_squares_at(isa, x, n) / double(n);
   // PyTorch: torch.rsqrt(variance + eps) on fp32 values; both roundings are reproduced.
@@ -119,7 +113,7 @@ void rms_norm_f32_isa(Isa isa, const float* x, const float* w, float eps, float*
 }
 
 void softmax_f32_isa(Isa isa, float* x, int64_t n) {
-  require(isa);
+  require_isa(isa);
   if (n <= 0) return;
   const float mx = max_at(isa, x, n);
   if (std::isinf(mx) && mx < 0) {

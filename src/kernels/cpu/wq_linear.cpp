@@ -46,12 +46,6 @@ struct Fp4Table {
   }
 };
 
-void require(Isa isa) {
-  if (!isa_supported(isa))
-    fail("kernels: SIMD level {} requested but this CPU supports at most {}", isa_name(isa),
-         isa_name(max_isa()));
-}
-
 float default_zero(WqKind kind) { return kind == WqKind::kInt4 ? 8.0f : 128.0f; }
 
 // Every check pack_wq_weight() and wq_linear_reference() rely on; errors name `what`, the
@@ -318,7 +312,7 @@ uint64_t wq_bytes(const WqWeight& w) {
 }
 
 void wq_linear_isa(Isa isa, bool exact, const WqWeight& w, const float* x, int64_t m, float* y) {
-  require(isa);
+  require_isa(isa);
   validate_call(w, x, m, y);
   if (m == 0) return;
   // One scratch per calling thread: generation calls this for every layer and token.
