@@ -1,0 +1,80 @@
+// Weight-only integer GEMM on the GPU (W4A16 / W8A16): y[m, n] = x[m, k]·Wᵀ (+ bias) with
+// int4 or int8 weights W [n, k] (row-major, as kernels::cpu::WqSource describes them) and bf16
+// or fp16 activations; fp32 accumulation on the tensor cores (mma.sync m16n8k16).
+//
+// One kernel family, Marlin-class: the weight is repacked once at load (wq_gemm_pack) into
+// per-warp fragment order, so one 16-byte load per lane feeds eight mma B fragments (int4: a
+// 32 k × 32 n step; int8: 16 k × 32 n); codes, activations and per-group parameters stream
+// global → shared through a multi-stage cp.async pipeline; codes are dequantized in registers
+// ((q − z)·s with the exponent-bias trick, exact for integer zeros) right before the mma.
+// Act-order (GPTQ desc_act) columns are reordered at pack time and x is gathered once per call.
+//
+// Large m: the kernel is built for m ≤ 64 per pass (larger m runs several passes, correct but
+// not fast); callers dequantize once with wq_dequantize into a bf16/f16 [n, k] matrix and use
+// cuBLASLt there (GemmRunner), see wq_gemm_prefers_dense().
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/cpu/wq_linear.h"
+#include "kernels/cuda/gemm/linear.h"
+
+namespace lowbit::kernels::cuda {
+
+// Activation (and 16-bit output) type of one call.
+enum class ActType : uint8_t { kBf16, kF16 };
+
+// A packed weight in device memory: the shape in the open, the buffers (layout private to the
+// kernels) behind `impl`, freed by the out-of-line destructor.
+struct WqGpuWeight {
+  int64_t n = 0, k = 0;
+  cpu::WqKind kind = cpu::WqKind::kInt4;
+  int64_t group_size = 0;  // k for per-channel
+  bool act_order = false;
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+  WqGpuWeight();
+  ~WqGpuWeight();
+  WqGpuWeight(const WqGpuWeight&) = delete;
+  WqGpuWeight& operator=(const WqGpuWeight&) = delete;
+};
+
+// "" if this kernel family can take `src`, else one reason naming the field, found and
+// expected (e.g. "k = 4100 is not a multiple of 32"). Requirements: kind int4 or int8;
+// n % 64 == 0; k % 32 == 0; group_size % 32 == 0 (or group_size == k); zeros (if any) integers
+// in [-128, 128] (int4) / [-128, 383] (int8).
+std::string wq_gemm_unsupported_reason(const cpu::WqSource& src);
+
+// Validates (lowbit::Error naming `what`, the layer, otherwise), repacks on the CPU and uploads
+// on `stream` (synchronized before returning, so `src` may be freed at once).
+std::unique_ptr<WqGpuWeight> wq_gemm_pack(const cpu::WqSource& src, const std::string& what,
+                                          cudaStream_t stream);
+
+// y[m, n] (row stride ldy elements) = x[m, k] (row stride ldx elements) · Wᵀ (+ bias).
+//   x: bf16 or fp16 per `act`; bias: fp32 [n] or null.
+//   out_type kBf16 writes the 16-bit type of `act` (bf16 for kBf16, fp16 for kF16); kF32 fp32.
+// Scratch: act-order weights gather x into a buffer owned by the weight, grown on the first
+// call with a larger m (cudaMalloc then); calls with m no larger than an earlier call allocate
+// nothing and are CUDA-graph safe. Not for concurrent calls on one act-order weight from two
+// streams. No other scratch (no split-k: one launch, reduction inside the block).
+void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
+             void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream);
+
+// Decodes the whole weight to a dense row-major [n, k] bf16/fp16 matrix (per `act`) in the
+// source's input-column order (act-order undone), for the large-m dequantize + cuBLASLt path.
+void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t stream);
+
+// Largest m at which wq_gemm is expected to beat dequantize + dense GEMM (measured on H100,
+// bench/gpu_wq_gemm_bench.cpp); above it callers should use the dense path.
+int64_t wq_gemm_max_fast_rows(const WqGpuWeight& w);
+
+inline int64_t wq_rows(const WqGpuWeight& w) { return w.n; }  // output features
+inline int64_t wq_cols(const WqGpuWeight& w) { return w.k; }  // input features
+// Bytes one wq_gemm call reads from the weight (codes + the parameters of one act type).
+uint64_t wq_gpu_bytes(const WqGpuWeight& w);
+
+}  // namespace lowbit::kernels::cuda
