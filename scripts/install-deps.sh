@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev
           libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
-          libicu-dev python3 python3-pip python3-venv unzip)
+          libicu-dev python3 python3-pip python3-venv unzip
+          clang libclang-rt-14-dev)  # clang: the libFuzzer target (cmake/fuzz.cmake)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
