@@ -47,4 +47,6 @@ if(LOWBIT_HAVE_CUDA)
 
   add_executable(gpu_decode_bench bench/gpu_decode_bench.cpp)
   target_link_libraries(gpu_decode_bench PRIVATE lowbit_core)
+  add_executable(gpu_w8a8_bench bench/gpu_w8a8_bench.cpp)  # FP8/INT8 W8A8 vs bf16
+  target_link_libraries(gpu_w8a8_bench PRIVATE lowbit_core)
 endif()

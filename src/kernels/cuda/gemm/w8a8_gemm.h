@@ -115,7 +115,8 @@ std::unique_ptr<Int8GpuWeight> int8_upload_weight(const int8_t* host_q, const fl
 
 // Activation quantization (the first half of a W8A8 call), exposed for tests and reuse.
 // x [m, k] bf16 (row stride ldx) → q [m, k] (row stride k) and scales:
-//   kPerTensor: scales[0] (amax over all of x; two kernels: a grid amax, then the cast),
+//   kPerTensor: scales[0] (amax over all of x; two kernels: a grid amax into scales[1],
+//               then the cast; scales needs 2 floats),
 //   kRowwise:   scales[m] (one pass: each block holds its row in registers),
 //   kBlock128:  scales[m, ceil(k/128)] row-major (one pass: one warp per 1×128 group).
 void fp8_quantize_activations(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64_t k,
