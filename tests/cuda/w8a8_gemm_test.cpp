@@ -415,37 +415,38 @@ TEST(CudaW8A8, GraphCaptureReplaysSameResult) {
 TEST(CudaW8A8, UploadedCheckpointWeightMatchesOnlineQuantization) {
   LOWBIT_REQUIRE_GPU();
   std::mt19937 rng(51);
-  const int64_t m = 40, n = 208, k = 384;
+  const int64_t n = 208, k = 384;
   auto w = random_rows(n, k, rng);
-  auto x = random_rows(m, k, rng);
+  auto x = random_rows(40, k, rng);
   auto dw = upload(to_bf16(w));
   auto dx = upload(to_bf16(x));
   kc::W8A8Runner runner;
-  for (Fp8Scaling sc : {Fp8Scaling::kPerTensor, Fp8Scaling::kRowwise, Fp8Scaling::kBlock128}) {
-    auto online = kc::fp8_quantize_weight(dw.get<bf16>(), n, k, sc, nullptr);
-    LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<uint8_t> q(size_t(n * k));
-    std::vector<float> s(size_t(online->scale_count()));
-    kc::copy_to_host(q.data(), online->data(), q.size());
-    kc::copy_to_host(s.data(), online->scales(), s.size() * 4);
-    auto loaded = kc::fp8_upload_weight(q.data(), s.data(), int64_t(s.size()), n, k, sc,
-                                        "layers.0.mlp.up_proj.weight", nullptr);
-    auto y1 = poisoned(size_t(m * n) * 4), y2 = poisoned(size_t(m * n) * 4);
-    runner.fp8_linear(*online, dx.get<bf16>(), k, nullptr, y1.get(), n, kc::OutType::kF32, m,
-                      nullptr);
-    runner.fp8_linear(*loaded, dx.get<bf16>(), k, nullptr, y2.get(), n, kc::OutType::kF32, m,
-                      nullptr);
-    EXPECT_EQ(count_diff(download<float>(y1, size_t(m * n)), download<float>(y2, size_t(m * n))),
-              0);
-    // Bad input names the tensor.
-    try {
-      kc::fp8_upload_weight(q.data(), s.data(), int64_t(s.size()) + 1, n, k, sc,
-                            "layers.0.mlp.up_proj.weight", nullptr);
-      ADD_FAILURE() << "scale count mismatch accepted";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("layers.0.mlp.up_proj.weight"), std::string::npos);
+  for (int64_t m : {int64_t(3), int64_t(40)})  // GEMV and GEMM paths
+    for (Fp8Scaling sc : {Fp8Scaling::kPerTensor, Fp8Scaling::kRowwise, Fp8Scaling::kBlock128}) {
+      auto online = kc::fp8_quantize_weight(dw.get<bf16>(), n, k, sc, nullptr);
+      LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+      std::vector<uint8_t> q(size_t(n * k));
+      std::vector<float> s(size_t(online->scale_count()));
+      kc::copy_to_host(q.data(), online->data(), q.size());
+      kc::copy_to_host(s.data(), online->scales(), s.size() * 4);
+      auto loaded = kc::fp8_upload_weight(q.data(), s.data(), int64_t(s.size()), n, k, sc,
+                                          "layers.0.mlp.up_proj.weight", nullptr);
+      auto y1 = poisoned(size_t(m * n) * 4), y2 = poisoned(size_t(m * n) * 4);
+      runner.fp8_linear(*online, dx.get<bf16>(), k, nullptr, y1.get(), n, kc::OutType::kF32, m,
+                        nullptr);
+      runner.fp8_linear(*loaded, dx.get<bf16>(), k, nullptr, y2.get(), n, kc::OutType::kF32, m,
+                        nullptr);
+      EXPECT_EQ(count_diff(download<float>(y1, size_t(m * n)), download<float>(y2, size_t(m * n))),
+                0);
+      // Bad input names the tensor.
+      try {
+        kc::fp8_upload_weight(q.data(), s.data(), int64_t(s.size()) + 1, n, k, sc,
+                              "layers.0.mlp.up_proj.weight", nullptr);
+        ADD_FAILURE() << "scale count mismatch accepted";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("layers.0.mlp.up_proj.weight"), std::string::npos);
+      }
     }
-  }
   std::vector<int8_t> q8(size_t(n * k), 3);
   std::vector<float> s8(size_t(n), 0.01f);
   s8[5] = -1.0f;
