@@ -1,0 +1,495 @@
+// Kernels of wq_gemm (wq_gemm.h; layout in wq_gemm_layout.h).
+//
+// wq_mma_kernel: one block = 8 warps on 32·WN output columns and up to 16·MT rows of x over the
+// whole k (no split-k: one launch, no workspace). Warps are WN column groups × WK = 8 / WN
+// k-slices; a pipeline stage is WK consecutive k-steps (each warp computes one step per stage),
+// brought in by cp.async: per warp-step 512 B of codes + 128 B of group parameters, and the
+// [16·MT, WK·step] tile of x (16-byte chunks XOR-swizzled by row for conflict-free ldmatrix).
+// Each step a lane dequantizes its 16-byte word into mma B fragments in registers and issues
+// mma.sync m16n8k16 (fp32 accumulate). At the end the WK partial sums meet in shared memory.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/gemm/wq_gemm.h"
+#include "kernels/cuda/gemm/wq_gemm_layout.h"
+
+namespace lowbit::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+struct KernelArgs {
+  const uint4* codes;
+  const void* params;
+  bool has_zeros;
+  const void* x;  // [m, k] 16-bit, row stride ldx (packed column order)
+  int64_t ldx;
+  const float* bias;
+  void* y;
+  int64_t ldy;
+  bool out_f32;
+  int m, n, k, group_size;
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+template <bool kF16>
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  if constexpr (kF16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// (h − zoff)·scale on two 16-bit lanes at once; exact before the one rounding of the product.
+template <bool kF16>
+__device__ __forceinline__ uint32_t sub_mul2(uint32_t h, uint32_t zoff2, uint32_t scale2) {
+  if constexpr (kF16) {
+    __half2 r =
+        __hmul2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zoff2)),
+                *reinterpret_cast<__half2*>(&scale2));
+    return *reinterpret_cast<uint32_t*>(&r);
+  } else {
+    __nv_bfloat162 r = __hmul2(
+        __hsub2(*reinterpret_cast<__nv_bfloat162*>(&h), *reinterpret_cast<__nv_bfloat162*>(&zoff2)),
+        *reinterpret_cast<__nv_bfloat162*>(&scale2));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
+}
+
+template <bool kF16>
+__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t scale2) {
+  if constexpr (kF16) {
+    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&scale2));
+    return *reinterpret_cast<uint32_t*>(&r);
+  } else {
+    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a),
+                               *reinterpret_cast<__nv_bfloat162*>(&scale2));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
+}
+
+// Word j of a 16-byte code load (selects, never a local-memory array).
+__device__ __forceinline__ uint32_t word_of(const uint4& q, int j) {
+  return j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
+}
+
+template <bool kF16>
+__device__ __forceinline__ uint32_t pack2(float a, float b) {
+  if constexpr (kF16) {
+    __half2 r = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&r);
+  } else {
+    __nv_bfloat162 r = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
+}
+
+// Per lane, the group parameters of its 4 columns (nt = 0..3): scale and zero offset, each
+// duplicated into both 16-bit halves; int8 keeps the zero as a float (2^23 + z).
+struct GroupParams {
+  uint32_t scale2[4];
+  uint32_t zoff2[4];
+  float zf[4];
+};
+
+template <bool kInt8, bool kF16>
+__device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, bool has_zeros) {
+  if (has_zeros) {
+    const uint4 v = *reinterpret_cast<const uint4*>(src);
+    const uint32_t e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      p.scale2[nt] = __byte_perm(e[nt], 0, 0x1010);
+      if constexpr (kInt8) {
+        p.zf[nt] = 8388608.0f + float(int16_t(e[nt] >> 16));
+      } else {
+        p.zoff2[nt] = __byte_perm(e[nt], 0, 0x3232);
+      }
+    }
+  } else {
+    const uint2 v = *reinterpret_cast<const uint2*>(src);
+    const uint32_t e[2] = {v.x, v.y};
+    // Symmetric: z = 8 (int4) / 128 (int8).
+    const uint32_t zoff = kF16 ? 0x64086408u : 0x43084308u;  // 1024 + 8 / 128 + 8
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      p.scale2[nt] = __byte_perm(e[nt / 2], 0, (nt & 1) ? 0x3232 : 0x1010);
+      p.zoff2[nt] = zoff;
+      p.zf[nt] = 8388608.0f + 128.0f;
+    }
+  }
+}
+
+template <bool kInt8, int MT, int WN, int S>
+struct Tile {
+  static constexpr int WK = 8 / WN;
+  static constexpr int kStep = kInt8 ? 16 : 32;  // k per warp-step
+  static constexpr int kStageK = WK * kStep;     // k per stage
+  static constexpr int kRows = 16 * MT;
+  static constexpr int kChunks = kStageK / 8;  // 16-byte chunks of one x row per stage
+  static constexpr int kBBytes = WN * WK * 512;
+  static constexpr int kPBytes = WN * WK * 128;
+  static constexpr int kABytes = kRows * kStageK * 2;
+  static constexpr int kStageBytes = kBBytes + kPBytes + kABytes;
+  static constexpr int kRedBytes = WK * kRows * 32 * WN * 4;
+  static constexpr int kSmem = std::max(S * kStageBytes, kRedBytes);
+};
+
+template <bool kInt8, bool kF16, int MT, int WN, int S>
+__global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
+  using T = Tile<kInt8, MT, WN, S>;
+  constexpr int WK = T::WK;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wn = warp % WN, wk = warp / WN;
+  const int cgs = a.n / 32;
+  const int cg0 = blockIdx.x * WN;
+  const int m0 = blockIdx.y * T::kRows;
+  const int rows = min(T::kRows, a.m - m0);
+  const int nsteps = a.k / T::kStep;
+  const int nstages = (nsteps + WK - 1) / WK;
+  const int pstride = a.has_zeros ? 128 : 64;  // param bytes per (group, column group)
+  const uint8_t* params = static_cast<const uint8_t*>(a.params);
+  const uint16_t* x = static_cast<const uint16_t*>(a.x);
+
+  auto stage_b = [&](int b) { return smem + b * T::kStageBytes; };
+  auto stage_p = [&](int b) { return smem + b * T::kStageBytes + T::kBBytes; };
+  auto stage_a = [&](int b) { return smem + b * T::kStageBytes + T::kBBytes + T::kPBytes; };
+
+  // Rows of x past m stay zero for the whole kernel (cp.async never writes them).
+  if (rows < T::kRows) {
+    for (int b = 0; b < S; ++b) {
+      uint4* A = reinterpret_cast<uint4*>(stage_a(b));
+      for (int i = tid; i < (T::kRows - rows) * T::kChunks; i += kThreads)
+        A[rows * T::kChunks + i] = make_uint4(0, 0, 0, 0);
+    }
+  }
+
+  auto load_stage = [&](int s) {
+    const int b = s % S;
+    // Codes: WN·WK warp-steps of 32 lanes × 16 B.
+    for (int i = tid; i < WN * WK * 32; i += kThreads) {
+      const int l = i & 31, ws = i >> 5, swk = ws % WK, swn = ws / WK;
+      const int step = s * WK + swk;
+      if (step < nsteps)
+        cp_async16(stage_b(b) + i * 16, a.codes + (int64_t(cg0 + swn) * nsteps + step) * 32 + l);
+    }
+    // Group parameters: 64 or 128 B per warp-step.
+    const int pchunks = pstride / 16;
+    for (int i = tid; i < WN * WK * pchunks; i += kThreads) {
+      const int c = i % pchunks, ws = i / pchunks, swk = ws % WK, swn = ws / WK;
+      const int step = s * WK + swk;
+      if (step < nsteps) {
+        const int gi = step * T::kStep / a.group_size;
+        cp_async16(stage_p(b) + ws * 128 + c * 16,
+                   params + (int64_t(gi) * cgs + cg0 + swn) * pstride + c * 16);
+      }
+    }
+    // x tile [rows, kStageK], chunk c of row r stored at chunk c ^ (r & 7).
+    const int kbase = s * T::kStageK;
+    for (int i = tid; i < rows * T::kChunks; i += kThreads) {
+      const int r = i / T::kChunks, c = i % T::kChunks;
+      if (kbase + c * 8 < a.k)
+        cp_async16(stage_a(b) + (r * T::kChunks + (c ^ (r & 7))) * 16,
+                   x + int64_t(m0 + r) * a.ldx + kbase + c * 8);
+    }
+  };
+
+  float acc[MT][4][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < S - 1; ++s) {
+    if (s < nstages) load_stage(s);
+    cp_async_commit();
+  }
+
+  const int g = lane >> 2;
+  for (int s = 0; s < nstages; ++s) {
+    cp_async_wait<S - 2>();
+    __syncthreads();
+    if (s + S - 1 < nstages) load_stage(s + S - 1);
+    cp_async_commit();
+
+    const int b = s % S;
+    const int step = s * WK + wk;
+    if (step >= nsteps) continue;  // uniform per warp
+    const uint4 q = reinterpret_cast<const uint4*>(stage_b(b))[(wn * WK + wk) * 32 + lane];
+    GroupParams gp;
+    read_params<kInt8, kF16>(gp, stage_p(b) + (wn * WK + wk) * 128 + g * (a.has_zeros ? 16 : 8),
+                             a.has_zeros);
+
+    const uint8_t* A = stage_a(b);
+    constexpr int kHalves = kInt8 ? 1 : 2;  // k16 halves per step
+#pragma unroll
+    for (int ks = 0; ks < kHalves; ++ks) {
+      uint32_t afrag[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        const int r = mt * 16 + (lane & 15);
+        const int c = (wk * T::kStep + ks * 16) / 8 + (lane >> 4);
+        ldmatrix_x4(afrag[mt], A + (r * T::kChunks + (c ^ (r & 7))) * 16);
+      }
+      uint32_t bfrag[4][2];
+      if constexpr (kInt8) {
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          const uint32_t w = word_of(q, nt);
+          const float f0 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7440)) - gp.zf[nt];
+          const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
+          const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
+          const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
+          bfrag[nt][0] = mul2<kF16>(pack2<kF16>(f0, f1), gp.scale2[nt]);
+          bfrag[nt][1] = mul2<kF16>(pack2<kF16>(f2, f3), gp.scale2[nt]);
+        }
+      } else {
+        constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          const uint32_t w = word_of(q, ks * 2 + jj);
+          const int na = 2 * jj, nb = 2 * jj + 1;
+          const uint32_t h0 = (w & 0x000F000Fu) | kBias;
+          const uint32_t h1 = ((w >> 4) & 0x000F000Fu) | kBias;
+          const uint32_t h2 = ((w >> 8) & 0x000F000Fu) | kBias;
+          const uint32_t h3 = ((w >> 12) & 0x000F000Fu) | kBias;
+          bfrag[na][0] = sub_mul2<kF16>(h0, gp.zoff2[na], gp.scale2[na]);
+          bfrag[na][1] = sub_mul2<kF16>(h1, gp.zoff2[na], gp.scale2[na]);
+          bfrag[nb][0] = sub_mul2<kF16>(h2, gp.zoff2[nb], gp.scale2[nb]);
+          bfrag[nb][1] = sub_mul2<kF16>(h3, gp.zoff2[nb], gp.scale2[nb]);
+        }
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+          mma16816<kF16>(acc[mt][nt], afrag[mt], bfrag[nt][0], bfrag[nt][1]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Partial sums of the WK k-slices: red[wk][row][col], col in [0, 32·WN).
+  float* red = reinterpret_cast<float*>(smem);
+  constexpr int kCols = 32 * WN;
+  const int t = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const int col = wn * 32 + nt * 8 + 2 * t;
+      const int r0 = mt * 16 + g;
+      float* base = red + (wk * T::kRows) * kCols;
+      *reinterpret_cast<float2*>(base + r0 * kCols + col) =
+          make_float2(acc[mt][nt][0], acc[mt][nt][1]);
+      *reinterpret_cast<float2*>(base + (r0 + 8) * kCols + col) =
+          make_float2(acc[mt][nt][2], acc[mt][nt][3]);
+    }
+  __syncthreads();
+  for (int i = tid; i < rows * kCols; i += kThreads) {
+    const int r = i / kCols, c = i % kCols;
+    float v = 0.0f;
+#pragma unroll
+    for (int s = 0; s < WK; ++s) v += red[(s * T::kRows + r) * kCols + c];
+    const int col = cg0 * 32 + c;
+    if (a.bias) v += a.bias[col];
+    const int64_t o = int64_t(m0 + r) * a.ldy + col;
+    if (a.out_f32) {
+      static_cast<float*>(a.y)[o] = v;
+    } else if constexpr (kF16) {
+      static_cast<__half*>(a.y)[o] = __float2half_rn(v);
+    } else {
+      static_cast<__nv_bfloat16*>(a.y)[o] = __float2bfloat16_rn(v);
+    }
+  }
+}
+
+// xg[i, c] = x[i, perm[c]] (16-bit values), for act-order weights.
+__global__ void gather_columns_kernel(const uint16_t* __restrict__ x, int64_t ldx,
+                                      const int32_t* __restrict__ perm, uint16_t* __restrict__ xg,
+                                      int m, int k) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(m) * k) return;
+  const int r = int(i / k), c = int(i % k);
+  xg[i] = x[int64_t(r) * ldx + perm[c]];
+}
+
+// One thread per (column, 8 packed k): decodes 8 weights into w_out[col, source column].
+template <bool kF16>
+__global__ void dequantize_kernel(const uint8_t* __restrict__ codes,
+                                  const uint8_t* __restrict__ params, bool has_zeros, bool int8,
+                                  const int32_t* __restrict__ perm, uint16_t* __restrict__ out,
+                                  int n, int k, int group_size) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int k8 = k / 8;
+  if (i >= int64_t(n) * k8) return;
+  const int col = int(i / k8), c0 = int(i % k8) * 8;
+  const int cg = col / 32, nt = (col % 32) / 8, g = col % 8;
+  const int cgs = n / 32;
+  const int step_k = int8 ? 16 : 32, nsteps = k / step_k;
+  const int gi = c0 / group_size;
+  const int64_t e = ((int64_t(gi) * cgs + cg) * 8 + g) * 4 + nt;
+  float scale, zero;
+  if (has_zeros) {
+    const uint32_t v = reinterpret_cast<const uint32_t*>(params)[e];
+    scale = kF16 ? __half2float(__ushort_as_half(uint16_t(v)))
+                 : __bfloat162float(__ushort_as_bfloat16(uint16_t(v)));
+    const uint16_t zb = uint16_t(v >> 16);
+    zero = int8 ? float(int16_t(zb))
+                : (kF16 ? __half2float(__ushort_as_half(zb)) - 1024.0f
+                        : __bfloat162float(__ushort_as_bfloat16(zb)) - 128.0f);
+  } else {
+    const uint16_t v = reinterpret_cast<const uint16_t*>(params)[e];
+    scale = kF16 ? __half2float(__ushort_as_half(v)) : __bfloat162float(__ushort_as_bfloat16(v));
+    zero = int8 ? 128.0f : 8.0f;
+  }
+  // k offset r within a k16 half -> value index v (order {2t, 2t+1, 2t+8, 2t+9}) and t.
+  for (int j = 0; j < 8; ++j) {
+    const int c = c0 + j;
+    const int step = c / step_k, r = c % step_k, ks = r / 16, r16 = r % 16;
+    const int t = (r16 % 8) / 2, v = (r16 >= 8 ? 2 : 0) + (r16 & 1);
+    const int lane = g * 4 + t;
+    const uint8_t* word_base = codes + ((int64_t(cg) * nsteps + step) * 32 + lane) * 16;
+    int q;
+    if (int8) {
+      q = word_base[nt * 4 + v];
+    } else {
+      const uint32_t w = reinterpret_cast<const uint32_t*>(word_base)[ks * 2 + nt / 2];
+      static constexpr int kNib[2][4] = {{0, 4, 1, 5}, {2, 6, 3, 7}};
+      q = int((w >> (4 * kNib[nt & 1][v])) & 15u);
+    }
+    // Same rounding as the kernel: (q − z) exact, one rounding of the product.
+    const float val = float(q - zero) * scale;
+    const int dst = perm ? perm[c] : c;
+    out[int64_t(col) * k + dst] = kF16 ? __half_as_ushort(__float2half_rn(val))
+                                       : __bfloat16_as_ushort(__float2bfloat16_rn(val));
+  }
+}
+
+template <bool kInt8, bool kF16, int MT, int WN, int S>
+void launch(const KernelArgs& a, cudaStream_t stream) {
+  using T = Tile<kInt8, MT, WN, S>;
+  auto kernel = wq_mma_kernel<kInt8, kF16, MT, WN, S>;
+  static bool configured = false;  // attribute set once per instantiation (same on every device)
+  if (!configured) {
+    LOWBIT_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem));
+    configured = true;
+  }
+  const dim3 grid(a.n / (32 * WN), (a.m + T::kRows - 1) / T::kRows);
+  kernel<<<grid, kThreads, T::kSmem, stream>>>(a);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+template <bool kInt8, bool kF16>
+void dispatch_rows(const KernelArgs& a, cudaStream_t stream) {
+  if (a.m <= 16)
+    launch<kInt8, kF16, 1, 1, 8>(a, stream);
+  else
+    launch<kInt8, kF16, 4, 2, 4>(a, stream);
+}
+
+}  // namespace
+
+void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
+             void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream) {
+  if (m < 0 || m > (int64_t(1) << 30))
+    fail("wq_gemm: weight [{}, {}]: m = {}, expected 0..2^30", w.n, w.k, m);
+  if (m == 0) return;
+  if (!x || !y) fail("wq_gemm: weight [{}, {}]: {} is null", w.n, w.k, !x ? "x" : "y");
+  if (ldx < w.k || ldy < w.n)
+    fail("wq_gemm: weight [{}, {}]: ldx = {} (expected >= {}), ldy = {} (expected >= {})", w.n, w.k,
+         ldx, w.k, ldy, w.n);
+  const WqGpuWeight::Impl& im = *w.impl;
+  if (w.act_order) {
+    const size_t need = size_t(m * w.k) * 2;
+    if (im.gathered.bytes() < need) im.gathered = DeviceBuffer(need, "wq_gemm act-order gather");
+    const int64_t total = m * w.k;
+    gather_columns_kernel<<<unsigned((total + 255) / 256), 256, 0, stream>>>(
+        static_cast<const uint16_t*>(x), ldx, im.perm.get<int32_t>(), im.gathered.get<uint16_t>(),
+        int(m), int(w.k));
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    x = im.gathered.get();
+    ldx = w.k;
+  }
+  if (ldx % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
+    fail("wq_gemm: weight [{}, {}]: x must be 16-byte aligned with ldx % 8 == 0 (ldx = {})", w.n,
+         w.k, ldx);
+  KernelArgs a{};
+  a.codes = im.codes.get<const uint4>();
+  a.params = im.params[int(act)].get();
+  a.has_zeros = im.has_zeros;
+  a.x = x;
+  a.ldx = ldx;
+  a.bias = bias;
+  a.y = y;
+  a.ldy = ldy;
+  a.out_f32 = out_type == OutType::kF32;
+  a.m = int(m);
+  a.n = int(w.n);
+  a.k = int(w.k);
+  a.group_size = int(w.group_size);
+  const bool int8 = w.kind == cpu::WqKind::kInt8, f16 = act == ActType::kF16;
+  if (int8)
+    f16 ? dispatch_rows<true, true>(a, stream) : dispatch_rows<true, false>(a, stream);
+  else
+    f16 ? dispatch_rows<false, true>(a, stream) : dispatch_rows<false, false>(a, stream);
+}
+
+void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t stream) {
+  const WqGpuWeight::Impl& im = *w.impl;
+  const int64_t total = w.n * (w.k / 8);
+  const unsigned blocks = unsigned((total + 255) / 256);
+  const bool int8 = w.kind == cpu::WqKind::kInt8;
+  auto* out = static_cast<uint16_t*>(w_out);
+  const auto* codes = im.codes.get<const uint8_t>();
+  const auto* params = im.params[int(act)].get<const uint8_t>();
+  const int32_t* perm = w.act_order ? im.perm.get<const int32_t>() : nullptr;
+  if (act == ActType::kF16)
+    dequantize_kernel<true><<<blocks, 256, 0, stream>>>(codes, params, im.has_zeros, int8, perm,
+                                                        out, int(w.n), int(w.k), int(w.group_size));
+  else
+    dequantize_kernel<false><<<blocks, 256, 0, stream>>>(
+        codes, params, im.has_zeros, int8, perm, out, int(w.n), int(w.k), int(w.group_size));
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+int64_t wq_gemm_max_fast_rows(const WqGpuWeight&) { return 256; }
+
+}  // namespace lowbit::kernels::cuda
