@@ -49,4 +49,6 @@ if(LOWBIT_HAVE_CUDA)
   target_link_libraries(gpu_decode_bench PRIVATE lowbit_core)
   add_executable(gpu_w8a8_bench bench/gpu_w8a8_bench.cpp)  # FP8/INT8 W8A8 vs bf16
   target_link_libraries(gpu_w8a8_bench PRIVATE lowbit_core)
+  add_executable(gpu_wq_gemm_bench bench/gpu_wq_gemm_bench.cpp)  # W4A16/W8A16 vs bf16
+  target_link_libraries(gpu_wq_gemm_bench PRIVATE lowbit_core)
 endif()

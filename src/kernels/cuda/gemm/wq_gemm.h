@@ -54,6 +54,9 @@ std::string wq_gemm_unsupported_reason(const cpu::WqSource& src);
 std::unique_ptr<WqGpuWeight> wq_gemm_pack(const cpu::WqSource& src, const std::string& what,
                                           cudaStream_t stream);
 
+// A device-to-device copy of `w` (benchmarks rotate copies to defeat the L2 cache).
+std::unique_ptr<WqGpuWeight> wq_gemm_clone(const WqGpuWeight& w, cudaStream_t stream);
+
 // y[m, n] (row stride ldy elements) = x[m, k] (row stride ldx elements) · Wᵀ (+ bias).
 //   x: bf16 or fp16 per `act`; bias: fp32 [n] or null.
 //   out_type kBf16 writes the 16-bit type of `act` (bf16 for kBf16, fp16 for kF16); kF32 fp32.

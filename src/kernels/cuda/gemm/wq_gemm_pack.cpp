@@ -98,6 +98,7 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
   const int64_t cgs = n / 32, steps = k / step_k;
   std::vector<uint32_t> codes(size_t(cgs * steps * 32 * 4), 0);
   const int koff[4] = {0, 1, 8, 9};
+#pragma omp parallel for schedule(static)
   for (int64_t cg = 0; cg < cgs; ++cg)
     for (int64_t st = 0; st < steps; ++st)
       for (int lane = 0; lane < 32; ++lane) {
@@ -166,6 +167,32 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
   }
   LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return w;
+}
+
+std::unique_ptr<WqGpuWeight> wq_gemm_clone(const WqGpuWeight& w, cudaStream_t stream) {
+  auto c = std::make_unique<WqGpuWeight>();
+  c->n = w.n;
+  c->k = w.k;
+  c->kind = w.kind;
+  c->group_size = w.group_size;
+  c->act_order = w.act_order;
+  const WqGpuWeight::Impl& a = *w.impl;
+  WqGpuWeight::Impl& b = *c->impl;
+  b.has_zeros = a.has_zeros;
+  b.code_bytes = a.code_bytes;
+  b.param_bytes = a.param_bytes;
+  auto copy = [&](const DeviceBuffer& from, DeviceBuffer& to) {
+    if (!from) return;
+    to = DeviceBuffer(from.bytes(), "wq_gemm weight copy");
+    LOWBIT_CUDA_CHECK(
+        cudaMemcpyAsync(to.get(), from.get(), from.bytes(), cudaMemcpyDeviceToDevice, stream));
+  };
+  copy(a.codes, b.codes);
+  copy(a.params[0], b.params[0]);
+  copy(a.params[1], b.params[1]);
+  copy(a.perm, b.perm);
+  LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return c;
 }
 
 uint64_t wq_gpu_bytes(const WqGpuWeight& w) { return w.impl->code_bytes + w.impl->param_bytes; }

@@ -1,0 +1,335 @@
+// wq_gemm (W4A16 / W8A16 tensor-core GEMM) against the CPU reference
+// kernels::cpu::wq_linear_reference (float64 on the unpacked source) on random data: int4 and
+// int8, group sizes 32/64/128/per-channel, with and without zeros, act-order, bf16 and fp16
+// activations, odd m and real shapes; wq_dequantize (+ cuBLASLt for large m); bad input.
+//
+// Tolerance: the GPU rounds each scale to bf16/f16 and each decoded weight (q − z)·s once
+// (≤ 2^-8 relative per product for bf16 together), accumulates in fp32 and rounds the output
+// once: |y − ref| ≤ 2^-8·Σ|w·x| + 2^-8·|ref| (bf16; fp16 is tighter), with a 1.5× margin.
+#include "kernels/cuda/gemm/wq_gemm.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/error.h"
+#include "cuda_test_util.h"
+#include "kernels/cpu/wq_linear.h"
+#include "kernels/cuda/gemm/linear.h"
+
+namespace lowbit::test {
+namespace {
+
+using kernels::cpu::WqKind;
+using kernels::cpu::WqSource;
+
+// A random weight as a method would hand it over (owning the arrays WqSource points into).
+struct RandomWeight {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales, zeros;
+  std::vector<int32_t> perm;
+  WqSource src;
+
+  RandomWeight(WqKind kind, int64_t n, int64_t k, int64_t group, bool with_zeros, bool act_order,
+               std::mt19937& rng) {
+    const int levels = kind == WqKind::kInt4 ? 16 : 256;
+    const int64_t groups = k / group;
+    codes.resize(size_t(n * k));
+    std::uniform_int_distribution<int> code(0, levels - 1);
+    for (auto& c : codes) c = uint8_t(code(rng));
+    std::uniform_real_distribution<float> mag(0.5f, 1.5f);
+    scales.resize(size_t(n * groups));
+    for (auto& s : scales) s = mag(rng) * (rng() % 2 ? 1.0f : -1.0f) / float(levels);
+    if (with_zeros) {
+      zeros.resize(size_t(n * groups));
+      for (auto& z : zeros) z = float(code(rng));
+    }
+    if (act_order) {
+      perm.resize(size_t(k));
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+    }
+    src.kind = kind;
+    src.n = n;
+    src.k = k;
+    src.group_size = group;
+    src.codes = codes.data();
+    src.scales = scales.data();
+    src.zeros = with_zeros ? zeros.data() : nullptr;
+    src.perm = act_order ? perm.data() : nullptr;
+  }
+
+  // Σ_c |W[j, c]·x[i, c]| for the tolerance, double.
+  std::vector<double> abs_products(const std::vector<float>& x, int64_t m) const {
+    const int64_t n = src.n, k = src.k, groups = k / src.group_size;
+    const float zdef = src.kind == WqKind::kInt4 ? 8.0f : 128.0f;
+    std::vector<double> w(size_t(n * k));
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t c = 0; c < k; ++c) {
+        const int64_t col = perm.empty() ? c : perm[size_t(c)];
+        const int64_t g = j * groups + c / src.group_size;
+        const double z = zeros.empty() ? zdef : zeros[size_t(g)];
+        w[size_t(j * k + col)] = std::abs((codes[size_t(j * k + col)] - z) * scales[size_t(g)]);
+      }
+    std::vector<double> out(size_t(m * n), 0.0);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t c = 0; c < k; ++c) s += w[size_t(j * k + c)] * std::abs(x[size_t(i * k + c)]);
+        out[size_t(i * n + j)] = s;
+      }
+    return out;
+  }
+};
+
+std::vector<uint16_t> to_16(const std::vector<float>& v, kc::ActType act) {
+  std::vector<uint16_t> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    out[i] = act == kc::ActType::kF16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+  return out;
+}
+std::vector<float> from_16(const std::vector<uint16_t>& v, kc::ActType act) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    out[i] = act == kc::ActType::kF16 ? f16_to_f32(v[i]) : bf16_to_f32(v[i]);
+  return out;
+}
+
+// Checks y (m rows, row stride ldy) against the reference for rows `rows` of x.
+void expect_close(const RandomWeight& rw, const std::vector<float>& x, int64_t m,
+                  const std::vector<float>& bias, const std::vector<float>& y, int64_t ldy,
+                  const std::string& what) {
+  const int64_t n = rw.src.n;
+  std::vector<float> ref(size_t(m * n));
+  kernels::cpu::wq_linear_reference(rw.src, x.data(), m, ref.data());
+  const std::vector<double> absp = rw.abs_products(x, m);
+  double num = 0, den = 0;
+  int bad = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const double r = double(ref[size_t(i * n + j)]) + (bias.empty() ? 0.0 : bias[size_t(j)]);
+      const double v = y[size_t(i * ldy + j)];
+      const double tol =
+          1.5 * (std::ldexp(absp[size_t(i * n + j)], -8) + std::ldexp(std::abs(r), -8)) + 1e-5;
+      if (!(std::abs(v - r) <= tol) && bad++ < 5)
+        ADD_FAILURE() << what << ": y[" << i << ", " << j << "] = " << v << ", reference " << r
+                      << ", tolerance " << tol;
+      num += (v - r) * (v - r);
+      den += r * r;
+    }
+  EXPECT_LT(std::sqrt(num / std::max(den, 1e-30)), 6e-3) << what;
+}
+
+struct RunOptions {
+  kc::ActType act = kc::ActType::kBf16;
+  kc::OutType out = kc::OutType::kBf16;
+  bool bias = false;
+  int64_t pad_x = 0, pad_y = 0;  // extra row stride
+};
+
+// Runs wq_gemm on random x and returns (x as the GPU saw it, y [m, ldy] as float).
+void run_and_check(const RandomWeight& rw, const kc::WqGpuWeight& w, int64_t m, const RunOptions& o,
+                   std::mt19937& rng, const std::string& what) {
+  const int64_t n = rw.src.n, k = rw.src.k, ldx = k + o.pad_x, ldy = n + o.pad_y;
+  std::vector<float> xs = random_floats(size_t(m * ldx), rng);
+  auto x16 = to_16(xs, o.act);
+  std::vector<float> x(size_t(m * k));  // dense [m, k], rounded
+  const auto xr = from_16(x16, o.act);
+  for (int64_t i = 0; i < m; ++i) std::copy_n(xr.begin() + i * ldx, k, x.begin() + i * k);
+  std::vector<float> bias = o.bias ? random_floats(size_t(n), rng) : std::vector<float>();
+  auto dx = upload(x16);
+  auto db = upload(o.bias ? bias : std::vector<float>(1));
+  const bool f32 = o.out == kc::OutType::kF32;
+  auto dy = poisoned(size_t(m * ldy) * (f32 ? 4 : 2));
+  kc::wq_gemm(w, o.act, dx.get(), ldx, o.bias ? db.get<float>() : nullptr, dy.get(), ldy, o.out, m,
+              nullptr);
+  LOWBIT_CUDA_CHECK(cudaGetLastError());
+  std::vector<float> y = f32 ? download<float>(dy, size_t(m * ldy))
+                             : from_16(download<uint16_t>(dy, size_t(m * ldy)), o.act);
+  expect_close(rw, x, m, bias, y, ldy, what);
+}
+
+const char* act_name(kc::ActType a) { return a == kc::ActType::kF16 ? "f16" : "bf16"; }
+
+// Every layout the methods produce, on a small shape, over odd m.
+TEST(CudaWqGemm, AllLayoutsMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(11);
+  const int64_t n = 192, k = 512;
+  int variant = 0;
+  for (WqKind kind : {WqKind::kInt4, WqKind::kInt8})
+    for (int64_t group : {int64_t(32), int64_t(64), int64_t(128), k})
+      for (bool zeros : {false, true})
+        for (bool act_order : {false, true}) {
+          if (act_order && group == k) continue;  // act-order needs groups
+          RandomWeight rw(kind, n, k, group, zeros, act_order, rng);
+          auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+          for (int64_t m : {1, 3, 16, 17, 64, 67}) {
+            RunOptions o;
+            o.act = variant % 2 ? kc::ActType::kF16 : kc::ActType::kBf16;
+            o.out = variant % 3 == 0 ? kc::OutType::kF32 : kc::OutType::kBf16;
+            o.bias = variant % 4 == 1;
+            o.pad_x = variant % 5 == 2 ? 24 : 0;
+            o.pad_y = variant % 5 == 3 ? 3 : 0;
+            ++variant;
+            run_and_check(rw, *w, m, o, rng,
+                          fmt::format("{} group {} zeros {} act-order {} m {} act {} out {}",
+                                      kernels::cpu::wq_kind_name(kind), group, zeros, act_order, m,
+                                      act_name(o.act), o.out == kc::OutType::kF32 ? "f32" : "16"));
+          }
+        }
+}
+
+// Llama-shaped weights, m up to a few passes of the 64-row kernel.
+TEST(CudaWqGemm, RealShapes) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  struct Case {
+    WqKind kind;
+    int64_t n, k, group;
+    bool zeros, act_order;
+    int64_t m;
+  };
+  const Case cases[] = {{WqKind::kInt4, 4096, 4096, 128, true, false, 1},
+                        {WqKind::kInt4, 4096, 4096, 128, false, true, 16},
+                        {WqKind::kInt4, 1024, 14336, 128, false, false, 5},
+                        {WqKind::kInt4, 6144, 4096, 4096, false, false, 33},
+                        {WqKind::kInt8, 4096, 4096, 4096, false, false, 7},
+                        {WqKind::kInt8, 2048, 4096, 128, true, true, 131}};
+  for (const Case& c : cases) {
+    RandomWeight rw(c.kind, c.n, c.k, c.group, c.zeros, c.act_order, rng);
+    auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+    RunOptions o;
+    o.act = c.m % 2 ? kc::ActType::kBf16 : kc::ActType::kF16;
+    run_and_check(rw, *w, c.m, o, rng,
+                  fmt::format("{} [{}, {}] group {} m {}", kernels::cpu::wq_kind_name(c.kind), c.n,
+                              c.k, c.group, c.m));
+  }
+}
+
+// wq_dequantize gives the same weights the kernel uses, in input order; with cuBLASLt it is
+// the large-m path (m up to 4096).
+TEST(CudaWqGemm, DequantizePlusCublasLargeM) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  kc::GemmRunner gemm;
+  struct Case {
+    WqKind kind;
+    int64_t n, k, group;
+    bool zeros, act_order;
+    int64_t m;
+  };
+  const Case cases[] = {{WqKind::kInt4, 256, 512, 64, true, true, 4096},
+                        {WqKind::kInt8, 192, 256, 32, false, false, 1000},
+                        {WqKind::kInt4, 1024, 1024, 1024, false, false, 257}};
+  for (const Case& c : cases) {
+    RandomWeight rw(c.kind, c.n, c.k, c.group, c.zeros, c.act_order, rng);
+    auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+    // Dequantized weights against the exact ones (one bf16 / f16 rounding of a rounded scale).
+    for (kc::ActType act : {kc::ActType::kBf16, kc::ActType::kF16}) {
+      auto dw = poisoned(size_t(c.n * c.k) * 2);
+      kc::wq_dequantize(*w, act, dw.get(), nullptr);
+      const auto wd = from_16(download<uint16_t>(dw, size_t(c.n * c.k)), act);
+      // The exact weight through the reference: W = reference(identity rows).
+      const int64_t groups = c.k / c.group;
+      int bad = 0;
+      for (int64_t j = 0; j < c.n; ++j)
+        for (int64_t cc = 0; cc < c.k; ++cc) {
+          const int64_t col = rw.perm.empty() ? cc : rw.perm[size_t(cc)];
+          const int64_t g = j * groups + cc / c.group;
+          const double z =
+              rw.zeros.empty() ? (c.kind == WqKind::kInt4 ? 8 : 128) : rw.zeros[size_t(g)];
+          const double exact = (rw.codes[size_t(j * c.k + col)] - z) * rw.scales[size_t(g)];
+          const double got = wd[size_t(j * c.k + col)];
+          if (!(std::abs(got - exact) <= std::ldexp(std::abs(exact), -8) * 1.01) && bad++ < 5)
+            ADD_FAILURE() << act_name(act) << " W[" << j << ", " << col << "] = " << got
+                          << ", exact " << exact;
+        }
+    }
+    auto dw = poisoned(size_t(c.n * c.k) * 2);
+    kc::wq_dequantize(*w, kc::ActType::kBf16, dw.get(), nullptr);
+    auto xs = round_bf16(random_floats(size_t(c.m * c.k), rng));
+    auto dx = upload(to_bf16(xs));
+    auto dy = poisoned(size_t(c.m * c.n) * 4);
+    gemm.linear(dx.get<__nv_bfloat16>(), c.k, dw.get<__nv_bfloat16>(), nullptr, dy.get(), c.n,
+                kc::OutType::kF32, c.m, c.n, c.k, nullptr, true);
+    auto y = download<float>(dy, size_t(c.m * c.n));
+    // Reference on a sample of rows (the full product is slow in float64).
+    std::vector<int64_t> rows = {0, 1, c.m / 2, c.m - 1};
+    std::vector<float> xsub, ysub;
+    for (int64_t r : rows) {
+      xsub.insert(xsub.end(), xs.begin() + r * c.k, xs.begin() + (r + 1) * c.k);
+      ysub.insert(ysub.end(), y.begin() + r * c.n, y.begin() + (r + 1) * c.n);
+    }
+    expect_close(rw, xsub, int64_t(rows.size()), {}, ysub, c.n,
+                 fmt::format("dequantize + cuBLASLt m {}", c.m));
+    // The same m straight through wq_gemm (several 64-row passes).
+    if (c.m <= 1000) {
+      RunOptions o;
+      run_and_check(rw, *w, c.m, o, rng, fmt::format("wq_gemm m {}", c.m));
+    }
+  }
+}
+
+// After a first call with the largest m, calls capture into a CUDA graph (act-order included).
+TEST(CudaWqGemm, GraphCapture) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(14);
+  RandomWeight rw(WqKind::kInt4, 256, 1024, 128, true, true, rng);
+  auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+  const int64_t m = 9;
+  auto xs = round_bf16(random_floats(size_t(m * 1024), rng));
+  auto dx = upload(to_bf16(xs));
+  auto dy = poisoned(size_t(m * 256) * 4);
+  kc::Stream stream;
+  kc::wq_gemm(*w, kc::ActType::kBf16, dx.get(), 1024, nullptr, dy.get(), 256, kc::OutType::kF32, m,
+              stream.get());
+  stream.synchronize();
+  LOWBIT_CUDA_CHECK(cudaMemset(dy.get(), 0xFF, dy.bytes()));
+  cudaGraph_t graph;
+  LOWBIT_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+  kc::wq_gemm(*w, kc::ActType::kBf16, dx.get(), 1024, nullptr, dy.get(), 256, kc::OutType::kF32, m,
+              stream.get());
+  LOWBIT_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+  cudaGraphExec_t exec;
+  LOWBIT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  LOWBIT_CUDA_CHECK(cudaGraphLaunch(exec, stream.get()));
+  stream.synchronize();
+  expect_close(rw, xs, m, {}, download<float>(dy, size_t(m * 256)), 256, "graph replay");
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+TEST(CudaWqGemm, UnsupportedShapesAndBadInput) {
+  std::mt19937 rng(15);
+  RandomWeight ok(WqKind::kInt4, 64, 128, 32, true, false, rng);
+  EXPECT_EQ(kc::wq_gemm_unsupported_reason(ok.src), "");
+  WqSource s = ok.src;
+  s.k = 4100;
+  s.group_size = 4100;
+  EXPECT_NE(kc::wq_gemm_unsupported_reason(s).find("k = 4100"), std::string::npos);
+  s = ok.src;
+  s.n = 96;
+  EXPECT_NE(kc::wq_gemm_unsupported_reason(s).find("n = 96"), std::string::npos);
+  s = ok.src;
+  s.kind = WqKind::kNf4;
+  EXPECT_NE(kc::wq_gemm_unsupported_reason(s).find("nf4"), std::string::npos);
+  RandomWeight frac(WqKind::kInt4, 64, 128, 32, true, false, rng);
+  frac.zeros[5] = 3.5f;
+  EXPECT_NE(kc::wq_gemm_unsupported_reason(frac.src).find("3.5"), std::string::npos);
+  try {
+    kc::wq_gemm_pack(frac.src, "model.layers.3.mlp.up_proj", nullptr);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.3.mlp.up_proj"), std::string::npos)
+        << e.what();
+  }
+  RandomWeight badcode(WqKind::kInt4, 64, 128, 32, false, false, rng);
+  badcode.codes[7] = 16;
+  LOWBIT_REQUIRE_GPU();
+  EXPECT_THROW(kc::wq_gemm_pack(badcode.src, "layer", nullptr), Error);
+}
+
+}  // namespace
+}  // namespace lowbit::test
