@@ -154,6 +154,18 @@ TEST(CudaAttention, PagedMatchesReference) {
       {12, 1, 80, kc::KvDtype::kBf16, {257, 3}, 1, 2},
       // no GQA, head_dim 256, more splits than positions for the short row
       {4, 4, 256, kc::KvDtype::kFp8E4M3, {40, 3}, 2, 16},
+      // Llama-3 shape (GQA 4, head_dim 128) in every KV dtype, one split and many, odd contexts
+      {32, 8, 128, kc::KvDtype::kFp8E4M3, {1001, 77, 5}, 3, 1},
+      {32, 8, 128, kc::KvDtype::kFp8E5M2, {1001, 77, 5}, 3, 9},
+      {32, 8, 128, kc::KvDtype::kBf16, {1531, 255, 129}, 3, 33},
+      // GQA 1 and 8 at head_dim 64, bf16 and FP8 (FP8 group 8 takes two blocks of 4 heads)
+      {8, 8, 64, kc::KvDtype::kBf16, {333, 31}, 2, 4},
+      {8, 8, 64, kc::KvDtype::kFp8E5M2, {333, 31}, 2, 1},
+      {16, 2, 64, kc::KvDtype::kBf16, {611, 97}, 2, 6},
+      {16, 2, 128, kc::KvDtype::kFp8E4M3, {611, 97}, 2, 1},
+      // FP8 head dims that are not a multiple of 16 (8-byte loads): 8 and 72
+      {8, 4, 8, kc::KvDtype::kFp8E4M3, {1, 2, 3, 4, 5, 6, 7, 8, 9}, 1, 1},
+      {6, 2, 72, kc::KvDtype::kFp8E5M2, {191, 47}, 2, 3},
   };
   for (const auto& c : cases) run_case(c, rng);
 }
