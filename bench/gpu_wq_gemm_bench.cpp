@@ -12,7 +12,7 @@
 // With --baseline FILE (CSV "op,k,n,m,us" from bench/gpu_quant_gemm_baseline.py in the same
 // device call) ratios are against torch.matmul bf16 and torch._weight_int4pack_mm.
 //
-//   gpu_wq_gemm_bench [--quick] [--baseline torch.csv] [--reps 9]
+//   gpu_wq_gemm_bench [--quick] [--baseline torch.csv] [--reps 9] [--shape K N] [--m M]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -148,6 +148,7 @@ int main(int argc, char** argv) try {
   bool quick = false;
   int reps = 9;
   std::string baseline_path;
+  int64_t only_k = 0, only_n = 0, only_m = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick"))
       quick = true;
@@ -155,8 +156,13 @@ int main(int argc, char** argv) try {
       baseline_path = argv[++i];
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc)
       reps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--shape") && i + 2 < argc)
+      only_k = std::atoll(argv[++i]), only_n = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--m") && i + 1 < argc)
+      only_m = std::atoll(argv[++i]);
     else
-      fail("unknown argument {} (use --quick, --baseline FILE, --reps N)", argv[i]);
+      fail("unknown argument {} (use --quick, --baseline FILE, --reps N, --shape K N, --m M)",
+           argv[i]);
   }
   std::vector<Shape> shapes = {{4096, 6144},  {4096, 4096}, {4096, 28672}, {14336, 4096},
                                {8192, 10240}, {8192, 8192}, {8192, 57344}, {28672, 8192}};
@@ -165,6 +171,8 @@ int main(int argc, char** argv) try {
     shapes = {{4096, 6144}, {14336, 4096}, {8192, 57344}};
     ms = {1, 16, 64, 256, 4096};
   }
+  if (only_k > 0) shapes = {{only_k, only_n}};
+  if (only_m > 0) ms = {only_m};
   std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> base;
   if (!baseline_path.empty()) base = read_baseline(baseline_path);
 

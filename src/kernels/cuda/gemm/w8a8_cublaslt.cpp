@@ -4,11 +4,15 @@
 // kernels require.
 //
 // Scale modes on Hopper (cuBLAS 12.9+): per-tensor = SCALAR_32F on A and B; rowwise =
-// OUTER_VEC_32F (A: n values, B: m values); block = BLK128x128_32F on A (row-major
-// [n/128, k/128], as checkpoints store it) and VEC128_32F on B (1×128 groups of each token).
-// Where cuBLASLt offers no algorithm for a scale mode (rowwise on Ada), the product goes to an
-// fp32 scratch and an own epilogue applies row × column scales and bias; int8 always takes that
-// route (int32 result, own epilogue), in row chunks that fit the scratch.
+// OUTER_VEC_32F (A: n values, B: m values). Block scales: cuBLASLt 13.0 on H100 offers no
+// algorithm with BLK128x128 on A and VEC128 on B (measured), so the operands are swapped:
+// A = the quantized x [k, m] ("T", VEC128: 1×128 groups of each token), B = W [k, n] ("N",
+// BLK128x128, row-major [n/128, k/128] as checkpoints store it), D = column-major [m, n] fp32
+// in a scratch, transposed into y by an own epilogue (+ bias).
+// Where cuBLASLt offers no algorithm for a scale mode or output stride (rowwise on Ada, a row
+// stride of y that is not 16-byte aligned), the product goes to an fp32 scratch and an own
+// epilogue applies row × column scales and bias; int8 always takes that route (int32 result,
+// own epilogue). Scratch users run in row chunks that fit the scratch.
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -17,6 +21,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/gemm/linear.h"
 #include "kernels/cuda/gemm/w8a8_internal.h"
 
 namespace lowbit::kernels::cuda {
@@ -51,9 +56,11 @@ void set_attr(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attr, cons
 struct W8A8Runner::Impl {
   cublasLtHandle_t handle = nullptr;
   DeviceBuffer workspace;
-  DeviceBuffer act_q;       // quantized activations [m, k]
-  DeviceBuffer act_scales;  // their scales
-  DeviceBuffer acc;         // int32 / fp32 product before the epilogue
+  DeviceBuffer act_q;                // quantized activations [m, k]
+  DeviceBuffer act_scales;           // their scales
+  DeviceBuffer acc;                  // int32 / fp32 product before the epilogue
+  DeviceBuffer wtmp;                 // bf16 rows of a dequantized fp8 weight (weight-only fallback)
+  std::unique_ptr<GemmRunner> bf16;  // bf16 cuBLASLt for the weight-only fallback
   int64_t cap_m = 0, cap_k = 0, cap_n = 0;
   int cc = 0;
   const char* last = "";
@@ -92,6 +99,8 @@ struct W8A8Runner::Impl {
       dt = CUDA_R_32I;
     else if (kind != Kind::kFp8Raw && out == OutType::kBf16)
       dt = CUDA_R_16BF;
+    const bool swapped = kind == Kind::kFp8Block;  // A = x, B = W, D = [m, n] col-major
+    if (swapped) dt = CUDA_R_32F;
     const int64_t ldd = (kind == Kind::kFp8Raw || is_int8) ? n : ldy;
     LOWBIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op,
                                                  is_int8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F,
@@ -100,24 +109,26 @@ struct W8A8Runner::Impl {
     set_attr(p.op, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
     int32_t a_mode = -1, b_mode = -1;
     if (kind == Kind::kFp8Rowwise) a_mode = b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-    if (kind == Kind::kFp8Block) {
-      a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
-      b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    if (swapped) {
+      a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+      b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
     }
     if (a_mode >= 0) {
       set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, a_mode);
       set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, b_mode);
     }
-    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(k), uint64_t(n), k));
-    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(k), uint64_t(m), k));
-    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, dt, uint64_t(n), uint64_t(m), ldd));
+    const int64_t a_cols = swapped ? m : n, b_cols = swapped ? n : m;
+    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(k), uint64_t(a_cols), k));
+    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(k), uint64_t(b_cols), k));
+    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, dt, uint64_t(swapped ? m : n),
+                                                   uint64_t(swapped ? n : m), ldd));
 
     cublasLtMatmulPreference_t pref = nullptr;
     LOWBIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = workspace.bytes();
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                          sizeof(ws));
-    const uint32_t align_d = (kind == Kind::kFp8Raw || is_int8) ? 256u : align_y;
+    const uint32_t align_d = (kind == Kind::kFp8Raw || is_int8 || swapped) ? 256u : align_y;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d,
                                          sizeof(align_d));
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
@@ -136,11 +147,53 @@ struct W8A8Runner::Impl {
     return plans.emplace(key, p).first->second;
   }
 
+  static constexpr int64_t kDequantChunkBytes = int64_t(64) << 20;
+
+  int64_t dequant_rows(int64_t n, int64_t k) const {
+    int64_t rows = std::max<int64_t>(16, kDequantChunkBytes / (2 * k));
+    rows -= rows % 16;
+    return std::min(rows, n);
+  }
+
+  static void refuse_in_capture(cudaStream_t stream, const char* what) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    LOWBIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone)
+      fail(
+          "W8A8Runner: {} needs an allocation; call reserve() and run each shape once before "
+          "CUDA graph capture",
+          what);
+  }
+
+  // Weight-only fallback: y = x·dequant(W)ᵀ through bf16 cuBLASLt, W dequantized in row chunks
+  // of at most 64 MiB (sm_80-88, and block scales where cuBLASLt has no algorithm).
+  void dequant_gemm(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64_t ldx, const float* bias,
+                    void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream) {
+    const int64_t n = w.n(), k = w.k(), step = dequant_rows(n, k);
+    if (int64_t(wtmp.bytes()) < step * k * 2) {
+      refuse_in_capture(stream, "the dequantized weight scratch");
+      wtmp = DeviceBuffer();
+      wtmp = DeviceBuffer(size_t(step * k * 2), "W8A8 dequantized weight rows");
+    }
+    if (!bf16) bf16 = std::make_unique<GemmRunner>();
+    const size_t ybytes = out_type == OutType::kBf16 ? 2 : 4;
+    for (int64_t r = 0; r < n; r += step) {
+      const int64_t rows = std::min(step, n - r);
+      w8a8::dequant_fp8_rows(w.data(), w.scales(), w.scaling(), r, rows, k,
+                             wtmp.get<__nv_bfloat16>(), stream);
+      bf16->linear(x, ldx, wtmp.get<__nv_bfloat16>(), nullptr,
+                   static_cast<char*>(y) + size_t(r) * ybytes, ldy, out_type, m, rows, k, stream,
+                   /*force_cublas=*/true);
+    }
+    if (bias) w8a8::add_bias_rows(y, ldy, out_type, bias, m, n, stream);
+    last = "dequant+bf16-gemm";
+  }
+
   // Grows the per-call buffers for an (m, k, n) call; refuses during graph capture.
   void ensure(int64_t m, int64_t k, int64_t n, bool need_acc, cudaStream_t stream) {
     const bool grow_act = m > cap_m || k > cap_k;
-    const int64_t acc_elems = std::min(m * n, kAccMaxElems);
-    const bool grow_acc = need_acc && int64_t(acc.bytes() / 4) < std::min(acc_elems, m * n);
+    const int64_t acc_elems = std::min((m + 15) / 16 * 16 * n, kAccMaxElems);
+    const bool grow_acc = need_acc && int64_t(acc.bytes() / 4) < acc_elems;
     if (!grow_act && !grow_acc) return;
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     LOWBIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
@@ -163,7 +216,7 @@ struct W8A8Runner::Impl {
       cap_k = std::max(cap_k, max_k);
     }
     cap_n = std::max(cap_n, max_n);
-    const int64_t acc_elems = std::min(cap_m * cap_n, kAccMaxElems);
+    const int64_t acc_elems = std::min((cap_m + 15) / 16 * 16 * cap_n, kAccMaxElems);
     if (with_acc && int64_t(acc.bytes() / 4) < acc_elems) {
       acc = DeviceBuffer();
       acc = DeviceBuffer(size_t(acc_elems) * 4, "W8A8 int32/fp32 product scratch");
@@ -192,6 +245,7 @@ W8A8Runner::W8A8Runner() : impl_(std::make_unique<Impl>()) {
   LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
   impl_->cc = major * 10 + minor;
+  if (impl_->cc < kFp8MinCapability) impl_->bf16 = std::make_unique<GemmRunner>();
 }
 
 W8A8Runner::~W8A8Runner() = default;
@@ -210,6 +264,10 @@ void W8A8Runner::fp8_linear(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64
   const Fp8Scaling scaling = w.scaling();
   LOWBIT_CHECK(ldy >= n && ldx >= k, "fp8_linear: ldx {} < k {} or ldy {} < n {}", ldx, k, ldy, n);
   Impl& s = *impl_;
+  if (!s.fp8_tensor_cores(scaling) && m > kW8GemvMaxRows) {
+    s.dequant_gemm(w, x, ldx, bias, y, ldy, out_type, m, stream);
+    return;
+  }
   if ((m <= kW8GemvMaxRows && !force_gemm) || !s.fp8_tensor_cores(scaling)) {
     // Weight-only path: bf16 activations, 8 rows of x per weight pass.
     for (int64_t r = 0; r < m; r += kW8GemvMaxRows) {
@@ -222,41 +280,72 @@ void W8A8Runner::fp8_linear(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64
     s.last = "gemv";
     return;
   }
-  const bool rowwise_native =
-      scaling == Fp8Scaling::kRowwise && s.plan(Kind::kFp8Rowwise, m, n, k, ldy, out_type, y).ok;
-  const bool need_acc = scaling == Fp8Scaling::kRowwise && !rowwise_native;
-  s.ensure(m, k, n, need_acc, stream);
+  const Kind kind = scaling == Fp8Scaling::kPerTensor ? Kind::kFp8Tensor
+                    : scaling == Fp8Scaling::kRowwise ? Kind::kFp8Rowwise
+                                                      : Kind::kFp8Block;
+  const size_t ybytes = out_type == OutType::kBf16 ? 2 : 4;
+  const bool native = kind != Kind::kFp8Block && s.plan(kind, m, n, k, ldy, out_type, y).ok;
+  s.ensure(m, k, n, !native, stream);
   auto* xq = s.act_q.get<uint8_t>();
   auto* xs = s.act_scales.get<float>();
-  fp8_quantize_activations(x, ldx, m, k, scaling, xq, xs, stream);
   const float one = 1.0f, zero = 0.0f;
 
-  if (need_acc) {  // fp32 product, then row × column scales and bias
+  if (kind == Kind::kFp8Block) {  // swapped operands into the scratch, then transposed
+    const int64_t step = s.chunk_rows(m, n), kb = k / 128;
+    if (!s.plan(Kind::kFp8Block, step, n, k, (step + 3) / 4 * 4, OutType::kF32, s.acc.get()).ok) {
+      s.dequant_gemm(w, x, ldx, bias, y, ldy, out_type, m, stream);
+      return;
+    }
+    w8a8::quantize_act_block128(x, ldx, m, k, xq, xs, w8a8::block_act_scales_group_major(), step,
+                                stream);
+    for (int64_t r = 0; r < m; r += step) {
+      const int64_t rows = std::min(step, m - r), ldd = (rows + 3) / 4 * 4;
+      const Plan& p = s.plan(Kind::kFp8Block, rows, n, k, ldd, OutType::kF32, s.acc.get());
+      if (!p.ok)
+        fail("cuBLASLt has no fp8 block128 algorithm for y[{}, {}] = x[{}, {}]·Wᵀ on sm_{}", rows,
+             n, rows, k, s.cc);
+      set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(xs + r * kb));
+      set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(w.scales()));
+      s.matmul(p, &one, &zero, xq + r * k, w.data(), s.acc.get(), stream);
+      w8a8::transpose_epilogue(s.acc.get<float>(), ldd, bias,
+                               static_cast<char*>(y) + size_t(r * ldy) * ybytes, ldy, out_type,
+                               rows, n, stream);
+    }
+    s.last = "cublaslt-block+transpose";
+    return;
+  }
+
+  fp8_quantize_activations(x, ldx, m, k, scaling, xq, xs, stream);
+  if (!native && scaling == Fp8Scaling::kRowwise) {
+    // Unscaled product straight into y, then row × column scales (+ bias) in place.
+    const Plan& p = s.plan(Kind::kFp8Tensor, m, n, k, ldy, out_type, y);
+    if (p.ok) {
+      set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(nullptr));
+      set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(nullptr));
+      s.matmul(p, &one, &zero, w.data(), xq, y, stream);
+      w8a8::scale_inplace(y, ldy, out_type, xs, w.scales(), bias, m, n, stream);
+      s.last = "cublaslt+scale-epilogue";
+      return;
+    }
+  }
+  if (!native) {  // fp32 product, then row × column scales and bias
+    const bool per_tensor = scaling == Fp8Scaling::kPerTensor;
     const int64_t step = s.chunk_rows(m, n);
     for (int64_t r = 0; r < m; r += step) {
       const int64_t rows = std::min(step, m - r);
       const Plan& p = s.plan(Kind::kFp8Raw, rows, n, k, n, OutType::kF32, s.acc.get());
       if (!p.ok)
         fail("cuBLASLt has no fp8 algorithm for [{}, {}]·[{}, {}]ᵀ (sm_{})", rows, k, n, k, s.cc);
-      set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(nullptr));
-      set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(nullptr));
       s.matmul(p, &one, &zero, w.data(), xq + r * k, s.acc.get(), stream);
-      const size_t ybytes = out_type == OutType::kBf16 ? 2 : 4;
-      w8a8::dequant_epilogue(s.acc.get(), false, xs + r, false, w.scales(), false, bias,
-                             static_cast<char*>(y) + size_t(r * ldy) * ybytes, ldy, out_type, rows,
-                             n, stream);
+      w8a8::dequant_epilogue(s.acc.get(), false, per_tensor ? xs : xs + r, per_tensor, w.scales(),
+                             per_tensor, bias, static_cast<char*>(y) + size_t(r * ldy) * ybytes,
+                             ldy, out_type, rows, n, stream);
     }
     s.last = "cublaslt+epilogue";
     return;
   }
 
-  const Kind kind = scaling == Fp8Scaling::kPerTensor ? Kind::kFp8Tensor
-                    : scaling == Fp8Scaling::kRowwise ? Kind::kFp8Rowwise
-                                                      : Kind::kFp8Block;
   const Plan& p = s.plan(kind, m, n, k, ldy, out_type, y);
-  if (!p.ok)
-    fail("cuBLASLt has no fp8 {} algorithm for y[{}, {}] = x[{}, {}]·Wᵀ on sm_{}",
-         fp8_scaling_name(scaling), m, n, m, k, s.cc);
   set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(w.scales()));
   set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(xs));
   s.matmul(p, &one, &zero, w.data(), xq, y, stream);

@@ -39,9 +39,17 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 bool block_act_scales_group_major();
 void set_block_act_scales_group_major(bool group_major);  // tests probe both
 
-// Activation quantization writing the 1×128 scales in either layout (see above).
+// Activation quantization writing the 1×128 scales in either layout (see above); group-major
+// is per chunk of chunk_rows tokens (chunk c: [k/128, rows of c] at offset c·chunk_rows·k/128)
+// so that each row chunk of a GEMM sees its own contiguous scale tensor.
 void quantize_act_block128(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64_t k, uint8_t* q,
-                           float* scales, bool group_major, cudaStream_t stream);
+                           float* scales, bool group_major, int64_t chunk_rows,
+                           cudaStream_t stream);
+
+// y[i, j] = acc[j·ld_acc + i] (+ bias[j]) for i < m, j < n: transposes a column-major [m, n]
+// fp32 product into row-major y.
+void transpose_epilogue(const float* acc, int64_t ld_acc, const float* bias, void* y, int64_t ldy,
+                        OutType out_type, int64_t m, int64_t n, cudaStream_t stream);
 
 // y[i, :] = x[i, :]·Wᵀ for i < m <= kW8GemvMaxRows with 8-bit W read directly (bf16 x, fp32
 // accumulation). is_fp8: e4m3 else int8. scaling: per-tensor (scales[0]), rowwise (scales[n])
@@ -56,6 +64,15 @@ void w8_gemv(const void* w, bool is_fp8, const float* scales, Fp8Scaling scaling
 void dequant_epilogue(const void* acc, bool acc_is_int, const float* row_scales, bool row_scalar,
                       const float* col_scales, bool col_scalar, const float* bias, void* y,
                       int64_t ldy, OutType out_type, int64_t m, int64_t n, cudaStream_t stream);
+
+// y[i, j] = y[i, j]·row_scales[i]·col_scales[j] (+ bias[j]), in place.
+void scale_inplace(void* y, int64_t ldy, OutType out_type, const float* row_scales,
+                   const float* col_scales, const float* bias, int64_t m, int64_t n,
+                   cudaStream_t stream);
+
+// Rows [r0, r0 + rows) of the fp8 weight q [n, k] with its scales → bf16 out [rows, k].
+void dequant_fp8_rows(const uint8_t* q, const float* scales, Fp8Scaling scaling, int64_t r0,
+                      int64_t rows, int64_t k, __nv_bfloat16* out, cudaStream_t stream);
 
 // y[i, j] += bias[j].
 void add_bias_rows(void* y, int64_t ldy, OutType out_type, const float* bias, int64_t m, int64_t n,

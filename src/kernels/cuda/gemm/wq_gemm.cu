@@ -40,12 +40,15 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src)
+               : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
@@ -204,7 +207,7 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
       const int l = i & 31, ws = i >> 5, swk = ws % WK, swn = ws / WK;
       const int step = s * WK + swk;
       if (step < nsteps)
-        cp_async16(stage_b(b) + i * 16, a.codes + (int64_t(cg0 + swn) * nsteps + step) * 32 + l);
+        cp_async16(stage_b(b) + i * 16, a.codes + (int64_t(step) * cgs + cg0 + swn) * 32 + l);
     }
     // Group parameters: 64 or 128 B per warp-step.
     const int pchunks = pstride / 16;
@@ -362,7 +365,7 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ codes,
   const int col = int(i / k8), c0 = int(i % k8) * 8;
   const int cg = col / 32, nt = (col % 32) / 8, g = col % 8;
   const int cgs = n / 32;
-  const int step_k = int8 ? 16 : 32, nsteps = k / step_k;
+  const int step_k = int8 ? 16 : 32;
   const int gi = c0 / group_size;
   const int64_t e = ((int64_t(gi) * cgs + cg) * 8 + g) * 4 + nt;
   float scale, zero;
@@ -385,7 +388,7 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ codes,
     const int step = c / step_k, r = c % step_k, ks = r / 16, r16 = r % 16;
     const int t = (r16 % 8) / 2, v = (r16 >= 8 ? 2 : 0) + (r16 & 1);
     const int lane = g * 4 + t;
-    const uint8_t* word_base = codes + ((int64_t(cg) * nsteps + step) * 32 + lane) * 16;
+    const uint8_t* word_base = codes + ((int64_t(step) * cgs + cg) * 32 + lane) * 16;
     int q;
     if (int8) {
       q = word_base[nt * 4 + v];

@@ -2,7 +2,8 @@
 // (wq_gemm.cu) read. Shapes: n columns in column groups of 32 (cg = n / 32), k in steps of
 // kStep(kind) input columns (int4 32, int8 16).
 //
-// codes: [cg][step][lane 0..31] 16-byte words, one per lane of a warp; lane (g = lane / 4,
+// codes: [step][cg][lane 0..31] 16-byte words (step-major: the blocks of one launch, each on
+//   its own column groups, read one contiguous stretch of memory at a time), one per lane of a warp; lane (g = lane / 4,
 //   t = lane % 4) holds the mma.m16n8k16 B fragments of columns cg·32 + nt·8 + g (nt = 0..3)
 //   at the step's k offsets {2t, 2t+1, 2t+8, 2t+9} (+16 for the second k16 half of an int4 step):
 //   int4: 32-bit word j = fragments (ks = j / 2, nt = 2·(j % 2)) "A" and (ks, nt + 1) "B";

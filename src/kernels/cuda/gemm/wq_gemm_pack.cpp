@@ -103,7 +103,7 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
     for (int64_t st = 0; st < steps; ++st)
       for (int lane = 0; lane < 32; ++lane) {
         const int g = lane / 4, t = lane % 4;
-        uint32_t* words = &codes[size_t(((cg * steps + st) * 32 + lane) * 4)];
+        uint32_t* words = &codes[size_t(((st * cgs + cg) * 32 + lane) * 4)];
         for (int j = 0; j < 4; ++j) {
           uint32_t word = 0;
           if (int8) {
