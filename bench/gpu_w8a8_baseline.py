@@ -1,7 +1,7 @@
 # PyTorch baselines for bench/gpu_w8a8_bench.cpp on the same shapes: torch.matmul bf16
 # (cuBLAS), torch._scaled_mm fp8 e4m3 per-tensor and rowwise, torch._int_mm int8. Times are
-# the GEMM alone (activations pre-quantized, no scale epilogue for _int_mm), median of CUDA-event
-# timings of single calls, weights rotated over >= 256 MB. _scaled_mm needs m % 16 == 0: smaller
+# the GEMM alone (activations pre-quantized, no scale epilogue for _int_mm), median over
+# CUDA-event-timed batches of 10 back-to-back calls, weights rotated over >= 256 MB. _scaled_mm needs m % 16 == 0: smaller
 # m is padded to 16 rows (what vLLM does), and _int_mm needs m > 16: those rows say so.
 # Writes CSV "op,k,n,m,us" to --out (and stdout).
 #
@@ -18,17 +18,20 @@ QUICK_SHAPES = [(4096, 6144), (14336, 4096), (8192, 57344)]
 QUICK_MS = [1, 16, 128, 1024, 4096]
 
 
-def median_us(fn, reps):
+def median_us(fn, trials, batch=10):
+    """us per call: median over event-timed batches of back-to-back calls (as the C++ bench)."""
     for i in range(3):
         fn(i)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for i in range(reps):
+    times, nxt = [], 3
+    for _ in range(trials):
         start.record()
-        fn(i + 3)
+        for _ in range(batch):
+            fn(nxt)
+            nxt += 1
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
+        times.append(start.elapsed_time(end) * 1e3 / batch)
     times.sort()
     return times[len(times) // 2]
 
@@ -37,9 +40,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="")
-    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
-    shapes, ms, reps = (QUICK_SHAPES, QUICK_MS, min(args.reps, 15)) if args.quick else (
+    shapes, ms, reps = (QUICK_SHAPES, QUICK_MS, min(args.reps, 5)) if args.quick else (
         SHAPES, MS, args.reps)
     rows = ["op,k,n,m,us"]
     fp8 = torch.float8_e4m3fn

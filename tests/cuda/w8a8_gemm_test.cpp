@@ -4,6 +4,7 @@
 // random data, odd and real shapes, m from 1 to 4096.
 #include "kernels/cuda/gemm/w8a8_gemm.h"
 
+#include <cublasLt.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -367,6 +368,67 @@ TEST(CudaW8A8, BlockScaleLayoutProbe) {
   kc::w8a8::set_block_act_scales_group_major(default_layout);
   EXPECT_LT(default_err, 3e-3) << "default activation scale layout "
                                << (default_layout ? "group" : "token") << "-major is wrong";
+}
+
+// Which fp8 scale modes does this cuBLASLt offer algorithms for (TN, m = n = k = 512)? Prints
+// one line per combination; informational (the runner falls back where none is offered).
+TEST(CudaW8A8, CublasLtScaleModeSupport) {
+  LOWBIT_REQUIRE_GPU();
+  cublasLtHandle_t h = nullptr;
+  ASSERT_EQ(cublasLtCreate(&h), CUBLAS_STATUS_SUCCESS);
+  kc::DeviceBuffer dummy(1 << 20, "dummy scales");
+  const int64_t d = 512;
+  struct Combo {
+    const char* name;
+    int32_t a, b;
+  };
+  const Combo combos[] = {{"scalar/scalar", CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
+                           CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F},
+                          {"outer/outer", CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
+                           CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F},
+                          {"blk128x128/vec128", CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F,
+                           CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F},
+                          {"vec128/blk128x128", CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F,
+                           CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F},
+                          {"vec128/vec128", CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F,
+                           CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F}};
+  for (const Combo& c : combos)
+    for (cudaDataType_t dt : {CUDA_R_16BF, CUDA_R_32F})
+      for (int ptrs = 0; ptrs < 2; ++ptrs) {
+        cublasLtMatmulDesc_t op = nullptr;
+        cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+        cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        cublasOperation_t t = CUBLAS_OP_T, nn = CUBLAS_OP_N;
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof(t));
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nn, sizeof(nn));
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &c.a, sizeof(c.a));
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &c.b, sizeof(c.b));
+        if (ptrs) {
+          const void* p = dummy.get();
+          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p, sizeof(p));
+          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &p, sizeof(p));
+        }
+        cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, d, d, d);
+        cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, d, d, d);
+        cublasLtMatrixLayoutCreate(&ld, dt, d, d, d);
+        cublasLtMatmulPreference_t pref = nullptr;
+        cublasLtMatmulPreferenceCreate(&pref);
+        size_t ws = 32 << 20;
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                             sizeof(ws));
+        cublasLtMatmulHeuristicResult_t res{};
+        int found = 0;
+        const cublasStatus_t st =
+            cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &res, &found);
+        std::printf("cuBLASLt fp8 %-18s D=%s scale ptrs %s: status %d, %d algorithm(s)\n", c.name,
+                    dt == CUDA_R_16BF ? "bf16" : "fp32", ptrs ? "set " : "null", int(st), found);
+        cublasLtMatmulPreferenceDestroy(pref);
+        cublasLtMatrixLayoutDestroy(la);
+        cublasLtMatrixLayoutDestroy(lb);
+        cublasLtMatrixLayoutDestroy(ld);
+        cublasLtMatmulDescDestroy(op);
+      }
+  cublasLtDestroy(h);
 }
 
 TEST(CudaW8A8, GraphCaptureReplaysSameResult) {
