@@ -207,10 +207,20 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// ---- GEMV: one warp per output row, 16 weights per 16-byte load, 8 loads in flight ----
+// ---- GEMV: one warp per output row, 16 weights per 16-byte load ----
 
 constexpr int kGemvWarps = 8;
-constexpr int kGemvUnroll = 8;  // 8 × 16 B in flight per lane (4 reached ~50% of bandwidth)
+// 16-byte weight loads in flight per lane. For m <= 2 the kernel is capped at 40 registers
+// (6 blocks of 8 warps per SM: a 4096×6144 layer's 6144 warps fit in one wave instead of
+// 1.45 waves at 64 registers) and keeps 4 loads in flight; larger m keeps 8.
+template <int kMaxRows>
+constexpr int gemv_unroll() {
+  return kMaxRows <= 2 ? 4 : 8;
+}
+template <int kMaxRows>
+constexpr int gemv_min_blocks() {
+  return kMaxRows <= 2 ? 6 : 1;
+}
 
 template <bool kFp8>
 __device__ __forceinline__ void decode16(uint4 v, float f[16]) {
@@ -247,7 +257,7 @@ __device__ __forceinline__ float dot16(const float wf[16], const __nv_bfloat16* 
 
 // kScaling: 0 per-tensor, 1 rowwise, 2 block 128×128.
 template <bool kFp8, int kMaxRows, int kScaling, typename OutT>
-__global__ void __launch_bounds__(kGemvWarps * 32)
+__global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks<kMaxRows>())
     w8_gemv_kernel(const uint8_t* __restrict__ w, const float* __restrict__ scales,
                    const __nv_bfloat16* __restrict__ x, int64_t ldx, const float* __restrict__ bias,
                    OutT* __restrict__ y, int64_t ldy, int m, int n, int k) {
@@ -262,24 +272,62 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int nvec = k / 16;
 
   auto consume = [&](uint4 wv, int j) {
-    float wf[16];
-    decode16<kFp8>(wv, wf);
     const float bs = kScaling == 2 ? __ldg(block_scales + j / 8) : 1.0f;  // 8 vectors per block
+    if constexpr (kMaxRows <= 2) {  // decode 4 weights at a time: fewer live registers
+      const uint32_t* u = reinterpret_cast<const uint32_t*>(&wv);
+      float d[kMaxRows];
 #pragma unroll
-    for (int i = 0; i < kMaxRows; ++i) {
-      if (i < m) {
-        const float d = dot16(wf, x + i * ldx + int64_t(j) * 16);
-        acc[i] = kScaling == 2 ? fmaf(d, bs, acc[i]) : acc[i] + d;
+      for (int i = 0; i < kMaxRows; ++i) d[i] = 0.0f;
+#pragma unroll
+      for (int qd = 0; qd < 4; ++qd) {
+        float wf[4];
+        if constexpr (kFp8) {
+          __half2_raw lo =
+              __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(u[qd] & 0xffffu), __NV_E4M3);
+          __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(u[qd] >> 16), __NV_E4M3);
+          float2 a = __half22float2(__half2(lo)), b = __half22float2(__half2(hi));
+          wf[0] = a.x, wf[1] = a.y, wf[2] = b.x, wf[3] = b.y;
+        } else {
+#pragma unroll
+          for (int t = 0; t < 4; ++t) wf[t] = float(int8_t((u[qd] >> (8 * t)) & 0xff));
+        }
+#pragma unroll
+        for (int i = 0; i < kMaxRows; ++i) {
+          if (i < m) {
+            const uint2 xv =
+                __ldg(reinterpret_cast<const uint2*>(x + i * ldx + int64_t(j) * 16 + qd * 4));
+            const float2 x01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&xv.x));
+            const float2 x23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&xv.y));
+            d[i] = fmaf(wf[0], x01.x, d[i]);
+            d[i] = fmaf(wf[1], x01.y, d[i]);
+            d[i] = fmaf(wf[2], x23.x, d[i]);
+            d[i] = fmaf(wf[3], x23.y, d[i]);
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kMaxRows; ++i)
+        if (i < m) acc[i] = kScaling == 2 ? fmaf(d[i], bs, acc[i]) : acc[i] + d[i];
+    } else {
+      float wf[16];
+      decode16<kFp8>(wv, wf);
+#pragma unroll
+      for (int i = 0; i < kMaxRows; ++i) {
+        if (i < m) {
+          const float d = dot16(wf, x + i * ldx + int64_t(j) * 16);
+          acc[i] = kScaling == 2 ? fmaf(d, bs, acc[i]) : acc[i] + d;
+        }
       }
     }
   };
+  constexpr int kUnroll = gemv_unroll<kMaxRows>();
   int j = lane;
-  for (; j + (kGemvUnroll - 1) * 32 < nvec; j += kGemvUnroll * 32) {
-    uint4 wv[kGemvUnroll];
+  for (; j + (kUnroll - 1) * 32 < nvec; j += kUnroll * 32) {
+    uint4 wv[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) wv[u] = __ldcs(w4 + j + u * 32);  // streamed once
+    for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(w4 + j + u * 32);  // streamed once
 #pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) consume(wv[u], j + u * 32);
+    for (int u = 0; u < kUnroll; ++u) consume(wv[u], j + u * 32);
   }
   for (; j < nvec; j += 32) consume(__ldcs(w4 + j), j);
 

@@ -32,7 +32,8 @@ struct KernelArgs {
   void* y;
   int64_t ldy;
   bool out_f32;
-  int m, n, k, group_size;
+  int m, n, k;
+  int group_shift;  // scale group of k-step i: i >> group_shift
 };
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -200,25 +201,26 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
     }
   }
 
+  // Per-thread constant parts of the copies. Codes: WN·WK·32 == kThreads chunks per stage, one
+  // per thread. Group parameters: 8 chunks (128 B; the symmetric 64 B entry plus its neighbour,
+  // the buffer is padded) per warp-step, threads 0 .. WN·WK·8 − 1.
+  static_assert(WN * WK * 32 == kThreads, "one code chunk per thread and stage");
+  const int b_swk = (tid >> 5) % WK, b_swn = (tid >> 5) / WK;
+  const uint4* b_src = a.codes + (int64_t(b_swk) * cgs + cg0 + b_swn) * 32 + lane;
+  const int64_t b_stride = int64_t(WK) * cgs * 32;
+  const bool p_thread = tid < WN * WK * 8;
+  const int p_ws = tid >> 3, p_c = tid & 7, p_swk = p_ws % WK, p_swn = p_ws / WK;
+  const uint8_t* p_src = params + int64_t(cg0 + p_swn) * pstride + p_c * 16;
+  const int64_t p_gstride = int64_t(cgs) * pstride;
+
   auto load_stage = [&](int s) {
     const int b = s % S;
-    // Codes: WN·WK warp-steps of 32 lanes × 16 B.
-    for (int i = tid; i < WN * WK * 32; i += kThreads) {
-      const int l = i & 31, ws = i >> 5, swk = ws % WK, swn = ws / WK;
-      const int step = s * WK + swk;
+    if (s * WK + b_swk < nsteps) cp_async16(stage_b(b) + tid * 16, b_src + s * b_stride);
+    if (p_thread) {
+      const int step = s * WK + p_swk;
       if (step < nsteps)
-        cp_async16(stage_b(b) + i * 16, a.codes + (int64_t(step) * cgs + cg0 + swn) * 32 + l);
-    }
-    // Group parameters: 64 or 128 B per warp-step.
-    const int pchunks = pstride / 16;
-    for (int i = tid; i < WN * WK * pchunks; i += kThreads) {
-      const int c = i % pchunks, ws = i / pchunks, swk = ws % WK, swn = ws / WK;
-      const int step = s * WK + swk;
-      if (step < nsteps) {
-        const int gi = step * T::kStep / a.group_size;
-        cp_async16(stage_p(b) + ws * 128 + c * 16,
-                   params + (int64_t(gi) * cgs + cg0 + swn) * pstride + c * 16);
-      }
+        cp_async16(stage_p(b) + p_ws * 128 + p_c * 16,
+                   p_src + int64_t(step >> a.group_shift) * p_gstride);
     }
     // x tile [rows, kStageK], chunk c of row r stored at chunk c ^ (r & 7).
     const int kbase = s * T::kStageK;
@@ -467,7 +469,13 @@ void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, cons
   a.m = int(m);
   a.n = int(w.n);
   a.k = int(w.k);
-  a.group_size = int(w.group_size);
+  // Steps per scale group, a power of two (wq_gemm_unsupported_reason); per-channel: all 0.
+  const int64_t group_steps = w.group_size / wq_step_k(w.kind);
+  a.group_shift = 30;
+  if (w.group_size != w.k) {
+    a.group_shift = 0;
+    while ((int64_t(1) << a.group_shift) < group_steps) ++a.group_shift;
+  }
   const bool int8 = w.kind == cpu::WqKind::kInt8, f16 = act == ActType::kF16;
   if (int8)
     f16 ? dispatch_rows<true, true>(a, stream) : dispatch_rows<true, false>(a, stream);

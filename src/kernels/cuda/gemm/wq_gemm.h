@@ -45,8 +45,8 @@ struct WqGpuWeight {
 
 // "" if this kernel family can take `src`, else one reason naming the field, found and
 // expected (e.g. "k = 4100 is not a multiple of 32"). Requirements: kind int4 or int8;
-// n % 64 == 0; k % 32 == 0; group_size % 32 == 0 (or group_size == k); zeros (if any) integers
-// in [-128, 128] (int4) / [0, 255] (int8).
+// n % 64 == 0; k % 32 == 0; group_size a power of two >= 32 (or group_size == k); zeros (if any)
+// integers in [-128, 128] (int4) / [0, 255] (int8).
 std::string wq_gemm_unsupported_reason(const cpu::WqSource& src);
 
 // Validates (lowbit::Error naming `what`, the layer, otherwise), repacks on the CPU and uploads

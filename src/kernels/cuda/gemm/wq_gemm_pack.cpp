@@ -33,9 +33,9 @@ std::string wq_gemm_unsupported_reason(const WqSource& s) {
   if (s.n <= 0 || s.n % 64 != 0) return fmt::format("n = {} is not a multiple of 64", s.n);
   if (s.k <= 0 || s.k % 32 != 0) return fmt::format("k = {} is not a multiple of 32", s.k);
   if (s.k > (int64_t(1) << 30)) return fmt::format("k = {} is larger than 2^30", s.k);
-  if (s.group_size <= 0 || s.k % s.group_size != 0 ||
-      (s.group_size % 32 != 0 && s.group_size != s.k))
-    return fmt::format("group_size = {} (expected a multiple of 32 dividing k = {}, or k)",
+  const bool pow2_group = s.group_size >= 32 && (s.group_size & (s.group_size - 1)) == 0;
+  if (s.group_size <= 0 || s.k % s.group_size != 0 || (!pow2_group && s.group_size != s.k))
+    return fmt::format("group_size = {} (expected a power of two >= 32 dividing k = {}, or k)",
                        s.group_size, s.k);
   if (s.zeros) {
     const int64_t nz = s.n * (s.k / s.group_size);
@@ -149,7 +149,9 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
             p32[e] = uint32_t(sc) | uint32_t(zoff) << 16;
           }
     const size_t bytes = im.has_zeros ? entries * 4 : entries * 2;
-    im.params[act] = DeviceBuffer(bytes, what + " (wq_gemm scales)");
+    // +64 B: the kernel copies 128 B per symmetric 64 B entry (the neighbour is ignored).
+    im.params[act] = DeviceBuffer(bytes + 64, what + " (wq_gemm scales)");
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(im.params[act].get(), 0, bytes + 64, stream));
     LOWBIT_CUDA_CHECK(cudaMemcpyAsync(im.params[act].get(),
                                       im.has_zeros ? (const void*)p32.data() : p16.data(), bytes,
                                       cudaMemcpyHostToDevice, stream));
