@@ -296,7 +296,7 @@ double run_linear(kc::W8A8Runner& runner, int variant, const Case& c, bool force
     y = from_bf16(download<uint16_t>(dy, size_t(m * ldy)));
   // Activations as the kernel saw them: bf16 for the GEMV, quantized for the GEMMs.
   std::vector<float> xd;
-  if (*path == "gemv") {
+  if (*path == "gemv" || *path == "dequant+bf16-gemm") {  // weight-only paths
     xd.resize(size_t(m * k));
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < k; ++j) xd[size_t(i * k + j)] = x[size_t(i * ldx + j)];

@@ -4,15 +4,17 @@
 // kernels require.
 //
 // Scale modes on Hopper (cuBLAS 12.9+): per-tensor = SCALAR_32F on A and B; rowwise =
-// OUTER_VEC_32F (A: n values, B: m values). Block scales: cuBLASLt 13.0 on H100 offers no
-// algorithm with BLK128x128 on A and VEC128 on B (measured), so the operands are swapped:
-// A = the quantized x [k, m] ("T", VEC128: 1×128 groups of each token), B = W [k, n] ("N",
-// BLK128x128, row-major [n/128, k/128] as checkpoints store it), D = column-major [m, n] fp32
-// in a scratch, transposed into y by an own epilogue (+ bias).
-// Where cuBLASLt offers no algorithm for a scale mode or output stride (rowwise on Ada, a row
-// stride of y that is not 16-byte aligned), the product goes to an fp32 scratch and an own
-// epilogue applies row × column scales and bias; int8 always takes that route (int32 result,
-// own epilogue). Scratch users run in row chunks that fit the scratch.
+// OUTER_VEC_32F (A: n values, B: m values); block = BLK128x128_32F on A (row-major
+// [n/128, k/128], as checkpoints store it) and VEC128_32F on B (1×128 groups of each token).
+// cuBLASLt 13.0 offers algorithms for the vector/block modes only when the scale pointers are
+// set at heuristic time (measured on H100: null pointers give status 7, no algorithm), so
+// plans are made with a placeholder pointer that each call replaces.
+// Where cuBLASLt offers no algorithm (rowwise on Ada, a row stride of y that is not 16-byte
+// aligned), the product goes to y unscaled or to an fp32 scratch and an own epilogue applies
+// row × column scales and bias; int8 always takes the scratch route (int32 result, own
+// epilogue) in row chunks that fit the scratch. Block scales without an algorithm (sm_89,
+// sm_100+) and every fp8 call for m > 8 on sm_80-88 dequantize the weight in row chunks into
+// a bf16 scratch and run the bf16 cuBLASLt GEMM (weight-only).
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -99,8 +101,6 @@ struct W8A8Runner::Impl {
       dt = CUDA_R_32I;
     else if (kind != Kind::kFp8Raw && out == OutType::kBf16)
       dt = CUDA_R_16BF;
-    const bool swapped = kind == Kind::kFp8Block;  // A = x, B = W, D = [m, n] col-major
-    if (swapped) dt = CUDA_R_32F;
     const int64_t ldd = (kind == Kind::kFp8Raw || is_int8) ? n : ldy;
     LOWBIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op,
                                                  is_int8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F,
@@ -109,26 +109,28 @@ struct W8A8Runner::Impl {
     set_attr(p.op, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
     int32_t a_mode = -1, b_mode = -1;
     if (kind == Kind::kFp8Rowwise) a_mode = b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-    if (swapped) {
-      a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
-      b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+    if (kind == Kind::kFp8Block) {
+      a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+      b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
     }
     if (a_mode >= 0) {
       set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, a_mode);
       set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, b_mode);
+      // Placeholder pointers: without them the heuristic finds nothing (see the top).
+      const void* placeholder = workspace.get();
+      set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, placeholder);
+      set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, placeholder);
     }
-    const int64_t a_cols = swapped ? m : n, b_cols = swapped ? n : m;
-    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(k), uint64_t(a_cols), k));
-    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(k), uint64_t(b_cols), k));
-    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, dt, uint64_t(swapped ? m : n),
-                                                   uint64_t(swapped ? n : m), ldd));
+    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(k), uint64_t(n), k));
+    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(k), uint64_t(m), k));
+    LOWBIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, dt, uint64_t(n), uint64_t(m), ldd));
 
     cublasLtMatmulPreference_t pref = nullptr;
     LOWBIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = workspace.bytes();
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                          sizeof(ws));
-    const uint32_t align_d = (kind == Kind::kFp8Raw || is_int8 || swapped) ? 256u : align_y;
+    const uint32_t align_d = (kind == Kind::kFp8Raw || is_int8) ? 256u : align_y;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d,
                                          sizeof(align_d));
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
@@ -284,37 +286,16 @@ void W8A8Runner::fp8_linear(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64
                     : scaling == Fp8Scaling::kRowwise ? Kind::kFp8Rowwise
                                                       : Kind::kFp8Block;
   const size_t ybytes = out_type == OutType::kBf16 ? 2 : 4;
-  const bool native = kind != Kind::kFp8Block && s.plan(kind, m, n, k, ldy, out_type, y).ok;
+  const bool native = s.plan(kind, m, n, k, ldy, out_type, y).ok;
   s.ensure(m, k, n, !native, stream);
   auto* xq = s.act_q.get<uint8_t>();
   auto* xs = s.act_scales.get<float>();
   const float one = 1.0f, zero = 0.0f;
 
-  if (kind == Kind::kFp8Block) {  // swapped operands into the scratch, then transposed
-    const int64_t step = s.chunk_rows(m, n), kb = k / 128;
-    if (!s.plan(Kind::kFp8Block, step, n, k, (step + 3) / 4 * 4, OutType::kF32, s.acc.get()).ok) {
-      s.dequant_gemm(w, x, ldx, bias, y, ldy, out_type, m, stream);
-      return;
-    }
-    w8a8::quantize_act_block128(x, ldx, m, k, xq, xs, w8a8::block_act_scales_group_major(), step,
-                                stream);
-    for (int64_t r = 0; r < m; r += step) {
-      const int64_t rows = std::min(step, m - r), ldd = (rows + 3) / 4 * 4;
-      const Plan& p = s.plan(Kind::kFp8Block, rows, n, k, ldd, OutType::kF32, s.acc.get());
-      if (!p.ok)
-        fail("cuBLASLt has no fp8 block128 algorithm for y[{}, {}] = x[{}, {}]·Wᵀ on sm_{}", rows,
-             n, rows, k, s.cc);
-      set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(xs + r * kb));
-      set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(w.scales()));
-      s.matmul(p, &one, &zero, xq + r * k, w.data(), s.acc.get(), stream);
-      w8a8::transpose_epilogue(s.acc.get<float>(), ldd, bias,
-                               static_cast<char*>(y) + size_t(r * ldy) * ybytes, ldy, out_type,
-                               rows, n, stream);
-    }
-    s.last = "cublaslt-block+transpose";
+  if (kind == Kind::kFp8Block && !native) {
+    s.dequant_gemm(w, x, ldx, bias, y, ldy, out_type, m, stream);
     return;
   }
-
   fp8_quantize_activations(x, ldx, m, k, scaling, xq, xs, stream);
   if (!native && scaling == Fp8Scaling::kRowwise) {
     // Unscaled product straight into y, then row × column scales (+ bias) in place.

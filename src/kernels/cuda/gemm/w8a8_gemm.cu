@@ -417,32 +417,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// y[i, j] = acc[j·ld_acc + i] (+ bias[j]): the column-major [m, n] product of the swapped
-// block-scaled GEMM, transposed through shared memory in 32×32 tiles (blockDim 32×8).
-template <typename OutT>
-__global__ void transpose_epilogue_kernel(const float* __restrict__ acc, int64_t ld_acc,
-                                          const float* __restrict__ bias, OutT* __restrict__ y,
-                                          int64_t ldy, int m, int n) {
-  __shared__ float tile[32][33];
-  const int i0 = blockIdx.x * 32, j0 = blockIdx.y * 32;
-  for (int t = threadIdx.y; t < 32; t += 8) {  // read: i fastest (acc is [n][ld_acc])
-    const int i = i0 + threadIdx.x, j = j0 + t;
-    if (i < m && j < n) tile[t][threadIdx.x] = acc[int64_t(j) * ld_acc + i];
-  }
-  __syncthreads();
-  for (int t = threadIdx.y; t < 32; t += 8) {  // write: j fastest (y is [m][ldy])
-    const int i = i0 + t, j = j0 + threadIdx.x;
-    if (i < m && j < n) {
-      float v = tile[threadIdx.x][t];
-      if (bias) v += bias[j];
-      if constexpr (sizeof(OutT) == 2)
-        y[int64_t(i) * ldy + j] = __float2bfloat16(v);
-      else
-        y[int64_t(i) * ldy + j] = v;
-    }
-  }
-}
-
 // y[i, j] = y[i, j]·row_scales[i]·col_scales[j] (+ bias[j]) in place (y holds the unscaled
 // fp8 product).
 template <typename OutT>
@@ -614,18 +588,6 @@ void dequant_epilogue(const void* acc, bool acc_is_int, const float* row_scales,
           <<<grid, kThreads, 0, stream>>>(a, row_scales, row_scalar, col_scales, col_scalar, bias,
                                           static_cast<float*>(y), ldy, mi, ni);
   }
-  LOWBIT_CUDA_CHECK_LAUNCH();
-}
-
-void transpose_epilogue(const float* acc, int64_t ld_acc, const float* bias, void* y, int64_t ldy,
-                        OutType out_type, int64_t m, int64_t n, cudaStream_t stream) {
-  dim3 grid(unsigned(ceil_div(m, 32)), unsigned(ceil_div(n, 32))), block(32, 8);
-  if (out_type == OutType::kBf16)
-    transpose_epilogue_kernel<__nv_bfloat16><<<grid, block, 0, stream>>>(
-        acc, ld_acc, bias, static_cast<__nv_bfloat16*>(y), ldy, int(m), int(n));
-  else
-    transpose_epilogue_kernel<float><<<grid, block, 0, stream>>>(
-        acc, ld_acc, bias, static_cast<float*>(y), ldy, int(m), int(n));
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 

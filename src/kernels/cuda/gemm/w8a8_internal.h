@@ -46,11 +46,6 @@ void quantize_act_block128(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64
                            float* scales, bool group_major, int64_t chunk_rows,
                            cudaStream_t stream);
 
-// y[i, j] = acc[j·ld_acc + i] (+ bias[j]) for i < m, j < n: transposes a column-major [m, n]
-// fp32 product into row-major y.
-void transpose_epilogue(const float* acc, int64_t ld_acc, const float* bias, void* y, int64_t ldy,
-                        OutType out_type, int64_t m, int64_t n, cudaStream_t stream);
-
 // y[i, :] = x[i, :]·Wᵀ for i < m <= kW8GemvMaxRows with 8-bit W read directly (bf16 x, fp32
 // accumulation). is_fp8: e4m3 else int8. scaling: per-tensor (scales[0]), rowwise (scales[n])
 // or block (scales[n/128, k/128]).
