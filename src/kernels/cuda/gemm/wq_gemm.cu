@@ -156,6 +156,41 @@ __device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, 
   }
 }
 
+// The mma B fragments of one k16 half `ks` (int4: 0 or 1; int8: 0) of a lane's 16-byte code
+// word: bfrag[nt] = the (k 2t, 2t+1) and (k 2t+8, 2t+9) pairs of column nt·8 + g, decoded as
+// (q − z)·s with one rounding.
+template <bool kInt8, bool kF16>
+__device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const GroupParams& gp,
+                                                 uint32_t (&bfrag)[4][2]) {
+  if constexpr (kInt8) {
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const uint32_t w = word_of(q, nt);
+      const float f0 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7440)) - gp.zf[nt];
+      const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
+      const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
+      const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
+      bfrag[nt][0] = mul2<kF16>(pack2<kF16>(f0, f1), gp.scale2[nt]);
+      bfrag[nt][1] = mul2<kF16>(pack2<kF16>(f2, f3), gp.scale2[nt]);
+    }
+  } else {
+    constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+      const uint32_t w = word_of(q, ks * 2 + jj);
+      const int na = 2 * jj, nb = 2 * jj + 1;
+      const uint32_t h0 = (w & 0x000F000Fu) | kBias;
+      const uint32_t h1 = ((w >> 4) & 0x000F000Fu) | kBias;
+      const uint32_t h2 = ((w >> 8) & 0x000F000Fu) | kBias;
+      const uint32_t h3 = ((w >> 12) & 0x000F000Fu) | kBias;
+      bfrag[na][0] = sub_mul2<kF16>(h0, gp.zoff2[na], gp.scale2[na]);
+      bfrag[na][1] = sub_mul2<kF16>(h1, gp.zoff2[na], gp.scale2[na]);
+      bfrag[nb][0] = sub_mul2<kF16>(h2, gp.zoff2[nb], gp.scale2[nb]);
+      bfrag[nb][1] = sub_mul2<kF16>(h3, gp.zoff2[nb], gp.scale2[nb]);
+    }
+  }
+}
+
 template <bool kInt8, int MT, int WN, int S>
 struct Tile {
   static constexpr int WK = 8 / WN;
@@ -273,33 +308,7 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
         ldmatrix_x4(afrag[mt], A + (r * T::kChunks + (c ^ (r & 7))) * 16);
       }
       uint32_t bfrag[4][2];
-      if constexpr (kInt8) {
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          const uint32_t w = word_of(q, nt);
-          const float f0 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7440)) - gp.zf[nt];
-          const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
-          const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
-          const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
-          bfrag[nt][0] = mul2<kF16>(pack2<kF16>(f0, f1), gp.scale2[nt]);
-          bfrag[nt][1] = mul2<kF16>(pack2<kF16>(f2, f3), gp.scale2[nt]);
-        }
-      } else {
-        constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
-#pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {
-          const uint32_t w = word_of(q, ks * 2 + jj);
-          const int na = 2 * jj, nb = 2 * jj + 1;
-          const uint32_t h0 = (w & 0x000F000Fu) | kBias;
-          const uint32_t h1 = ((w >> 4) & 0x000F000Fu) | kBias;
-          const uint32_t h2 = ((w >> 8) & 0x000F000Fu) | kBias;
-          const uint32_t h3 = ((w >> 12) & 0x000F000Fu) | kBias;
-          bfrag[na][0] = sub_mul2<kF16>(h0, gp.zoff2[na], gp.scale2[na]);
-          bfrag[na][1] = sub_mul2<kF16>(h1, gp.zoff2[na], gp.scale2[na]);
-          bfrag[nb][0] = sub_mul2<kF16>(h2, gp.zoff2[nb], gp.scale2[nb]);
-          bfrag[nb][1] = sub_mul2<kF16>(h3, gp.zoff2[nb], gp.scale2[nb]);
-        }
-      }
+      decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -355,55 +364,44 @@ __global__ void gather_columns_kernel(const uint16_t* __restrict__ x, int64_t ld
   xg[i] = x[int64_t(r) * ldx + perm[c]];
 }
 
-// One thread per (column, 8 packed k): decodes 8 weights into w_out[col, source column].
-template <bool kF16>
-__global__ void dequantize_kernel(const uint8_t* __restrict__ codes,
-                                  const uint8_t* __restrict__ params, bool has_zeros, bool int8,
+// One thread per 16-byte code word (step, column group, lane): decodes its fragments exactly as
+// the GEMM kernel does and writes them to w_out [n, k] at their source columns (4-byte pairs;
+// act-order scatters single values through perm).
+template <bool kInt8, bool kF16>
+__global__ void dequantize_kernel(const uint4* __restrict__ codes,
+                                  const uint8_t* __restrict__ params, bool has_zeros,
                                   const int32_t* __restrict__ perm, uint16_t* __restrict__ out,
-                                  int n, int k, int group_size) {
+                                  int n, int k, int group_shift) {
+  constexpr int kStep = kInt8 ? 16 : 32;
+  const int cgs = n / 32, nsteps = k / kStep;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int k8 = k / 8;
-  if (i >= int64_t(n) * k8) return;
-  const int col = int(i / k8), c0 = int(i % k8) * 8;
-  const int cg = col / 32, nt = (col % 32) / 8, g = col % 8;
-  const int cgs = n / 32;
-  const int step_k = int8 ? 16 : 32;
-  const int gi = c0 / group_size;
-  const int64_t e = ((int64_t(gi) * cgs + cg) * 8 + g) * 4 + nt;
-  float scale, zero;
-  if (has_zeros) {
-    const uint32_t v = reinterpret_cast<const uint32_t*>(params)[e];
-    scale = kF16 ? __half2float(__ushort_as_half(uint16_t(v)))
-                 : __bfloat162float(__ushort_as_bfloat16(uint16_t(v)));
-    const uint16_t zb = uint16_t(v >> 16);
-    zero = int8 ? float(int16_t(zb))
-                : (kF16 ? __half2float(__ushort_as_half(zb)) - 1024.0f
-                        : __bfloat162float(__ushort_as_bfloat16(zb)) - 128.0f);
-  } else {
-    const uint16_t v = reinterpret_cast<const uint16_t*>(params)[e];
-    scale = kF16 ? __half2float(__ushort_as_half(v)) : __bfloat162float(__ushort_as_bfloat16(v));
-    zero = int8 ? 128.0f : 8.0f;
-  }
-  // k offset r within a k16 half -> value index v (order {2t, 2t+1, 2t+8, 2t+9}) and t.
-  for (int j = 0; j < 8; ++j) {
-    const int c = c0 + j;
-    const int step = c / step_k, r = c % step_k, ks = r / 16, r16 = r % 16;
-    const int t = (r16 % 8) / 2, v = (r16 >= 8 ? 2 : 0) + (r16 & 1);
-    const int lane = g * 4 + t;
-    const uint8_t* word_base = codes + ((int64_t(step) * cgs + cg) * 32 + lane) * 16;
-    int q;
-    if (int8) {
-      q = word_base[nt * 4 + v];
-    } else {
-      const uint32_t w = reinterpret_cast<const uint32_t*>(word_base)[ks * 2 + nt / 2];
-      static constexpr int kNib[2][4] = {{0, 4, 1, 5}, {2, 6, 3, 7}};
-      q = int((w >> (4 * kNib[nt & 1][v])) & 15u);
+  if (i >= int64_t(nsteps) * cgs * 32) return;
+  const int lane = int(i & 31), cg = int((i >> 5) % cgs), step = int((i >> 5) / cgs);
+  const int g = lane >> 2, t = lane & 3;
+  const int pstride = has_zeros ? 128 : 64;
+  GroupParams gp;
+  read_params<kInt8, kF16>(
+      gp, params + (int64_t(step >> group_shift) * cgs + cg) * pstride + g * (has_zeros ? 16 : 8),
+      has_zeros);
+  const uint4 q = codes[i];
+#pragma unroll
+  for (int ks = 0; ks < (kInt8 ? 1 : 2); ++ks) {
+    uint32_t bfrag[4][2];
+    decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      uint16_t* row = out + int64_t(cg * 32 + nt * 8 + g) * k;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int kk = step * kStep + ks * 16 + 2 * t + 8 * h;
+        if (perm) {
+          row[perm[kk]] = uint16_t(bfrag[nt][h]);
+          row[perm[kk + 1]] = uint16_t(bfrag[nt][h] >> 16);
+        } else {
+          *reinterpret_cast<uint32_t*>(row + kk) = bfrag[nt][h];
+        }
+      }
     }
-    // Same rounding as the kernel: (q − z) exact, one rounding of the product.
-    const float val = float(q - zero) * scale;
-    const int dst = perm ? perm[c] : c;
-    out[int64_t(col) * k + dst] = kF16 ? __half_as_ushort(__float2half_rn(val))
-                                       : __bfloat16_as_ushort(__float2bfloat16_rn(val));
   }
 }
 
@@ -428,6 +426,16 @@ void dispatch_rows(const KernelArgs& a, cudaStream_t stream) {
     launch<kInt8, kF16, 1, 1, 8>(a, stream);
   else
     launch<kInt8, kF16, 4, 2, 4>(a, stream);
+}
+
+// Scale group of k-step i is i >> group_shift: steps per group are a power of two
+// (wq_gemm_unsupported_reason); per-channel weights have one group.
+int group_shift(const WqGpuWeight& w) {
+  if (w.group_size == w.k) return 30;
+  const int64_t group_steps = w.group_size / wq_step_k(w.kind);
+  int shift = 0;
+  while ((int64_t(1) << shift) < group_steps) ++shift;
+  return shift;
 }
 
 }  // namespace
@@ -469,13 +477,7 @@ void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, cons
   a.m = int(m);
   a.n = int(w.n);
   a.k = int(w.k);
-  // Steps per scale group, a power of two (wq_gemm_unsupported_reason); per-channel: all 0.
-  const int64_t group_steps = w.group_size / wq_step_k(w.kind);
-  a.group_shift = 30;
-  if (w.group_size != w.k) {
-    a.group_shift = 0;
-    while ((int64_t(1) << a.group_shift) < group_steps) ++a.group_shift;
-  }
+  a.group_shift = group_shift(w);
   const bool int8 = w.kind == cpu::WqKind::kInt8, f16 = act == ActType::kF16;
   if (int8)
     f16 ? dispatch_rows<true, true>(a, stream) : dispatch_rows<true, false>(a, stream);
@@ -485,19 +487,28 @@ void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, cons
 
 void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t stream) {
   const WqGpuWeight::Impl& im = *w.impl;
-  const int64_t total = w.n * (w.k / 8);
-  const unsigned blocks = unsigned((total + 255) / 256);
-  const bool int8 = w.kind == cpu::WqKind::kInt8;
+  const int64_t words = w.n / 32 * (w.k / wq_step_k(w.kind)) * 32;
+  const unsigned blocks = unsigned((words + 255) / 256);
   auto* out = static_cast<uint16_t*>(w_out);
-  const auto* codes = im.codes.get<const uint8_t>();
+  const auto* codes = im.codes.get<const uint4>();
   const auto* params = im.params[int(act)].get<const uint8_t>();
   const int32_t* perm = w.act_order ? im.perm.get<const int32_t>() : nullptr;
-  if (act == ActType::kF16)
-    dequantize_kernel<true><<<blocks, 256, 0, stream>>>(codes, params, im.has_zeros, int8, perm,
-                                                        out, int(w.n), int(w.k), int(w.group_size));
+  const int shift = group_shift(w);
+  const int n = int(w.n), k = int(w.k);
+  const bool z = im.has_zeros;
+  const bool int8 = w.kind == cpu::WqKind::kInt8, f16 = act == ActType::kF16;
+  if (int8 && f16)
+    dequantize_kernel<true, true>
+        <<<blocks, 256, 0, stream>>>(codes, params, z, perm, out, n, k, shift);
+  else if (int8)
+    dequantize_kernel<true, false>
+        <<<blocks, 256, 0, stream>>>(codes, params, z, perm, out, n, k, shift);
+  else if (f16)
+    dequantize_kernel<false, true>
+        <<<blocks, 256, 0, stream>>>(codes, params, z, perm, out, n, k, shift);
   else
-    dequantize_kernel<false><<<blocks, 256, 0, stream>>>(
-        codes, params, im.has_zeros, int8, perm, out, int(w.n), int(w.k), int(w.group_size));
+    dequantize_kernel<false, false>
+        <<<blocks, 256, 0, stream>>>(codes, params, z, perm, out, n, k, shift);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
