@@ -211,7 +211,7 @@ struct W8A8Runner::Impl {
     if (max_m > cap_m || max_k > cap_k) {
       act_q = DeviceBuffer();
       act_q = DeviceBuffer(size_t(max_m * max_k), "W8A8 quantized activations");
-      const int64_t groups = std::max<int64_t>(2, max_m * w8a8::ceil_div(max_k, 128));
+      const int64_t groups = std::max<int64_t>(2, (max_m + 4) * (w8a8::ceil_div(max_k, 128) + 4));
       act_scales =
           DeviceBuffer(size_t(std::max(groups, max_m)) * sizeof(float), "W8A8 activation scales");
       cap_m = std::max(cap_m, max_m);
@@ -327,7 +327,8 @@ void W8A8Runner::fp8_linear(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64
   }
 
   const Plan& p = s.plan(kind, m, n, k, ldy, out_type, y);
-  set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(w.scales()));
+  const float* w_scales = kind == Kind::kFp8Block ? w.impl().gemm_scales.get<float>() : w.scales();
+  set_attr(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(w_scales));
   set_attr(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(xs));
   s.matmul(p, &one, &zero, w.data(), xq, y, stream);
   if (bias) w8a8::add_bias_rows(y, ldy, out_type, bias, m, n, stream);

@@ -11,8 +11,9 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -148,12 +149,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // 1×128 groups: 16 lanes per group, 8 values each held in registers (one pass).
-// Scales token-major [m, k/128], or group-major per chunk of chunk_rows tokens: chunk c
-// (rows c·R .. c·R + r_c) holds [k/128, r_c] at offset c·R·(k/128).
+// 1×128 groups: 16 lanes per group, 8 values each held in registers (one pass).
 __global__ void __launch_bounds__(kThreads)
     quant_group128_kernel(const __nv_bfloat16* __restrict__ x, int64_t ldx, int m, int k,
-                          uint8_t* __restrict__ q, float* __restrict__ scales, bool group_major,
-                          int chunk_rows) {
+                          uint8_t* __restrict__ q, float* __restrict__ scales,
+                          BlockScaleLayout layout) {
   const int kb = k / 128;
   const int64_t group = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / 16;
   const int sub = threadIdx.x & 15;
@@ -167,15 +167,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int o = 8; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
   if (!valid) return;
   const float s = scale_of<true>(a);
-  if (sub == 0) {
-    int64_t idx = row * kb + cb;
-    if (group_major) {
-      const int64_t base = (row / chunk_rows) * chunk_rows;
-      const int64_t rows_c = min(int64_t(chunk_rows), int64_t(m) - base);
-      idx = base * kb + int64_t(cb) * rows_c + (row - base);
-    }
-    scales[idx] = s;
-  }
+  if (sub == 0) scales[act_scale_index(row, cb, m, kb, layout)] = s;
   reinterpret_cast<uint2*>(q + row * k + cb * 128)[sub] = quantize8<true>(v, s);
 }
 
@@ -495,7 +487,30 @@ unsigned grid_for(int64_t work_items) {
   return unsigned(std::max<int64_t>(1, std::min<int64_t>(blocks, 132 * 16)));
 }
 
-std::atomic<bool> g_act_group_major{false};
+BlockScaleLayout initial_layout() {
+  BlockScaleLayout l;
+  if (const char* e = std::getenv("LOWBIT_W8A8_BLOCK_LAYOUT"); e && std::strlen(e) == 4) {
+    l.act_group_major = e[0] == '1';
+    l.act_pad4 = e[1] == '1';
+    l.w_n_major = e[2] == '1';
+    l.w_pad4 = e[3] == '1';
+  }
+  return l;
+}
+
+BlockScaleLayout g_layout = initial_layout();
+
+// One block: padding set to 1, then every scale moved to its place.
+__global__ void relayout_kernel(const float* __restrict__ src, float* __restrict__ dst, int nb,
+                                int kb, BlockScaleLayout l) {
+  const int64_t total = weight_scale_count(nb, kb, l);
+  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) dst[i] = 1.0f;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < int64_t(nb) * kb; i += blockDim.x) {
+    const int64_t a = i / kb, b = i - a * kb;
+    dst[weight_scale_index(a, b, nb, kb, l)] = src[i];
+  }
+}
 
 void check_rows(const void* p, int64_t ld, int64_t k, const char* what) {
   LOWBIT_CHECK(k % 16 == 0 && ld % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0,
@@ -524,16 +539,24 @@ void quant_rows(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64_t k, uint8
 
 }  // namespace
 
-bool block_act_scales_group_major() { return g_act_group_major.load(); }
-void set_block_act_scales_group_major(bool group_major) { g_act_group_major.store(group_major); }
+BlockScaleLayout block_scale_layout() { return g_layout; }
+void set_block_scale_layout(const BlockScaleLayout& layout) { g_layout = layout; }
+
+void relayout_weight_block_scales(const float* src, float* dst, int64_t nb, int64_t kb,
+                                  BlockScaleLayout layout, cudaStream_t stream) {
+  relayout_kernel<<<1, kThreads, 0, stream>>>(src, dst, int(nb), int(kb), layout);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
 
 void quantize_act_block128(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64_t k, uint8_t* q,
-                           float* scales, bool group_major, int64_t chunk_rows,
-                           cudaStream_t stream) {
+                           float* scales, BlockScaleLayout layout, cudaStream_t stream) {
   LOWBIT_CHECK(k % 128 == 0, "1×128 activation groups need k % 128 == 0 (k {})", k);
   const int64_t threads = m * (k / 128) * 16;
+  if (layout.act_pad4)  // padding entries (never read for real tokens) zeroed, not left stale
+    LOWBIT_CUDA_CHECK(
+        cudaMemsetAsync(scales, 0, size_t(act_scale_count(m, k / 128, layout)) * 4, stream));
   quant_group128_kernel<<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      x, ldx, int(m), int(k), q, scales, group_major, int(std::max<int64_t>(1, chunk_rows)));
+      x, ldx, int(m), int(k), q, scales, layout);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
@@ -731,6 +754,17 @@ std::unique_ptr<Int8GpuWeight::Impl> new_int8(int64_t n, int64_t k) {
   return impl;
 }
 
+// The block scales in the layout cuBLASLt reads (see w8a8::BlockScaleLayout).
+void make_gemm_scales(Fp8GpuWeight::Impl& impl, cudaStream_t stream) {
+  if (impl.scaling != Fp8Scaling::kBlock128) return;
+  const auto layout = w8a8::block_scale_layout();
+  const int64_t nb = w8a8::ceil_div(impl.n, 128), kb = w8a8::ceil_div(impl.k, 128);
+  impl.gemm_scales = DeviceBuffer(size_t(w8a8::weight_scale_count(nb, kb, layout)) * 4,
+                                  "fp8 block scales (cuBLASLt layout)");
+  w8a8::relayout_weight_block_scales(impl.scales.get<float>(), impl.gemm_scales.get<float>(), nb,
+                                     kb, layout, stream);
+}
+
 void check_scales(const float* s, int64_t count, int64_t expected, const std::string& what) {
   if (count != expected) fail("{}: {} scales, expected {}", what, count, expected);
   for (int64_t i = 0; i < count; ++i)
@@ -752,8 +786,7 @@ void fp8_quantize_activations(const __nv_bfloat16* x, int64_t ldx, int64_t m, in
       w8a8::quant_rows<true>(x, ldx, m, k, q, scales, stream);
       break;
     case Fp8Scaling::kBlock128:
-      w8a8::quantize_act_block128(x, ldx, m, k, q, scales, w8a8::block_act_scales_group_major(), m,
-                                  stream);
+      w8a8::quantize_act_block128(x, ldx, m, k, q, scales, w8a8::block_scale_layout(), stream);
       break;
   }
 }
@@ -786,6 +819,7 @@ std::unique_ptr<Fp8GpuWeight> fp8_quantize_weight(const __nv_bfloat16* w, int64_
       break;
     }
   }
+  make_gemm_scales(*impl, stream);
   return std::make_unique<Fp8GpuWeight>(std::move(impl));
 }
 
@@ -811,6 +845,7 @@ std::unique_ptr<Fp8GpuWeight> fp8_upload_weight(const uint8_t* host_q, const flo
   LOWBIT_CUDA_CHECK(cudaMemcpyAsync(impl->scales.get(), host_scales,
                                     size_t(scale_count) * sizeof(float), cudaMemcpyHostToDevice,
                                     stream));
+  make_gemm_scales(*impl, stream);
   LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return std::make_unique<Fp8GpuWeight>(std::move(impl));
 }

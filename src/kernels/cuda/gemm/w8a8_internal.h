@@ -18,6 +18,7 @@ struct Fp8GpuWeight::Impl {
   DeviceBuffer q;       // e4m3 [n, k]
   DeviceBuffer scales;  // fp32: scale_count values (+1 slot for the amax of per-tensor)
   int64_t scale_count = 0;
+  DeviceBuffer gemm_scales;  // block scales in the layout cuBLASLt reads (block128 only)
 };
 
 struct Int8GpuWeight::Impl {
@@ -33,18 +34,53 @@ inline constexpr float kInt8Max = 127.0f;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Layout of the 1×128 activation scales handed to cuBLASLt's VEC128 mode:
-// token-major [m, k/128] (false) or group-major [k/128, m] (true). The quantizer writes the
-// chosen one; the weight's 128×128 scales are always row-major [n/128, k/128].
-bool block_act_scales_group_major();
-void set_block_act_scales_group_major(bool group_major);  // tests probe both
+#ifdef __CUDACC__
+#define LOWBIT_W8A8_HD __host__ __device__
+#else
+#define LOWBIT_W8A8_HD
+#endif
 
-// Activation quantization writing the 1×128 scales in either layout (see above); group-major
-// is per chunk of chunk_rows tokens (chunk c: [k/128, rows of c] at offset c·chunk_rows·k/128)
-// so that each row chunk of a GEMM sees its own contiguous scale tensor.
+// How the block-scale tensors handed to cuBLASLt (VEC128 for x, BLK128x128 for W) are laid
+// out: which dimension is outer, and whether the inner one is padded to a multiple of 4 (16
+// bytes). The weight keeps its checkpoint layout (row-major [n/128, k/128]) in scales(); a copy
+// in this layout goes to cuBLASLt. The BlockScaleLayoutProbe test measures which layout
+// cuBLASLt reads; LOWBIT_W8A8_BLOCK_LAYOUT="abcd" (digits 0/1 for the four fields, in order)
+// overrides the default.
+struct BlockScaleLayout {
+  bool act_group_major = false;  // x scales [k/128, m] (true) or [m, k/128]
+  bool act_pad4 = false;
+  bool w_n_major = false;  // W scales [k/128, n/128] (true) or [n/128, k/128]
+  bool w_pad4 = false;
+};
+BlockScaleLayout block_scale_layout();
+void set_block_scale_layout(const BlockScaleLayout& layout);  // tests probe them all
+
+LOWBIT_W8A8_HD inline int64_t pad4(int64_t v, bool pad) { return pad ? (v + 3) / 4 * 4 : v; }
+
+// Index of the scale of token `row`, group `g` (of kb) among m tokens.
+LOWBIT_W8A8_HD inline int64_t act_scale_index(int64_t row, int64_t g, int64_t m, int64_t kb,
+                                              BlockScaleLayout l) {
+  return l.act_group_major ? g * pad4(m, l.act_pad4) + row : row * pad4(kb, l.act_pad4) + g;
+}
+LOWBIT_W8A8_HD inline int64_t act_scale_count(int64_t m, int64_t kb, BlockScaleLayout l) {
+  return l.act_group_major ? kb * pad4(m, l.act_pad4) : m * pad4(kb, l.act_pad4);
+}
+LOWBIT_W8A8_HD inline int64_t weight_scale_index(int64_t nb_i, int64_t kb_i, int64_t nb, int64_t kb,
+                                                 BlockScaleLayout l) {
+  return l.w_n_major ? kb_i * pad4(nb, l.w_pad4) + nb_i : nb_i * pad4(kb, l.w_pad4) + kb_i;
+}
+LOWBIT_W8A8_HD inline int64_t weight_scale_count(int64_t nb, int64_t kb, BlockScaleLayout l) {
+  return l.w_n_major ? kb * pad4(nb, l.w_pad4) : nb * pad4(kb, l.w_pad4);
+}
+
+// Activation quantization with 1×128 groups, scales in `layout`.
 void quantize_act_block128(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64_t k, uint8_t* q,
-                           float* scales, bool group_major, int64_t chunk_rows,
-                           cudaStream_t stream);
+                           float* scales, BlockScaleLayout layout, cudaStream_t stream);
+
+// Copies row-major [nb, kb] block scales into `layout` (dst has weight_scale_count floats;
+// padding is set to 1).
+void relayout_weight_block_scales(const float* src, float* dst, int64_t nb, int64_t kb,
+                                  BlockScaleLayout layout, cudaStream_t stream);
 
 // y[i, :] = x[i, :]·Wᵀ for i < m <= kW8GemvMaxRows with 8-bit W read directly (bf16 x, fp32
 // accumulation). is_fp8: e4m3 else int8. scaling: per-tensor (scales[0]), rowwise (scales[n])
