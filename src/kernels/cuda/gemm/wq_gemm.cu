@@ -2,11 +2,15 @@
 //
 // wq_mma_kernel: one block = 8 warps on 32·WN output columns and up to 16·MT rows of x over the
 // whole k (no split-k: one launch, no workspace). Warps are WN column groups × WK = 8 / WN
-// k-slices; a pipeline stage is WK consecutive k-steps (each warp computes one step per stage),
-// brought in by cp.async: per warp-step 512 B of codes + 128 B of group parameters, and the
-// [16·MT, WK·step] tile of x (16-byte chunks XOR-swizzled by row for conflict-free ldmatrix).
-// Each step a lane dequantizes its 16-byte word into mma B fragments in registers and issues
-// mma.sync m16n8k16 (fp32 accumulate). At the end the WK partial sums meet in shared memory.
+// k-slices; a pipeline stage (S stages in flight) is WK·SPW consecutive k-steps per column
+// group, each warp computing SPW of them, brought in by cp.async: per warp-step 512 B of codes
+// + 128 B of group parameters, and the [min(m, 16·MT), stage k] tile of x (16-byte chunks
+// XOR-swizzled by row for conflict-free ldmatrix). Each step a lane dequantizes its 16-byte word
+// into mma B fragments in registers and issues mma.sync m16n8k16 (fp32 accumulate). At the end
+// the WK partial sums meet in shared memory.
+// Configurations: m <= 16: MT 1, WN 1, S 6, SPW 2 (the decode path: two independent steps per
+// warp and stage halve the per-byte overhead of waits, barriers and copy issue); m > 16:
+// MT 4, WN 2, S 4, SPW 1, in passes of 64 rows.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -191,25 +195,26 @@ __device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const G
   }
 }
 
-template <bool kInt8, int MT, int WN, int S>
+template <bool kInt8, int MT, int WN, int S, int SPW>
 struct Tile {
   static constexpr int WK = 8 / WN;
-  static constexpr int kStep = kInt8 ? 16 : 32;  // k per warp-step
-  static constexpr int kStageK = WK * kStep;     // k per stage
+  static constexpr int kStep = kInt8 ? 16 : 32;        // k per warp-step
+  static constexpr int kStageSteps = WK * SPW;         // k-steps per stage and column group
+  static constexpr int kStageK = kStageSteps * kStep;  // k per stage
   static constexpr int kRows = 16 * MT;
   static constexpr int kChunks = kStageK / 8;  // 16-byte chunks of one x row per stage
-  static constexpr int kBBytes = WN * WK * 512;
-  static constexpr int kPBytes = WN * WK * 128;
-  static constexpr int kABytes = kRows * kStageK * 2;
-  static constexpr int kStageBytes = kBBytes + kPBytes + kABytes;
+  static constexpr int kBBytes = WN * kStageSteps * 512;
+  static constexpr int kPBytes = WN * kStageSteps * 128;
   static constexpr int kRedBytes = WK * kRows * 32 * WN * 4;
-  static constexpr int kSmem = std::max(S * kStageBytes, kRedBytes);
+  // x rows held in shared memory: min(m, kRows) per launch (a_rows), so small m needs less.
+  static constexpr int stage_bytes(int a_rows) { return kBBytes + kPBytes + a_rows * kStageK * 2; }
+  static constexpr int smem(int a_rows) { return std::max(S * stage_bytes(a_rows), kRedBytes); }
 };
 
-template <bool kInt8, bool kF16, int MT, int WN, int S>
+template <bool kInt8, bool kF16, int MT, int WN, int S, int SPW>
 __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
-  using T = Tile<kInt8, MT, WN, S>;
-  constexpr int WK = T::WK;
+  using T = Tile<kInt8, MT, WN, S, SPW>;
+  constexpr int WK = T::WK, kSS = T::kStageSteps;
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wn = warp % WN, wk = warp / WN;
@@ -217,42 +222,46 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
   const int cg0 = blockIdx.x * WN;
   const int m0 = blockIdx.y * T::kRows;
   const int rows = min(T::kRows, a.m - m0);
+  const int a_rows = min(T::kRows, a.m);  // rows allocated per stage (same in every block)
+  const int stage_bytes = T::stage_bytes(a_rows);
   const int nsteps = a.k / T::kStep;
-  const int nstages = (nsteps + WK - 1) / WK;
+  const int nstages = (nsteps + kSS - 1) / kSS;
   const int pstride = a.has_zeros ? 128 : 64;  // param bytes per (group, column group)
   const uint8_t* params = static_cast<const uint8_t*>(a.params);
   const uint16_t* x = static_cast<const uint16_t*>(a.x);
 
-  auto stage_b = [&](int b) { return smem + b * T::kStageBytes; };
-  auto stage_p = [&](int b) { return smem + b * T::kStageBytes + T::kBBytes; };
-  auto stage_a = [&](int b) { return smem + b * T::kStageBytes + T::kBBytes + T::kPBytes; };
+  auto stage_b = [&](int b) { return smem + b * stage_bytes; };
+  auto stage_p = [&](int b) { return smem + b * stage_bytes + T::kBBytes; };
+  auto stage_a = [&](int b) { return smem + b * stage_bytes + T::kBBytes + T::kPBytes; };
 
-  // Rows of x past m stay zero for the whole kernel (cp.async never writes them).
-  if (rows < T::kRows) {
-    for (int b = 0; b < S; ++b) {
-      uint4* A = reinterpret_cast<uint4*>(stage_a(b));
-      for (int i = tid; i < (T::kRows - rows) * T::kChunks; i += kThreads)
-        A[rows * T::kChunks + i] = make_uint4(0, 0, 0, 0);
-    }
+  // Per-thread constant parts of the copies. Codes: WN·kSS·32 chunks per stage, SPW per
+  // thread; chunk i is lane i % 32 of warp-step slot ws = i / 32 = (column group, step in
+  // stage). Group parameters: 8 chunks (128 B; the symmetric 64 B entry plus its neighbour,
+  // the buffer is padded) per slot, threads 0 .. WN·kSS·8 − 1.
+  static_assert(WN * kSS * 32 == SPW * kThreads, "SPW code chunks per thread and stage");
+  static_assert(WN * kSS * 8 <= kThreads, "one parameter chunk per thread and stage");
+  const uint4* b_src[SPW];
+  int b_ls[SPW];
+#pragma unroll
+  for (int j = 0; j < SPW; ++j) {
+    const int ws = (j * kThreads + tid) >> 5;
+    b_ls[j] = ws % kSS;
+    b_src[j] = a.codes + (int64_t(b_ls[j]) * cgs + cg0 + ws / kSS) * 32 + lane;
   }
-
-  // Per-thread constant parts of the copies. Codes: WN·WK·32 == kThreads chunks per stage, one
-  // per thread. Group parameters: 8 chunks (128 B; the symmetric 64 B entry plus its neighbour,
-  // the buffer is padded) per warp-step, threads 0 .. WN·WK·8 − 1.
-  static_assert(WN * WK * 32 == kThreads, "one code chunk per thread and stage");
-  const int b_swk = (tid >> 5) % WK, b_swn = (tid >> 5) / WK;
-  const uint4* b_src = a.codes + (int64_t(b_swk) * cgs + cg0 + b_swn) * 32 + lane;
-  const int64_t b_stride = int64_t(WK) * cgs * 32;
-  const bool p_thread = tid < WN * WK * 8;
-  const int p_ws = tid >> 3, p_c = tid & 7, p_swk = p_ws % WK, p_swn = p_ws / WK;
+  const int64_t b_stride = int64_t(kSS) * cgs * 32;
+  const bool p_thread = tid < WN * kSS * 8;
+  const int p_ws = tid >> 3, p_c = tid & 7, p_ls = p_ws % kSS, p_swn = p_ws / kSS;
   const uint8_t* p_src = params + int64_t(cg0 + p_swn) * pstride + p_c * 16;
   const int64_t p_gstride = int64_t(cgs) * pstride;
 
   auto load_stage = [&](int s) {
     const int b = s % S;
-    if (s * WK + b_swk < nsteps) cp_async16(stage_b(b) + tid * 16, b_src + s * b_stride);
+#pragma unroll
+    for (int j = 0; j < SPW; ++j)
+      if (s * kSS + b_ls[j] < nsteps)
+        cp_async16(stage_b(b) + (j * kThreads + tid) * 16, b_src[j] + s * b_stride);
     if (p_thread) {
-      const int step = s * WK + p_swk;
+      const int step = s * kSS + p_ls;
       if (step < nsteps)
         cp_async16(stage_p(b) + p_ws * 128 + p_c * 16,
                    p_src + int64_t(step >> a.group_shift) * p_gstride);
@@ -282,6 +291,11 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
   }
 
   const int g = lane >> 2;
+  // ldmatrix row of this lane per m-tile: rows past a_rows read a held row instead (their
+  // outputs are never stored, and an mma row depends only on its own row of x).
+  int arow[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) arow[mt] = min(mt * 16 + (lane & 15), a_rows - 1);
   for (int s = 0; s < nstages; ++s) {
     cp_async_wait<S - 2>();
     __syncthreads();
@@ -289,31 +303,34 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
     cp_async_commit();
 
     const int b = s % S;
-    const int step = s * WK + wk;
-    if (step >= nsteps) continue;  // uniform per warp
-    const uint4 q = reinterpret_cast<const uint4*>(stage_b(b))[(wn * WK + wk) * 32 + lane];
-    GroupParams gp;
-    read_params<kInt8, kF16>(gp, stage_p(b) + (wn * WK + wk) * 128 + g * (a.has_zeros ? 16 : 8),
-                             a.has_zeros);
-
     const uint8_t* A = stage_a(b);
-    constexpr int kHalves = kInt8 ? 1 : 2;  // k16 halves per step
 #pragma unroll
-    for (int ks = 0; ks < kHalves; ++ks) {
-      uint32_t afrag[MT][4];
+    for (int j = 0; j < SPW; ++j) {
+      const int ls = j * WK + wk;         // step within the stage
+      if (s * kSS + ls >= nsteps) break;  // uniform per warp
+      const int slot = wn * kSS + ls;
+      const uint4 q = reinterpret_cast<const uint4*>(stage_b(b))[slot * 32 + lane];
+      GroupParams gp;
+      read_params<kInt8, kF16>(gp, stage_p(b) + slot * 128 + g * (a.has_zeros ? 16 : 8),
+                               a.has_zeros);
+      constexpr int kHalves = kInt8 ? 1 : 2;  // k16 halves per step
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        const int r = mt * 16 + (lane & 15);
-        const int c = (wk * T::kStep + ks * 16) / 8 + (lane >> 4);
-        ldmatrix_x4(afrag[mt], A + (r * T::kChunks + (c ^ (r & 7))) * 16);
+      for (int ks = 0; ks < kHalves; ++ks) {
+        uint32_t afrag[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          const int r = arow[mt];
+          const int c = (ls * T::kStep + ks * 16) / 8 + (lane >> 4);
+          ldmatrix_x4(afrag[mt], A + (r * T::kChunks + (c ^ (r & 7))) * 16);
+        }
+        uint32_t bfrag[4][2];
+        decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt)
+            mma16816<kF16>(acc[mt][nt], afrag[mt], bfrag[nt][0], bfrag[nt][1]);
       }
-      uint32_t bfrag[4][2];
-      decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-          mma16816<kF16>(acc[mt][nt], afrag[mt], bfrag[nt][0], bfrag[nt][1]);
     }
   }
   cp_async_wait<0>();
@@ -405,27 +422,44 @@ __global__ void dequantize_kernel(const uint4* __restrict__ codes,
   }
 }
 
-template <bool kInt8, bool kF16, int MT, int WN, int S>
-void launch(const KernelArgs& a, cudaStream_t stream) {
-  using T = Tile<kInt8, MT, WN, S>;
-  auto kernel = wq_mma_kernel<kInt8, kF16, MT, WN, S>;
-  static bool configured = false;  // attribute set once per instantiation (same on every device)
+// Largest dynamic shared memory a block may opt into on the current device (227 KB on H100,
+// 163 KB on A100, 99 KB on Ada).
+int max_optin_smem() {
+  static const int bytes = [] {
+    int dev = 0, v = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return v;
+  }();
+  return bytes;
+}
+
+// Launches one configuration; false (nothing launched) if its shared memory does not fit.
+template <bool kInt8, bool kF16, int MT, int WN, int S, int SPW>
+bool launch(const KernelArgs& a, cudaStream_t stream) {
+  using T = Tile<kInt8, MT, WN, S, SPW>;
+  const int smem = T::smem(std::min(T::kRows, a.m));
+  if (smem > max_optin_smem()) return false;
+  auto kernel = wq_mma_kernel<kInt8, kF16, MT, WN, S, SPW>;
+  static bool configured = false;  // attribute set once per instantiation
   if (!configured) {
-    LOWBIT_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem));
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           std::min(T::smem(T::kRows), max_optin_smem())));
     configured = true;
   }
   const dim3 grid(a.n / (32 * WN), (a.m + T::kRows - 1) / T::kRows);
-  kernel<<<grid, kThreads, T::kSmem, stream>>>(a);
+  kernel<<<grid, kThreads, smem, stream>>>(a);
   LOWBIT_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
+// m <= 16: 8 warps on 32 columns, each two k-steps per stage; larger m (or a GPU whose shared
+// memory cannot hold the former's 16-row x tiles): 64 rows × 64 columns per block.
 template <bool kInt8, bool kF16>
 void dispatch_rows(const KernelArgs& a, cudaStream_t stream) {
-  if (a.m <= 16)
-    launch<kInt8, kF16, 1, 1, 8>(a, stream);
-  else
-    launch<kInt8, kF16, 4, 2, 4>(a, stream);
+  if (a.m <= 16 && launch<kInt8, kF16, 1, 1, 6, 2>(a, stream)) return;
+  if (!launch<kInt8, kF16, 4, 2, 4, 1>(a, stream))
+    fail("wq_gemm: the GPU's {} bytes of shared memory per block are too few", max_optin_smem());
 }
 
 // Scale group of k-step i is i >> group_shift: steps per group are a power of two
