@@ -181,5 +181,17 @@ TEST(CudaAttention, RejectsUnsupportedHeadDim) {
   EXPECT_THROW(kc::paged_attention(a, cache, nullptr), Error);
 }
 
+TEST(CudaAttention, RejectsBlockSizeNotPowerOfTwo) {
+  LOWBIT_REQUIRE_GPU();
+  kc::AttentionArgs a;
+  a.n = 1;
+  a.num_heads = 2;
+  kc::PagedKvLayer cache;
+  cache.num_kv_heads = 1;
+  cache.head_dim = 64;
+  cache.block_size = 12;
+  EXPECT_THROW(kc::paged_attention(a, cache, nullptr), Error);
+}
+
 }  // namespace
 }  // namespace lowbit::test

@@ -6,8 +6,11 @@
 // Inside a warp, a "slot" of lpp lanes holds one position at a time: each lane loads EPL
 // consecutive elements of the head (16 bytes: 8 bf16 or 16 FP8), so one load instruction of the
 // warp reads 32/lpp consecutive positions = 512 contiguous bytes of the [block][kv head][pos][dim]
-// cache. Each lane issues U loads of K and U of V before using any (8 · 16 bytes in flight per
-// lane), and the K/V bytes it loads serve all GC query heads of the kv head (GQA reuse).
+// cache. The loads are cp.async copies into a warp-private ring of kStages stages in shared
+// memory (each stage: U positions per slot, K and V), issued kStages - 1 iterations ahead, so
+// the warp keeps up to 3 · 4 KB in flight while it computes; a lane only reads back the bytes
+// it copied itself, so no barrier is needed. The K/V bytes serve all GC query heads of the kv
+// head (GQA reuse).
 // Scores live in the log2 domain (q is pre-multiplied by log2 e) so exp2 is one instruction.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -28,26 +31,32 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxHeadDim = 256;
-constexpr int kUnroll = 4;         // positions per lane loaded before the first use
-constexpr int kMinSplitLen = 32;   // positions: the kernel never splits finer than this
-constexpr int kSplitTarget = 128;  // positions: attention_splits aims at no less per split
-constexpr int kBlocksPerSm = 4;    // attention_splits fills the GPU with this many blocks
+// Positions per slot per iteration (one ring stage): 4 with 8 elements per lane, 2 with 16 (the
+// same 8 positions per warp at head_dim 128, and q/acc/scores fit 168 registers either way).
+template <int EPL>
+constexpr int kUnroll = EPL == 16 ? 2 : 4;
+constexpr int kStages = 4;        // ring stages per warp: kStages - 1 iterations in flight
+constexpr int kMinSplitLen = 32;  // positions: the kernel never splits finer than this
+constexpr int kSplitTarget = 64;  // positions: attention_splits aims at no less per split
+constexpr int kBlocksPerSm = 2;   // attention_splits fills the GPU with this many blocks
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Streaming loads: read once, keep out of L1, fetch whole 256-byte L2 sectors groups.
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-  uint4 r;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-      : "l"(p));
-  return r;
+// cp.async of Bytes (16 or 8) from global to shared; src_bytes 0 zero-fills (out-of-range
+// positions and idle lanes must read as 0, never as stale data: 0 · NaN would poison acc).
+template <int Bytes>
+__device__ __forceinline__ void cp_async(void* dst, const void* src, int src_bytes) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if constexpr (Bytes == 16)
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
+                 "r"(src_bytes));
+  else
+    asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 8, %2;" ::"r"(d), "l"(src),
+                 "r"(src_bytes));
 }
-__device__ __forceinline__ uint2 ld_stream(const uint2* p) {
-  uint2 r;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0, %1}, [%2];"
-      : "=r"(r.x), "=r"(r.y)
-      : "l"(p));
-  return r;
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 // EPL cache elements of type D packed in Raw (16 or 8 bytes).
@@ -76,6 +85,31 @@ __device__ __forceinline__ void unpack(const RawOf<D, EPL>& raw, float out[EPL])
   }
 }
 
+// c ? a : b on registers. Written as selp because a plain ?: between two elements of a
+// register array was compiled into a select of their addresses, moving the array to local memory.
+__device__ __forceinline__ float select(bool c, float a, float b) {
+  float r;
+  asm("{ .reg .pred p; setp.ne.u32 p, %3, 0; selp.f32 %0, %1, %2, p; }"
+      : "=f"(r)
+      : "f"(a), "f"(b), "r"(unsigned(c)));
+  return r;
+}
+
+// One level of the transposing reduction over W · 2 lanes, then the next (W / 2): a lane keeps
+// the half of v[0 .. 2W) its lane bit W selects and adds the partner's partial sums of it.
+// Afterwards v[0] of lane L holds the full sum of element L (mod the slot width).
+template <int W, int N>
+__device__ __forceinline__ void transpose_reduce(float (&v)[N], int sub) {
+  const bool upper = sub & W;
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    const float send = select(upper, v[i], v[i + W]);
+    const float keep = select(upper, v[i + W], v[i]);
+    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, W);
+  }
+  if constexpr (W > 1) transpose_reduce<W / 2>(v, sub);
+}
+
 // Merges running softmax state (m, l, acc) with another one (log2 domain).
 __device__ __forceinline__ void merge_weights(float m, float m_o, float& w, float& w_o) {
   const float M = fmaxf(m, m_o);
@@ -84,12 +118,26 @@ __device__ __forceinline__ void merge_weights(float m, float m_o, float& w, floa
   w_o = exp2f(m_o - M_use);
 }
 
+// Dynamic shared memory: the cp.async ring, reused for the warps' partial outputs at the end.
 template <KvDtype D, int EPL, int GC>
-__global__ void __launch_bounds__(kThreads)
-    attention_kernel(AttentionArgs a, PagedKvLayer c, int lpp_log2) {
+constexpr size_t smem_bytes() {
+  const size_t ring = size_t(kWarps) * kStages * 2 * kUnroll<EPL> * 32 * sizeof(RawOf<D, EPL>);
+  const size_t partial = size_t(kWarps) * GC * kMaxHeadDim * sizeof(float);
+  return ring > partial ? ring : partial;
+}
+
+// At least 2 blocks per multiprocessor (attention_splits counts on it): at most 255 registers.
+// kFast: the slot has exactly U · GC lanes (head_dim 128 with 4 heads per block, bf16 or FP8),
+// which the transposing score reduction needs; otherwise every score is reduced on its own.
+template <KvDtype D, int EPL, int GC, bool kFast>
+__global__ void __launch_bounds__(kThreads, 2)
+    attention_kernel(AttentionArgs a, PagedKvLayer c, int lpp_log2, int bs_log2) {
   using T = typename KvElem<D>::T;
   using Raw = RawOf<D, EPL>;
-  __shared__ __align__(16) float s_acc[kWarps][GC][kMaxHeadDim];
+  constexpr int U = kUnroll<EPL>;
+  constexpr int NV = U * GC;                // (position, head) pairs per slot per iteration
+  float m_lane = -INFINITY, l_lane = 0.0f;  // kFast: running max / sum of this lane's head
+  extern __shared__ __align__(16) unsigned char smem[];
   __shared__ float s_m[kWarps][GC], s_l[kWarps][GC];
 
   const int t = blockIdx.x;
@@ -147,63 +195,158 @@ __global__ void __launch_bounds__(kThreads)
   const T* vbase = static_cast<const T*>(c.v) + int64_t(kvh) * bs * hd + d0;
   const int32_t* table = a.block_tables + int64_t(seq) * a.max_blocks_per_seq;
 
-  const int warp_span = num_slots * kUnroll;  // positions a warp covers per iteration
-  for (int p0 = begin + warp * warp_span; p0 < end; p0 += kWarps * warp_span) {
-    Raw kr[kUnroll], vr[kUnroll];
+  const int warp_span = num_slots * kUnroll<EPL>;  // positions a warp covers per iteration
+  const int stride = kWarps * warp_span;
+  const int first = begin + warp * warp_span;
+  const int iters = first < end ? (end - first + stride - 1) / stride : 0;  // warp-uniform
+  Raw* ring = reinterpret_cast<Raw*>(smem) + warp * (kStages * 2 * kUnroll<EPL> * 32) + lane;
+  // Copies iteration `it` (positions first + it · stride + u · num_slots + slot) into its stage.
+  auto issue = [&](int it) {
+    if (it < iters) {
+      Raw* st = ring + (it % kStages) * (2 * kUnroll<EPL> * 32);
+      // Table entries first (independent loads), then the copies. Out-of-range positions copy
+      // 0 bytes from a clamped (valid) address: no branches.
+      int32_t blk[kUnroll<EPL>];
+      int pos[kUnroll<EPL>];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int pos = p0 + u * num_slots + slot;
-      kr[u] = Raw{};
-      vr[u] = Raw{};
-      if (pos < end && dim_on) {
-        const int64_t off = int64_t(table[pos / bs]) * block_elems + int64_t(pos % bs) * hd;
-        kr[u] = ld_stream(reinterpret_cast<const Raw*>(kbase + off));
-        vr[u] = ld_stream(reinterpret_cast<const Raw*>(vbase + off));
+      for (int u = 0; u < kUnroll<EPL>; ++u) {
+        pos[u] = min(first + it * stride + u * num_slots + slot, end - 1);
+        blk[u] = table[pos[u] >> bs_log2];
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll<EPL>; ++u) {
+        const bool ok = first + it * stride + u * num_slots + slot < end && dim_on;
+        const int64_t off = int64_t(blk[u]) * block_elems + (pos[u] & (bs - 1)) * hd;
+        const int bytes = ok ? int(sizeof(Raw)) : 0;
+        cp_async<sizeof(Raw)>(st + u * 32, kbase + off, bytes);
+        cp_async<sizeof(Raw)>(st + (kUnroll<EPL> + u) * 32, vbase + off, bytes);
       }
     }
-    // Scores (log2 domain) of the U positions for each head; the whole warp runs the shuffles.
-    float s[kUnroll][GC];
+    cp_async_commit();  // empty groups too: the wait below counts groups
+  };
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      float kf[EPL];
-      unpack<D, EPL>(kr[u], kf);
-      const bool in = p0 + u * num_slots + slot < end;
+  for (int it = 0; it < kStages - 1; ++it) issue(it);
+  for (int it = 0; it < iters; ++it) {
+    issue(it + kStages - 1);
+    cp_async_wait<kStages - 1>();  // iteration it's group has landed
+    const Raw* st = ring + (it % kStages) * (2 * kUnroll<EPL> * 32);
+    const int p0 = first + it * stride;
+    if constexpr (kFast) {
+      // Partial dots of the NV = U · GC (position, head) pairs, then a transposing reduction
+      // over the slot's lpp = NV lanes: at xor distance w each lane keeps half of its values
+      // and receives the partner's partial sums of that half (NV - 1 shuffles in all, not
+      // NV · log2 NV); afterwards lane `sub` holds the full score of pair sub = g · U + u.
+      float v[NV];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        float kf[EPL];
+        const Raw kr = st[u * 32];
+        unpack<D, EPL>(kr, kf);
+#pragma unroll
+        for (int g = 0; g < GC; ++g) {
+          float dot = 0.0f;
+#pragma unroll
+          for (int i = 0; i < EPL; ++i) dot = fmaf(q[g][i], kf[i], dot);
+          v[g * U + u] = dot;
+        }
+      }
+      transpose_reduce<NV / 2>(v, sub);
+      const int my_u = sub & (U - 1);
+      const float score = p0 + my_u * num_slots + slot < end ? v[0] : -INFINITY;
+      // Running softmax of this lane's head (g = sub / U): max over its U positions.
+      float mx = score;
+#pragma unroll
+      for (int o = 1; o < U; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float m_new = fmaxf(m_lane, mx);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = exp2f(m_lane - m_use);
+      const float p = exp2f(score - m_use);
+      m_lane = m_new;
+      l_lane = l_lane * alpha + p;  // this lane's position only; summed over u at the end
+      if (__any_sync(0xffffffffu, alpha != 1.0f)) {  // rare once the maxima settle
+#pragma unroll
+        for (int g = 0; g < GC; ++g) {
+          const float ag = __shfl_sync(0xffffffffu, alpha, g * U, NV);
+#pragma unroll
+          for (int i = 0; i < EPL; ++i) acc[g][i] *= ag;
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        float vf[EPL];
+        const Raw vr = st[(U + u) * 32];
+        unpack<D, EPL>(vr, vf);
+#pragma unroll
+        for (int g = 0; g < GC; ++g) {
+          const float pg = __shfl_sync(0xffffffffu, p, g * U + u, NV);
+#pragma unroll
+          for (int i = 0; i < EPL; ++i) acc[g][i] = fmaf(pg, vf[i], acc[g][i]);
+        }
+      }
+    } else {
+      // Scores (log2 domain) of the U positions for each head; the whole warp runs the shuffles.
+      float s[kUnroll<EPL>][GC];
+#pragma unroll
+      for (int u = 0; u < kUnroll<EPL>; ++u) {
+        float kf[EPL];
+        const Raw kr = st[u * 32];  // one 16- or 8-byte shared load
+        unpack<D, EPL>(kr, kf);
+        const bool in = p0 + u * num_slots + slot < end;
+#pragma unroll
+        for (int g = 0; g < GC; ++g) {
+          float dot = 0.0f;
+#pragma unroll
+          for (int i = 0; i < EPL; ++i) dot = fmaf(q[g][i], kf[i], dot);
+            // Sum over the slot's lpp lanes: all five xor steps, unrolled and branch-free (a
+            // run-time loop costs a divergence check per step); steps >= lpp would mix slots.
+#pragma unroll
+          for (int o = 1; o < 32; o <<= 1) {
+            const float other = __shfl_xor_sync(0xffffffffu, dot, o);
+            dot += o < lpp ? other : 0.0f;
+          }
+          s[u][g] = in ? dot : -INFINITY;
+        }
+      }
+      // Running softmax per slot: rescale once per U positions.
 #pragma unroll
       for (int g = 0; g < GC; ++g) {
-        float dot = 0.0f;
+        float mx = s[0][g];
 #pragma unroll
-        for (int i = 0; i < EPL; ++i) dot = fmaf(q[g][i], kf[i], dot);
-        for (int o = lpp >> 1; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-        s[u][g] = in ? dot : -INFINITY;
+        for (int u = 1; u < kUnroll<EPL>; ++u) mx = fmaxf(mx, s[u][g]);
+        const float m_new = fmaxf(m[g], mx);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        const float alpha = exp2f(m[g] - m_use);
+        m[g] = m_new;
+        l[g] *= alpha;
+#pragma unroll
+        for (int i = 0; i < EPL; ++i) acc[g][i] *= alpha;
+#pragma unroll
+        for (int u = 0; u < kUnroll<EPL>; ++u) {
+          s[u][g] = exp2f(s[u][g] - m_use);
+          l[g] += s[u][g];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll<EPL>; ++u) {
+        float vf[EPL];
+        const Raw vr = st[(kUnroll<EPL> + u) * 32];
+        unpack<D, EPL>(vr, vf);
+#pragma unroll
+        for (int g = 0; g < GC; ++g)
+#pragma unroll
+          for (int i = 0; i < EPL; ++i) acc[g][i] = fmaf(s[u][g], vf[i], acc[g][i]);
       }
     }
-    // Running softmax per slot: rescale once per U positions.
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the ring becomes s_acc below
+  if constexpr (kFast) {
+#pragma unroll
+    for (int o = 1; o < U; o <<= 1) l_lane += __shfl_xor_sync(0xffffffffu, l_lane, o);
 #pragma unroll
     for (int g = 0; g < GC; ++g) {
-      float mx = s[0][g];
-#pragma unroll
-      for (int u = 1; u < kUnroll; ++u) mx = fmaxf(mx, s[u][g]);
-      const float m_new = fmaxf(m[g], mx);
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      const float alpha = exp2f(m[g] - m_use);
-      m[g] = m_new;
-      l[g] *= alpha;
-#pragma unroll
-      for (int i = 0; i < EPL; ++i) acc[g][i] *= alpha;
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        s[u][g] = exp2f(s[u][g] - m_use);
-        l[g] += s[u][g];
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      float vf[EPL];
-      unpack<D, EPL>(vr[u], vf);
-#pragma unroll
-      for (int g = 0; g < GC; ++g)
-#pragma unroll
-        for (int i = 0; i < EPL; ++i) acc[g][i] = fmaf(s[u][g], vf[i], acc[g][i]);
+      m[g] = __shfl_sync(0xffffffffu, m_lane, g * U, NV);
+      l[g] = __shfl_sync(0xffffffffu, l_lane, g * U, NV);
     }
   }
 
@@ -222,6 +365,7 @@ __global__ void __launch_bounds__(kThreads)
         acc[g][i] = acc[g][i] * w + __shfl_xor_sync(0xffffffffu, acc[g][i], o) * w_o;
     }
   }
+  float(*s_acc)[GC][kMaxHeadDim] = reinterpret_cast<float(*)[GC][kMaxHeadDim]>(smem);
   if (lane < lpp && dim_on) {
 #pragma unroll
     for (int g = 0; g < GC; ++g) {
@@ -306,14 +450,33 @@ int heads_per_block(int group, int max_gc) {
   return gc;
 }
 
+template <KvDtype D, int EPL, int GC, bool kFast>
+void launch_kernel(const AttentionArgs& a, const PagedKvLayer& c, int lpp_log2,
+                   cudaStream_t stream) {
+  const int group = a.num_heads / c.num_kv_heads;
+  const int q_chunks = (group + GC - 1) / GC;
+  const int bs_log2 = __builtin_ctz(unsigned(c.block_size));  // a power of two: caller checks
+  dim3 grid(unsigned(a.n), unsigned(c.num_kv_heads * q_chunks), unsigned(a.num_splits));
+  constexpr size_t smem = smem_bytes<D, EPL, GC>();
+  static const bool smem_ok = [] {  // above 48 KB needs an explicit opt-in, once per kernel
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<D, EPL, GC, kFast>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    return true;
+  }();
+  (void)smem_ok;
+  attention_kernel<D, EPL, GC, kFast><<<grid, kThreads, smem, stream>>>(a, c, lpp_log2, bs_log2);
+}
+
 template <KvDtype D, int EPL, int GC>
 void launch(const AttentionArgs& a, const PagedKvLayer& c, cudaStream_t stream) {
   int lpp_log2 = 0;
   while ((EPL << lpp_log2) < c.head_dim) ++lpp_log2;
-  const int group = a.num_heads / c.num_kv_heads;
-  const int q_chunks = (group + GC - 1) / GC;
-  dim3 grid(unsigned(a.n), unsigned(c.num_kv_heads * q_chunks), unsigned(a.num_splits));
-  attention_kernel<D, EPL, GC><<<grid, kThreads, 0, stream>>>(a, c, lpp_log2);
+  // The transposing reduction is compiled for 4 heads per block only (Llama-style GQA 4/8).
+  if constexpr (GC == 4) {
+    if ((1 << lpp_log2) == kUnroll<EPL> * GC)
+      return launch_kernel<D, EPL, GC, true>(a, c, lpp_log2, stream);
+  }
+  launch_kernel<D, EPL, GC, false>(a, c, lpp_log2, stream);
 }
 
 // bf16: 8 elements per lane, up to 8 heads per block. FP8 with head_dim % 16 == 0: 16 elements
@@ -375,6 +538,8 @@ void paged_attention(const AttentionArgs& a, const PagedKvLayer& c, cudaStream_t
   if (c.num_kv_heads <= 0 || a.num_heads % c.num_kv_heads != 0)
     fail("paged attention: {} query heads are not a multiple of {} kv heads", a.num_heads,
          c.num_kv_heads);
+  if (c.block_size <= 0 || (c.block_size & (c.block_size - 1)) != 0)
+    fail("paged attention: KV block size {} is not a power of two", c.block_size);
   if (a.num_splits < 1 || a.num_splits > 128)
     fail("paged attention: {} context splits (expected 1 to 128)", a.num_splits);
   LOWBIT_CHECK(a.num_splits == 1 || a.workspace, "attention with {} splits needs a workspace",
