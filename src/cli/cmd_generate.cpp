@@ -43,7 +43,9 @@ struct GenerateOptions {
 int run_generate(const GenerateOptions& o) {
   apply_threads(o.model.threads);
   auto registry = method_registry(o.model.plugins);
-  engine::LoadedModel m = engine::load_model(o.model.model, {o.model.quantization, true}, registry);
+  const bool on_gpu = engine::resolve_device(o.device.device) == engine::Device::kCuda;
+  engine::LoadedModel m =
+      engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
   const tokenizer::Tokenizer& tok = m.require_tokenizer();
 
   std::vector<int32_t> prompt;
@@ -76,21 +78,20 @@ int run_generate(const GenerateOptions& o) {
   std::vector<int32_t> generated;
   size_t printed = 0;
   auto on_token = [&](int32_t id) {
-        generated.push_back(id);
-        std::string text = tok.decode(generated, true);
-        size_t upto = complete_utf8_prefix(text);
-        if (upto > printed) {
-          std::fwrite(text.data() + printed, 1, upto - printed, stdout);
-          std::fflush(stdout);
-          printed = upto;
-        }
-        return true;
+    generated.push_back(id);
+    std::string text = tok.decode(generated, true);
+    size_t upto = complete_utf8_prefix(text);
+    if (upto > printed) {
+      std::fwrite(text.data() + printed, 1, upto - printed, stdout);
+      std::fflush(stdout);
+      printed = upto;
+    }
+    return true;
   };
-  auto stats = engine::resolve_device(o.device.device) == engine::Device::kCuda
-                   ? engine::generate_cuda(m, prompt, o.max_tokens, context, sp, m.eos_ids(),
-                                           on_token, o.device.cuda)
-                   : engine::generate(*m.model, prompt, o.max_tokens, context, sp, m.eos_ids(),
-                                      on_token);
+  auto stats =
+      on_gpu ? engine::generate_cuda(m, prompt, o.max_tokens, context, sp, m.eos_ids(), on_token,
+                                     o.device.cuda)
+             : engine::generate(*m.model, prompt, o.max_tokens, context, sp, m.eos_ids(), on_token);
   std::string text = tok.decode(generated, true);
   if (text.size() > printed) std::fwrite(text.data() + printed, 1, text.size() - printed, stdout);
   std::fputc('\n', stdout);

@@ -1,4 +1,5 @@
-// `lowbit info`: CPU features, CUDA devices, registered quantization methods.
+// `lowbit info`: CPU features, CUDA devices, registered quantization methods; with --kernels,
+// which GPU kernel each method's linear layers run at which batch size.
 #include <omp.h>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include "cli/commands.h"
 #include "engine/gpu_device.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/gpu_kernel_registry.h"
 #include "quant/registry.h"
 
 namespace lowbit::cli {
@@ -35,13 +37,66 @@ void print_methods(const quant::MethodRegistry& registry) {
   }
 }
 
+// `--kernels`: per GPU weight format (and the methods that load into it), the kernel a
+// Llama-3-8B gate/up projection (n 28672, k 4096, int groups of 128) runs at m = 1 ... 4096
+// rows, on this machine's first GPU (sm_90 assumed without one), honouring
+// LOWBIT_DISABLE_KERNELS. Per-layer shape limits are checked at load, not here.
+void print_kernels() {
+  int cc = 90;
+  std::string device = "no GPU found: sm_90 assumed";
+  auto devices = engine::cuda_devices();
+  if (!devices.empty()) {
+    cc = devices.front().cc_major * 10 + devices.front().cc_minor;
+    device = devices.front().name + ", sm_" + std::to_string(cc);
+  }
+  const std::vector<std::string> disabled = kernels::disabled_kernels_from_env();
+  // The cost rules' estimate; at load, a wq weight's measured crossover (wq_gemm_max_fast_rows)
+  // refines where W4A16/W8A16 switch to dequantize + cuBLASLt.
+  std::printf("GPU kernels by batch size (m rows), Llama-3-8B gate/up [28672, 4096], %s%s:\n",
+              device.c_str(),
+              disabled.empty() ? "" : ("; LOWBIT_DISABLE_KERNELS=" + joined(disabled)).c_str());
+  const std::vector<int64_t> ms = {1, 16, 64, 256, 4096};
+  std::printf("  %-16s %-52s", "format", "methods");
+  for (int64_t m : ms) std::printf(" %-20s", ("m=" + std::to_string(m)).c_str());
+  std::printf("\n");
+  using F = kernels::GpuWeightFormat;
+  const std::pair<F, const char*> rows[] = {
+      {F::kBf16, "unquantized, gguf (dequantized to bf16)"},
+      {F::kW4A16, "awq, gptq 4-bit, compressed-tensors int4, int4"},
+      {F::kW8A16, "gptq 8-bit, compressed-tensors int8, int8, bnb int8"},
+      {F::kFp8Rowwise, "fp8"},
+      {F::kFp8PerTensor, "(fp8 per-tensor checkpoints: later)"},
+      {F::kFp8Block, "(fp8 block-128 checkpoints: later)"},
+      {F::kInt8W8A8, "(int8 W8A8 checkpoints: later)"},
+  };
+  for (const auto& [format, methods] : rows) {
+    kernels::GpuLinearShape shape;
+    shape.format = format;
+    shape.n = 28672;
+    shape.k = 4096;
+    shape.group_size = format == F::kW4A16 ? 128 : format == F::kW8A16 ? 4096 : 0;
+    shape.capability = cc;
+    const auto plan = kernels::GpuKernelPlan::make(shape, disabled, nullptr);
+    std::printf("  %-16s %-52s", kernels::gpu_weight_format_name(format), methods);
+    for (int64_t m : ms) {
+      const kernels::GpuKernelInfo* k = plan.choose(m);
+      std::printf(" %-20s", k ? k->name : "none");
+    }
+    std::printf("\n");
+    if (plan.empty() || !plan.choose(4096)) std::printf("      %s\n", plan.reasons().c_str());
+  }
+}
+
 }  // namespace
 
 Runner add_info(CLI::App& app) {
   auto plugins = std::make_shared<std::vector<std::string>>();
+  auto kernels_flag = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("info", "hardware and registered quantization methods");
   add_plugin_option(*cmd, *plugins);
-  return [plugins] {
+  cmd->add_flag("--kernels", *kernels_flag,
+                "show which GPU kernel each method's linear layers run at m = 1 ... 4096 rows");
+  return [plugins, kernels_flag] {
     const quant::MethodRegistry registry = method_registry(*plugins);  // plugin errors first
     const auto& f = kernels::cpu::cpu_features();
     std::printf("CPU: %d threads; SIMD:%s%s%s%s%s; kernels use %s\n", omp_get_max_threads(),
@@ -50,6 +105,7 @@ Runner add_info(CLI::App& app) {
                 kernels::cpu::isa_name(kernels::cpu::active_isa()));
     std::printf("%s", engine::cuda_info_text().c_str());
     print_methods(registry);
+    if (*kernels_flag) print_kernels();
     return 0;
   };
 }

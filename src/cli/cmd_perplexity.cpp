@@ -32,7 +32,9 @@ int run_perplexity(const PerplexityOptions& o) {
   apply_threads(o.model.threads);
   std::string text = read_text(o.file);
   auto registry = method_registry(o.model.plugins);
-  engine::LoadedModel m = engine::load_model(o.model.model, {o.model.quantization, true}, registry);
+  const bool on_gpu = engine::resolve_device(o.device.device) == engine::Device::kCuda;
+  engine::LoadedModel m =
+      engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
   const auto& tok = m.require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);
   int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;
@@ -42,7 +44,7 @@ int run_perplexity(const PerplexityOptions& o) {
     std::fprintf(stderr, "[%lld]%.4f,", (long long)c, p);
     std::fflush(stderr);
   };
-  auto r = engine::resolve_device(o.device.device) == engine::Device::kCuda
+  auto r = on_gpu
                ? engine::perplexity_cuda(m, tokens, o.ctx, o.chunks, bos, on_chunk, o.device.cuda)
                : engine::perplexity(*m.model, tokens, o.ctx, o.chunks, bos, on_chunk);
   std::fprintf(stderr, "\n%lld chunks, %lld scored tokens, %.1f tokens/s\n", (long long)r.chunks,

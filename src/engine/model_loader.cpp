@@ -182,6 +182,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options,
   if (m.tokenizer && m.tokenizer->vocab_size() > m.config.vocab_size)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", m.path,
          m.tokenizer->vocab_size(), m.config.vocab_size);
+  if (!options.cpu_model) return m;
   ProgressBar bar(options.progress_bar);
   m.model = std::make_unique<models::LlamaModel>(m.config, *m.source, *m.quant,
                                                  [&](int64_t d, int64_t t) { bar(d, t); });

@@ -22,6 +22,9 @@ namespace lowbit::engine {
 struct LoadOptions {
   std::string quantization;   // "" = detect from the checkpoint
   bool progress_bar = false;  // draw a loading bar on stderr
+  // Build the CPU model (LoadedModel::model). GPU runs set false: the CUDA backend loads the
+  // weights from `source` itself, and some methods (online fp8) have no CPU kernels.
+  bool cpu_model = true;
 };
 
 struct LoadedModel {
@@ -37,7 +40,7 @@ struct LoadedModel {
   models::ModelConfig config;
   models::GenerationDefaults generation;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null when the checkpoint has none
-  std::unique_ptr<models::LlamaModel> model;
+  std::unique_ptr<models::LlamaModel> model;        // null when LoadOptions::cpu_model is false
 
   // Throws when the model came without a tokenizer.
   const tokenizer::Tokenizer& require_tokenizer() const;

@@ -20,9 +20,11 @@ bool shape_matches(const std::vector<int64_t>& found, const std::vector<int64_t>
 
 }  // namespace
 
-Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, int64_t in_features,
-                   int64_t out_features, bool has_bias, const quant::QuantConfig& config,
-                   const models::WeightSource& source) {
+quant::LinearLayer load_linear_tensors(const std::string& prefix, const std::string& tensor_prefix,
+                                       int64_t in_features, int64_t out_features, bool has_bias,
+                                       const quant::QuantConfig& config,
+                                       const models::WeightSource& source,
+                                       std::shared_ptr<const quant::LinearMethod>* method_out) {
   quant::LinearLayer layer;
   layer.prefix = prefix;
   layer.in_features = in_features;
@@ -54,6 +56,16 @@ Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, 
            shape_string(t->shape), shape_string(spec.shape));
     layer.tensors[spec.suffix] = *t;
   }
+  *method_out = std::move(method);
+  return layer;
+}
+
+Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, int64_t in_features,
+                   int64_t out_features, bool has_bias, const quant::QuantConfig& config,
+                   const models::WeightSource& source) {
+  std::shared_ptr<const quant::LinearMethod> method;
+  quant::LinearLayer layer = load_linear_tensors(prefix, tensor_prefix, in_features, out_features,
+                                                 has_bias, config, source, &method);
   method->process_weights_after_loading(layer);
   return Linear(std::move(layer), std::move(method));
 }

@@ -54,6 +54,14 @@ Linear load_linear(const std::string& prefix, const std::string& tensor_prefix, 
                    int64_t out_features, bool has_bias, const quant::QuantConfig& config,
                    const models::WeightSource& source);
 
+// The first half of load_linear: the layer with its checked checkpoint tensors (not yet
+// prepared) and the method that declared them (*method). The CUDA backend prepares it itself.
+quant::LinearLayer load_linear_tensors(const std::string& prefix, const std::string& tensor_prefix,
+                                       int64_t in_features, int64_t out_features, bool has_bias,
+                                       const quant::QuantConfig& config,
+                                       const models::WeightSource& source,
+                                       std::shared_ptr<const quant::LinearMethod>* method);
+
 // A 1-D float parameter (norm weights) as fp32; checks the length.
 std::vector<float> load_vector(const std::string& name, int64_t length,
                                const models::WeightSource& source);

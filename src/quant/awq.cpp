@@ -66,23 +66,19 @@ class AwqLinearMethod : public WeightOnlyIntMethod {
     return specs;
   }
 
-  void process_weights_after_loading(LinearLayer& layer) const override {
+  DecodedWeight decode(const LinearLayer& layer) const override {
     const int64_t K = layer.in_features, N = layer.out_features, G = group(layer);
     // Checkpoint order is [K, N] / [K/G, N]; the kernel wants rows = output features.
-    std::vector<uint8_t> codes = unpack_awq_transposed(layer.tensors.at("qweight"), N);
+    DecodedWeight q;
+    q.kind = kc::WqKind::kInt4;
+    q.n = N;
+    q.k = K;
+    q.group_size = G;
+    q.codes = unpack_awq_transposed(layer.tensors.at("qweight"), N);
     std::vector<uint8_t> z = unpack_awq_transposed(layer.tensors.at("qzeros"), N);
-    std::vector<float> scales =
-        transposed(float_tensor(layer.tensors.at("scales"), what(layer)), K / G, N);
-    std::vector<float> zeros(z.begin(), z.end());
-    kc::WqSource src;
-    src.kind = kc::WqKind::kInt4;
-    src.n = N;
-    src.k = K;
-    src.group_size = G;
-    src.codes = codes.data();
-    src.scales = scales.data();
-    src.zeros = zeros.data();
-    finish(layer, src);
+    q.scales = transposed(float_tensor(layer.tensors.at("scales"), what(layer)), K / G, N);
+    q.zeros.assign(z.begin(), z.end());
+    return q;
   }
 
  private:

@@ -237,7 +237,7 @@ class BnbMethod : public WeightOnlyIntMethod {
     return specs;
   }
 
-  void process_weights_after_loading(LinearLayer& layer) const override {
+  DecodedWeight decode(const LinearLayer& layer) const override {
     QuantizedWeight q;
     switch (mode_) {
       case BnbMode::kOnlineNf4: {
@@ -255,7 +255,7 @@ class BnbMethod : public WeightOnlyIntMethod {
         q = decode_8bit(layer);
         break;
     }
-    finish(layer, q.source());
+    return {std::move(q)};
   }
 
  private:

@@ -151,7 +151,7 @@ class CtLinearMethod : public WeightOnlyIntMethod {
     return specs;
   }
 
-  void process_weights_after_loading(LinearLayer& layer) const override {
+  DecodedWeight decode(const LinearLayer& layer) const override {
     const int64_t K = layer.in_features, N = layer.out_features, G = group(layer);
     const int b = s_.bits;
     const int offset = 1 << (b - 1);  // signed -> unsigned codes
@@ -192,16 +192,16 @@ class CtLinearMethod : public WeightOnlyIntMethod {
       perm = act_order_perm(int_tensor(layer.tensors.at("weight_g_idx")), G, what(layer),
                             "weight_g_idx");
 
-    kc::WqSource src;
-    src.kind = b == 8 ? kc::WqKind::kInt8 : kc::WqKind::kInt4;
-    src.n = N;
-    src.k = K;
-    src.group_size = G;
-    src.codes = codes.data();
-    src.scales = scales.data();
-    src.zeros = zeros.empty() ? nullptr : zeros.data();  // sym: zero 2^(b-1) = 8 / 128
-    src.perm = perm.empty() ? nullptr : perm.data();
-    finish(layer, src);
+    DecodedWeight q;
+    q.kind = b == 8 ? kc::WqKind::kInt8 : kc::WqKind::kInt4;
+    q.n = N;
+    q.k = K;
+    q.group_size = G;
+    q.codes = std::move(codes);
+    q.scales = std::move(scales);
+    q.zeros = std::move(zeros);  // empty = sym: zero 2^(b-1) = 8 / 128
+    q.perm = std::move(perm);
+    return q;
   }
 
  private:

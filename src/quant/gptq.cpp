@@ -70,7 +70,7 @@ class GptqLinearMethod : public WeightOnlyIntMethod {
     return specs;
   }
 
-  void process_weights_after_loading(LinearLayer& layer) const override {
+  DecodedWeight decode(const LinearLayer& layer) const override {
     const int64_t K = layer.in_features, N = layer.out_features, G = group(layer);
     const int b = p_.bits;
     std::vector<uint8_t> codes =
@@ -94,16 +94,16 @@ class GptqLinearMethod : public WeightOnlyIntMethod {
           "index of every input column)",
           what(layer), layer.prefix);
 
-    kc::WqSource src;
-    src.kind = b == 8 ? kc::WqKind::kInt8 : kc::WqKind::kInt4;
-    src.n = N;
-    src.k = K;
-    src.group_size = G;
-    src.codes = codes.data();
-    src.scales = scales.data();
-    src.zeros = zeros.data();
-    src.perm = perm.empty() ? nullptr : perm.data();
-    finish(layer, src);
+    DecodedWeight q;
+    q.kind = b == 8 ? kc::WqKind::kInt8 : kc::WqKind::kInt4;
+    q.n = N;
+    q.k = K;
+    q.group_size = G;
+    q.codes = std::move(codes);
+    q.scales = std::move(scales);
+    q.zeros = std::move(zeros);
+    q.perm = std::move(perm);
+    return q;
   }
 
  private:

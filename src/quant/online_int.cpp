@@ -30,12 +30,11 @@ class OnlineIntMethod : public WeightOnlyIntMethod {
     return specs;
   }
 
-  void process_weights_after_loading(LinearLayer& layer) const override {
+  DecodedWeight decode(const LinearLayer& layer) const override {
     std::vector<float> w = finite_weight_values(layer, method_name().c_str());
     const int64_t n = layer.out_features, k = layer.in_features;
-    QuantizedWeight q = bits_ == 8 ? rtn_int8_per_channel(w.data(), n, k)
-                                   : rtn_int4_grouped(w.data(), n, k, int4_group_size(k));
-    finish(layer, q.source());
+    return {bits_ == 8 ? rtn_int8_per_channel(w.data(), n, k)
+                       : rtn_int4_grouped(w.data(), n, k, int4_group_size(k))};
   }
 
  private:

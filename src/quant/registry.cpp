@@ -14,6 +14,7 @@ MethodRegistry MethodRegistry::builtin() {
   r.add(int8_method_info());
   r.add(int4_method_info());
   r.add(bitsandbytes_method_info());
+  r.add(fp8_method_info());
   return r;
 }
 

@@ -92,6 +92,11 @@ void WeightOnlyIntMethod::finish(LinearLayer& layer, kc::WqSource src) const {
   layer.prepared = p;
 }
 
+void WeightOnlyIntMethod::process_weights_after_loading(LinearLayer& layer) const {
+  const DecodedWeight q = decode(layer);
+  finish(layer, q.source());
+}
+
 void WeightOnlyIntMethod::apply(const LinearLayer& layer, const float* x, int64_t m,
                                 float* y) const {
   const auto& p = *static_cast<const Prepared*>(layer.prepared.get());

@@ -1,7 +1,8 @@
 // Shared base of the weight-only integer methods (awq, gptq, compressed-tensors, ...): each one
-// decodes its checkpoint tensors into an unpacked kernels::cpu::WqSource in
-// process_weights_after_loading and calls finish(), which packs it into the wq kernels' layout
-// (kernels/cpu/wq_linear.h) and loads the bias; apply() and weight_bytes() are shared.
+// decodes its checkpoint tensors into unpacked codes + scales (+ zeros, act-order permutation)
+// in decode(); process_weights_after_loading hands that to finish(), which packs it into the CPU
+// wq kernels' layout (kernels/cpu/wq_linear.h) and loads the bias; apply() and weight_bytes()
+// are shared. The CUDA backend calls decode() itself and packs for its own kernels.
 #pragma once
 
 #include <string>
@@ -9,12 +10,32 @@
 
 #include "kernels/cpu/wq_linear.h"
 #include "quant/quant_method.h"
+#include "quant/rtn.h"
 
 namespace lowbit::quant {
+
+// A decoded weight-only weight: owning storage for every field of a kernels::cpu::WqSource,
+// act-order permutation included.
+struct DecodedWeight : QuantizedWeight {
+  std::vector<int32_t> perm;  // [k]; empty = identity (see WqSource::perm)
+
+  kernels::cpu::WqSource source() const {
+    kernels::cpu::WqSource s = QuantizedWeight::source();
+    s.perm = perm.empty() ? nullptr : perm.data();
+    return s;
+  }
+};
 
 class WeightOnlyIntMethod : public LinearMethod {
  public:
   explicit WeightOnlyIntMethod(std::string method_name) : method_name_(std::move(method_name)) {}
+
+  // The layer's weight, unpacked (codes [n, k], scales / zeros per group, act-order perm),
+  // from the checkpoint tensors loaded per create_weights (validated; errors name the layer).
+  // Zeros are as the checkpoint stores them (finish() drops all-default zeros).
+  virtual DecodedWeight decode(const LinearLayer& layer) const = 0;
+  // decode() + finish(): packs for the CPU kernels.
+  void process_weights_after_loading(LinearLayer& layer) const override;
 
   void apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const override;
   uint64_t weight_bytes(const LinearLayer& layer) const override;
