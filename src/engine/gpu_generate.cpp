@@ -27,7 +27,7 @@ std::unique_ptr<models::CudaLlamaModel> upload(const LoadedModel& m, int64_t con
   co.gpu_memory_utilization = o.gpu_memory_utilization;
   co.cuda_graphs = o.cuda_graphs;
   co.max_context = context;
-  auto model = std::make_unique<models::CudaLlamaModel>(m.config, *m.source, m.quant->name(), co);
+  auto model = std::make_unique<models::CudaLlamaModel>(m.config, *m.source, *m.quant, co);
   std::fprintf(stderr, "%s\n", model->describe().c_str());
   return model;
 }

@@ -18,7 +18,8 @@ struct CudaRunOptions {
   bool cuda_graphs = true;
 };
 
-// As engine::generate, on the GPU: the checkpoint of `m` is uploaded as bf16 first.
+// As engine::generate, on the GPU: the checkpoint of `m` is uploaded first (bf16, or the
+// GPU format of its quantization method; see models/llama_cuda.h). m.model may be null.
 GenerationStats generate_cuda(const LoadedModel& m, const std::vector<int32_t>& prompt,
                               int64_t max_tokens, int64_t context, const SamplingParams& sampling,
                               const std::vector<int32_t>& eos_ids,

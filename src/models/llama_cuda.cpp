@@ -13,9 +13,16 @@
 #include "kernels/cuda/attention/paged_attention.h"
 #include "kernels/cuda/common/cuda_check.h"
 #include "kernels/cuda/common/device_buffer.h"
+#include "kernels/cuda/gemm/gpu_linear.h"
 #include "kernels/cuda/gemm/linear.h"
+#include "kernels/cuda/gemm/w8a8_gemm.h"
 #include "kernels/cuda/ops/elementwise.h"
 #include "models/weight_source.h"
+#include "nn/linear.h"
+#include "quant/dense_weight_method.h"
+#include "quant/fp8_online.h"
+#include "quant/registry.h"
+#include "quant/weight_only_method.h"
 
 namespace lowbit::models {
 namespace {
@@ -69,6 +76,117 @@ void upload_f32(float* dst, const std::vector<float>& v) {
   kc::copy_to_device(dst, v.data(), v.size() * 4);
 }
 
+// One projection of a checkpoint (q_proj, gate_proj, ...) as its method presents it: dense
+// floats read at upload, an online-fp8 weight (dense floats quantized on the GPU), or a
+// weight-only integer weight decoded on the host.
+struct Projection {
+  enum Kind { kDense, kFp8, kWq };
+  std::string prefix;  // "model.layers.0.self_attn.q_proj"
+  int64_t n = 0, k = 0;
+  Kind kind = kDense;
+  quant::DecodedWeight wq;  // kWq
+};
+
+Projection read_projection(const WeightSource& src, const quant::QuantConfig& qc,
+                           const std::string& prefix, int64_t n, int64_t k, bool has_bias) {
+  std::shared_ptr<const quant::LinearMethod> method;
+  quant::LinearLayer layer =
+      nn::load_linear_tensors(prefix, prefix, k, n, has_bias, qc, src, &method);
+  Projection p;
+  p.prefix = prefix;
+  p.n = n;
+  p.k = k;
+  if (auto* w = dynamic_cast<const quant::WeightOnlyIntMethod*>(method.get())) {
+    p.kind = Projection::kWq;
+    p.wq = w->decode(layer);
+  } else if (dynamic_cast<const quant::OnlineFp8Method*>(method.get())) {
+    p.kind = Projection::kFp8;
+  } else if (!dynamic_cast<const quant::DenseWeightMethod*>(method.get())) {
+    fail(
+        "{}: layer {} uses quantization method '{}', which has no CUDA path (the CUDA backend "
+        "runs unquantized, gguf, awq, gptq, compressed-tensors int, bitsandbytes int8, int4, "
+        "int8 and fp8); use --device cpu",
+        src.path(), prefix, qc.name());
+  }
+  return p;
+}
+
+// The symmetric default zero of a weight-only kind (what a missing zeros array means).
+float default_zero(kernels::cpu::WqKind kind) {
+  return kind == kernels::cpu::WqKind::kInt4 ? 8.0f : 128.0f;
+}
+
+// Zeros that all equal the symmetric default are dropped (as the CPU's finish() does): the
+// symmetric kernels read no zeros.
+void drop_default_zeros(quant::DecodedWeight& w) {
+  const float z = default_zero(w.kind);
+  if (std::all_of(w.zeros.begin(), w.zeros.end(), [&](float v) { return v == z; })) w.zeros.clear();
+}
+
+// Whether the weight-only projections can be stacked into one weight [Σn, k]: same kind,
+// k, group size and act-order permutation (their codes / scales / zeros rows then concatenate).
+bool stackable(const std::vector<Projection>& ps) {
+  for (const Projection& p : ps) {
+    if (p.kind != Projection::kWq) return false;
+    const auto &a = p.wq, &b = ps.front().wq;
+    if (a.kind != b.kind || a.k != b.k || a.group_size != b.group_size || a.perm != b.perm)
+      return false;
+  }
+  return true;
+}
+
+quant::DecodedWeight stack_rows(const std::vector<Projection>& ps) {
+  quant::DecodedWeight out;
+  const auto& first = ps.front().wq;
+  out.kind = first.kind;
+  out.k = first.k;
+  out.group_size = first.group_size;
+  out.perm = first.perm;
+  const bool any_zeros =
+      std::any_of(ps.begin(), ps.end(), [](const Projection& p) { return !p.wq.zeros.empty(); });
+  for (const Projection& p : ps) {
+    const auto& q = p.wq;
+    out.n += q.n;
+    out.codes.insert(out.codes.end(), q.codes.begin(), q.codes.end());
+    out.scales.insert(out.scales.end(), q.scales.begin(), q.scales.end());
+    if (any_zeros) {
+      if (q.zeros.empty()) {
+        out.zeros.resize(out.zeros.size() + q.scales.size(), default_zero(q.kind));
+      } else {
+        out.zeros.insert(out.zeros.end(), q.zeros.begin(), q.zeros.end());
+      }
+    }
+  }
+  return out;
+}
+
+// Random codes for benchmarks: int4 in groups of 128 (or per channel when 128 does not divide
+// k), int8 per channel; scales such that weights span about ±sqrt(3/k), like the bf16 model.
+quant::DecodedWeight random_codes(kernels::cpu::WqKind kind, int64_t n, int64_t k,
+                                    uint64_t seed) {
+  quant::DecodedWeight q;
+  q.kind = kind;
+  q.n = n;
+  q.k = k;
+  const bool int4 = kind == kernels::cpu::WqKind::kInt4;
+  q.group_size = int4 && k % 128 == 0 ? 128 : k;
+  q.codes.resize(size_t(n * k));
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  const uint8_t mask = int4 ? 15 : 255;
+  for (size_t i = 0; i < q.codes.size(); i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    for (size_t j = 0; j < 8 && i + j < q.codes.size(); ++j)
+      q.codes[i + j] = uint8_t(x >> (8 * j)) & mask;
+  }
+  const float scale = std::sqrt(3.0f / float(k)) / (int4 ? 7.5f : 127.5f);
+  q.scales.resize(size_t(n * (k / q.group_size)));
+  for (size_t i = 0; i < q.scales.size(); ++i)
+    q.scales[i] = scale * (0.75f + 0.5f * float(i % 7) / 7);
+  return q;  // symmetric: zero 8 / 128
+}
+
 // Per-step metadata, one int32 array of kMetaFields segments of max_step entries each.
 enum MetaField { kTokens, kPositions, kSlots, kTokenSeq, kCtxLens, kMetaFields };
 
@@ -82,11 +200,22 @@ struct CudaLlamaModel::Impl {
   int64_t qkv_width = 0, q_width = 0, kv_width = 0, max_context = 0, max_blocks_per_seq = 0;
   kc::Stream stream;
   kc::GemmRunner gemm;
-  std::vector<DeviceBuffer> owned;  // every weight allocation
+  kc::W8A8Runner w8a8;
+  kc::GpuLinearOptions linear_options;  // capability, LOWBIT_DISABLE_KERNELS, rows per step
+  DeviceBuffer dequant_scratch;         // bf16, for wq_dequant_cublaslt (large steps)
+  std::vector<DeviceBuffer> owned;      // every weight allocation
   uint64_t weight_bytes = 0, weight_bytes_per_token = 0;
 
+  // One GEMM of a layer: `lin` writes output columns [col, col + lin.n()) of its group's
+  // output. A group (q/k/v, gate/up, o, down) is one part when its weights could be fused.
+  struct Part {
+    kc::GpuLinear lin;
+    int64_t col = 0;
+  };
+  using Group = std::vector<Part>;
+
   struct Layer {
-    bf16 *qkv = nullptr, *o = nullptr, *gate_up = nullptr, *down = nullptr;
+    Group qkv, o, gate_up, down;
     float *qkv_b = nullptr, *o_b = nullptr, *gate_up_b = nullptr, *down_b = nullptr;
     float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
   };
@@ -150,6 +279,9 @@ struct CudaLlamaModel::Impl {
     cudaDeviceProp prop{};
     LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
     sms = prop.multiProcessorCount;
+    linear_options.capability = prop.major * 10 + prop.minor;
+    linear_options.disabled = kernels::disabled_kernels_from_env();
+    linear_options.max_m = std::max(opt.max_step_tokens, opt.max_sequences);
     q_width = c.num_heads * c.head_dim;
     kv_width = c.num_kv_heads * c.head_dim;
     qkv_width = q_width + 2 * kv_width;
@@ -163,10 +295,6 @@ struct CudaLlamaModel::Impl {
     const int64_t H = c.hidden_size, I = c.intermediate_size;
     for (int64_t l = 0; l < c.num_layers; ++l) {
       Layer& L = layers[size_t(l)];
-      L.qkv = alloc<bf16>(qkv_width * H, "qkv_proj weights");
-      L.o = alloc<bf16>(H * q_width, "o_proj weights");
-      L.gate_up = alloc<bf16>(2 * I * H, "gate/up_proj weights");
-      L.down = alloc<bf16>(H * I, "down_proj weights");
       L.attn_norm = alloc<float>(H, "norm weights");
       L.ffn_norm = alloc<float>(H, "norm weights");
       if (c.attention_bias) L.qkv_b = alloc<float>(qkv_width, "qkv bias");
@@ -183,9 +311,88 @@ struct CudaLlamaModel::Impl {
     embedding = alloc<bf16>(c.vocab_size * H, "embedding");
     final_norm = alloc<float>(H, "final norm");
     inv_freq = alloc<float>(c.rope_dim / 2, "RoPE frequencies");
-    const uint64_t linear_bytes =
-        uint64_t(c.num_layers) * uint64_t(qkv_width * H + H * q_width + 3 * I * H) * 2;
-    weight_bytes_per_token = linear_bytes + uint64_t(c.vocab_size * H) * 2 + uint64_t(H) * 2;
+  }
+
+  // Bytes one decode step reads: every linear weight, one embedding row set (counted as the
+  // whole lm_head, read by the logits GEMM) and the final norm.
+  void count_bytes_per_token() {
+    uint64_t linear_bytes = 0;
+    for (const Layer& L : layers)
+      for (const Group* g : {&L.qkv, &L.o, &L.gate_up, &L.down})
+        for (const Part& p : *g) linear_bytes += p.lin.weight_bytes();
+    const int64_t H = cfg.hidden_size;
+    weight_bytes_per_token = linear_bytes + uint64_t(cfg.vocab_size * H) * 2 + uint64_t(H) * 2;
+  }
+
+  // Adds a GpuLinear that owns its weight (quantized, or a bf16 fallback copy).
+  void add_owned(Group& g, kc::GpuLinear lin, int64_t col) {
+    weight_bytes += lin.weight_bytes();
+    g.push_back({std::move(lin), col});
+  }
+
+  // bf16 [Σn, k] on the device from the projections' dense floats (rows stacked).
+  void upload_dense_rows(const WeightSource& src, const std::vector<Projection>& ps, bf16* dst) {
+    for (const Projection& p : ps) {
+      upload_bf16(dst, tensor_floats(src, p.prefix + ".weight", {p.n, p.k}));
+      dst += p.n * p.k;
+    }
+  }
+
+  // The GEMM(s) of projections that share their input; outputs are consecutive columns.
+  // `name` names the fused weight ("model.layers.0.self_attn.q_proj+k_proj+v_proj").
+  Group make_group(const WeightSource& src, const std::vector<Projection>& ps,
+                   const std::string& name) {
+    Group g;
+    const int64_t k = ps.front().k;
+    int64_t total_n = 0;
+    for (const Projection& p : ps) total_n += p.n;
+    auto all = [&](Projection::Kind kind) {
+      return std::all_of(ps.begin(), ps.end(), [&](const Projection& p) { return p.kind == kind; });
+    };
+    if (all(Projection::kDense)) {
+      bf16* w = alloc<bf16>(total_n * k, name + " weights");
+      upload_dense_rows(src, ps, w);
+      g.push_back({kc::GpuLinear::bf16(w, total_n, k, name, linear_options), 0});
+    } else if (all(Projection::kFp8)) {
+      DeviceBuffer staging(size_t(total_n * k) * 2, name + " (bf16 before fp8 quantization)");
+      upload_dense_rows(src, ps, staging.get<bf16>());
+      add_owned(g,
+                kc::GpuLinear::fp8(staging.get<bf16>(), total_n, k, kc::Fp8Scaling::kRowwise, name,
+                                   linear_options, stream.get()),
+                0);
+      stream.synchronize();  // the quantizer read `staging` on the stream
+    } else if (stackable(ps)) {
+      quant::DecodedWeight w = ps.size() == 1 ? ps.front().wq : stack_rows(ps);
+      drop_default_zeros(w);
+      add_owned(g, kc::GpuLinear::wq(w.source(), name, linear_options, stream.get()), 0);
+    } else {
+      // Mixed formats (e.g. a projection the checkpoint left unquantized): one GEMM each.
+      int64_t col = 0;
+      for (const Projection& p : ps) {
+        Group one = make_group(src, {p}, p.prefix);
+        for (Part& part : one) g.push_back({std::move(part.lin), col});
+        col += p.n;
+      }
+    }
+    return g;
+  }
+
+  // y[:, part columns] = x · W_partᵀ (+ bias) for every part of a group; y is bf16 [m, ldy].
+  void run_group(const Group& g, const bf16* x, int64_t ldx, const float* bias, bf16* y,
+                 int64_t ldy, int64_t m, cudaStream_t st) const {
+    const kc::GpuLinearContext ctx = linear_context();
+    for (const Part& p : g)
+      p.lin.forward(ctx, x, ldx, bias ? bias + p.col : nullptr, y + p.col, ldy, kc::OutType::kBf16,
+                    m, st);
+  }
+
+  kc::GpuLinearContext linear_context() const {
+    kc::GpuLinearContext ctx;
+    ctx.gemm = const_cast<kc::GemmRunner*>(&gemm);
+    ctx.w8a8 = const_cast<kc::W8A8Runner*>(&w8a8);
+    ctx.scratch = dequant_scratch.get<bf16>();
+    ctx.scratch_elems = int64_t(dequant_scratch.bytes() / 2);
+    return ctx;
   }
 
   void upload_inv_freq(const std::vector<float>& freq_factors) {
@@ -194,30 +401,40 @@ struct CudaLlamaModel::Impl {
     upload_f32(inv_freq, f);
   }
 
-  void load(const WeightSource& src) {
+  void load(const WeightSource& src, const quant::QuantConfig& qc) {
     const ModelConfig& c = cfg;
     const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
-    auto linear = [&](int64_t l, const char* rest, int64_t out, int64_t in, bf16* dst,
-                      float* bias) {
-      std::string prefix = layer_name(l, rest);
-      upload_bf16(dst, tensor_floats(src, prefix + ".weight", {out, in}));
-      if (bias) upload_f32(bias, tensor_floats(src, prefix + ".bias", {out}));
+    auto bias = [&](int64_t l, const char* rest, int64_t out, float* dst) {
+      if (dst) upload_f32(dst, tensor_floats(src, layer_name(l, rest) + ".bias", {out}));
     };
     auto vec = [&](const std::string& name, int64_t n, float* dst) {
       upload_f32(dst, tensor_floats(src, name, {n}));
     };
     for (int64_t l = 0; l < c.num_layers; ++l) {
       Layer& L = layers[size_t(l)];
-      // Fused [q; k; v] rows and [gate; up] rows: one GEMM each.
-      linear(l, "self_attn.q_proj", q_width, H, L.qkv, L.qkv_b);
-      linear(l, "self_attn.k_proj", kv_width, H, L.qkv + q_width * H,
-             L.qkv_b ? L.qkv_b + q_width : nullptr);
-      linear(l, "self_attn.v_proj", kv_width, H, L.qkv + (q_width + kv_width) * H,
-             L.qkv_b ? L.qkv_b + q_width + kv_width : nullptr);
-      linear(l, "self_attn.o_proj", H, q_width, L.o, L.o_b);
-      linear(l, "mlp.gate_proj", I, H, L.gate_up, L.gate_up_b);
-      linear(l, "mlp.up_proj", I, H, L.gate_up + I * H, L.gate_up_b ? L.gate_up_b + I : nullptr);
-      linear(l, "mlp.down_proj", H, I, L.down, L.down_b);
+      auto proj = [&](const char* rest, int64_t out, int64_t in, bool has_bias) {
+        return read_projection(src, qc, layer_name(l, rest), out, in, has_bias);
+      };
+      // Fused [q; k; v] rows and [gate; up] rows: one GEMM each where the formats allow.
+      L.qkv = make_group(src,
+                         {proj("self_attn.q_proj", q_width, H, c.attention_bias),
+                          proj("self_attn.k_proj", kv_width, H, c.attention_bias),
+                          proj("self_attn.v_proj", kv_width, H, c.attention_bias)},
+                         layer_name(l, "self_attn.q_proj+k_proj+v_proj"));
+      L.o = make_group(src, {proj("self_attn.o_proj", H, q_width, c.attention_out_bias)},
+                       layer_name(l, "self_attn.o_proj"));
+      L.gate_up = make_group(
+          src, {proj("mlp.gate_proj", I, H, c.mlp_bias), proj("mlp.up_proj", I, H, c.mlp_bias)},
+          layer_name(l, "mlp.gate_proj+up_proj"));
+      L.down = make_group(src, {proj("mlp.down_proj", H, I, c.mlp_bias)},
+                          layer_name(l, "mlp.down_proj"));
+      bias(l, "self_attn.q_proj", q_width, L.qkv_b);
+      bias(l, "self_attn.k_proj", kv_width, L.qkv_b ? L.qkv_b + q_width : nullptr);
+      bias(l, "self_attn.v_proj", kv_width, L.qkv_b ? L.qkv_b + q_width + kv_width : nullptr);
+      bias(l, "self_attn.o_proj", H, L.o_b);
+      bias(l, "mlp.gate_proj", I, L.gate_up_b);
+      bias(l, "mlp.up_proj", I, L.gate_up_b ? L.gate_up_b + I : nullptr);
+      bias(l, "mlp.down_proj", H, L.down_b);
       vec(layer_name(l, "input_layernorm.weight"), H, L.attn_norm);
       vec(layer_name(l, "post_attention_layernorm.weight"), H, L.ffn_norm);
       if (c.qk_norm) {
@@ -243,6 +460,7 @@ struct CudaLlamaModel::Impl {
       freq_factors.assign(p, p + c.rope_dim / 2);
     }
     upload_inv_freq(freq_factors);
+    count_bytes_per_token();
   }
 
   // Checkpoint KV scales (vLLM's self_attn.k_scale / v_scale), all layers or none.
@@ -268,6 +486,22 @@ struct CudaLlamaModel::Impl {
     max_step = opt.max_step_tokens;
     logit_rows = std::max<int64_t>(opt.max_sequences, std::min<int64_t>(max_step, 256));
     const int64_t n = std::max(max_step, opt.max_sequences);
+    // GEMM scratch before the KV pool takes what is left: the bf16 weight wq_dequant_cublaslt
+    // decodes into (the largest such layer), the W8A8 runner's activation buffers.
+    int64_t scratch = 0, w8_k = 0, w8_n = 0;
+    for (const Layer& L : layers)
+      for (const Group* g : {&L.qkv, &L.o, &L.gate_up, &L.down})
+        for (const Part& p : *g) {
+          scratch = std::max(scratch, p.lin.scratch_elems_for(n));
+          if (p.lin.format() != kernels::GpuWeightFormat::kBf16 &&
+              p.lin.format() != kernels::GpuWeightFormat::kW4A16 &&
+              p.lin.format() != kernels::GpuWeightFormat::kW8A16) {
+            w8_k = std::max(w8_k, p.lin.k());
+            w8_n = std::max(w8_n, p.lin.n());
+          }
+        }
+    if (scratch > 0) dequant_scratch = DeviceBuffer(size_t(scratch) * 2, "dequantization scratch");
+    if (w8_k > 0) w8a8.reserve(n, w8_k, w8_n);
     meta = DeviceBuffer(size_t(kMetaFields * n) * 4, "step metadata");
     h_meta = kc::PinnedBuffer(size_t(kMetaFields * n) * 4);
     x = DeviceBuffer(size_t(n * H) * 4, "activations");
@@ -331,7 +565,31 @@ struct CudaLlamaModel::Impl {
     seqs.assign(size_t(opt.max_sequences), {});
     block_tables.assign(size_t(opt.max_sequences * max_blocks_per_seq), 0);
     d_block_tables = DeviceBuffer(block_tables.size() * 4, "block tables");
+    warm_up_linears(n);
     LOWBIT_CUDA_CHECK(cudaMemset(d_block_tables.get(), 0, d_block_tables.bytes()));
+  }
+
+  // Act-order weights grow a gather buffer on their first call with a new largest m: run
+  // every GEMM once at the largest step so that no later call (inside a CUDA graph capture)
+  // allocates. Inputs are whatever the buffers hold; outputs are overwritten by every step.
+  void warm_up_linears(int64_t n) {
+    bool any = false;
+    for (const Layer& L : layers)
+      for (const Group* g : {&L.qkv, &L.o, &L.gate_up, &L.down})
+        for (const Part& p : *g) any = any || p.lin.needs_warm_up();
+    if (!any) return;
+    const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
+    cudaStream_t st = stream.get();
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(h.get(), 0, h.bytes(), st));
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(attn.get(), 0, attn.bytes(), st));
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(act.get(), 0, act.bytes(), st));
+    for (const Layer& L : layers) {
+      run_group(L.qkv, h.get<bf16>(), H, nullptr, qkv.get<bf16>(), qkv_width, n, st);
+      run_group(L.o, attn.get<bf16>(), q_width, nullptr, delta.get<bf16>(), H, n, st);
+      run_group(L.gate_up, h.get<bf16>(), H, nullptr, gate_up.get<bf16>(), 2 * I, n, st);
+      run_group(L.down, act.get<bf16>(), I, nullptr, delta.get<bf16>(), H, n, st);
+    }
+    stream.synchronize();
   }
 
   kc::PagedKvLayer cache_layer(int64_t l) const {
@@ -421,7 +679,7 @@ struct CudaLlamaModel::Impl {
       const Layer& L = layers[size_t(l)];
       const kc::PagedKvLayer cache = cache_layer(l);
       kc::add_rms_norm(xf, l == 0 ? nullptr : db, L.attn_norm, eps, n, H, hb, st);
-      gemm.linear(hb, H, L.qkv, L.qkv_b, qkvb, qkv_width, kc::OutType::kBf16, n, qkv_width, H, st);
+      run_group(L.qkv, hb, H, L.qkv_b, qkvb, qkv_width, n, st);
       kc::RopeKvArgs r;
       r.qkv = qkvb;
       r.n = n;
@@ -467,11 +725,11 @@ struct CudaLlamaModel::Impl {
           kc::attention_workspace_floats(n, c.num_heads, c.head_dim, splits) <= workspace_floats,
           "attention workspace too small for {} tokens, {} splits", n, splits);
       kc::paged_attention(a, cache, st);
-      gemm.linear(attnb, q_width, L.o, L.o_b, db, H, kc::OutType::kBf16, n, H, q_width, st);
+      run_group(L.o, attnb, q_width, L.o_b, db, H, n, st);
       kc::add_rms_norm(xf, db, L.ffn_norm, eps, n, H, hb, st);
-      gemm.linear(hb, H, L.gate_up, L.gate_up_b, gub, 2 * I, kc::OutType::kBf16, n, 2 * I, H, st);
+      run_group(L.gate_up, hb, H, L.gate_up_b, gub, 2 * I, n, st);
       kc::silu_mul(gub, n, I, actb, st);
-      gemm.linear(actb, I, L.down, L.down_b, db, H, kc::OutType::kBf16, n, H, I, st);
+      run_group(L.down, actb, I, L.down_b, db, H, n, st);
     }
     kc::add_rms_norm(xf, db, final_norm, eps, n, H, hb, st);
   }
@@ -497,24 +755,35 @@ struct CudaLlamaModel::Impl {
 CudaLlamaModel::CudaLlamaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 CudaLlamaModel::CudaLlamaModel(const ModelConfig& config, const WeightSource& source,
-                               const std::string& quant_method, const CudaOptions& options) {
-  if (quant_method != "unquantized" && quant_method != "gguf")
-    fail(
-        "{}: the CUDA backend runs unquantized and GGUF checkpoints so far; this one uses "
-        "'{}'; use --device cpu",
-        source.path(), quant_method);
+                               const quant::QuantConfig& quant, const CudaOptions& options) {
   impl_ = std::make_unique<Impl>();
   Impl& m = *impl_;
   m.init_shapes(config, options);
+  const int cc = m.linear_options.capability;
+  if (quant.min_capability() > cc)
+    fail(
+        "{}: quantization method '{}' needs a GPU of compute capability {}.{} or newer; this "
+        "one has {}.{}",
+        source.path(), quant.name(), quant.min_capability() / 10, quant.min_capability() % 10,
+        cc / 10, cc % 10);
   std::vector<float> ckpt_scales = m.checkpoint_kv_scales(source);
   m.kv_dtype = parse_kv_dtype(options.kv_cache_dtype, !ckpt_scales.empty());
   m.alloc_weights();
-  m.load(source);
+  m.load(source, quant);
   m.alloc_runtime(ckpt_scales);
 }
 
+CudaLlamaModel::CudaLlamaModel(const ModelConfig& config, const WeightSource& source,
+                               const std::string& quant_method, const CudaOptions& options)
+    : CudaLlamaModel(config, source,
+                     *quant::MethodRegistry::builtin().make(quant_method, nlohmann::json::object()),
+                     options) {}
+
 std::unique_ptr<CudaLlamaModel> CudaLlamaModel::random(const ModelConfig& config, uint64_t seed,
-                                                       const CudaOptions& options) {
+                                                       const CudaOptions& options,
+                                                       const std::string& weights) {
+  if (weights != "bf16" && weights != "int4" && weights != "int8" && weights != "fp8")
+    fail("random weights '{}': expected bf16, int4, int8 or fp8", weights);
   auto impl = std::make_unique<Impl>();
   Impl& m = *impl;
   m.init_shapes(config, options);
@@ -530,11 +799,40 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::random(const ModelConfig& config
   auto fill_vec = [&](float* v, int64_t n, float scale, float offset) {
     if (v) kc::fill_uniform(v, n, ++s, scale, offset, st);
   };
-  for (auto& L : m.layers) {
-    fill(L.qkv, m.qkv_width, H);
-    fill(L.o, H, m.q_width);
-    fill(L.gate_up, 2 * I, H);
-    fill(L.down, H, I);
+  // Random codes: one set per shape (generating 8B codes per layer on the host would take
+  // minutes), packed into separate device memory for every layer.
+  std::map<std::pair<int64_t, int64_t>, quant::DecodedWeight> codes;
+  auto make = [&](int64_t l, const char* name, int64_t out, int64_t in) {
+    const std::string what = layer_name(l, name);
+    Impl::Group g;
+    if (weights == "bf16") {
+      bf16* w = m.alloc<bf16>(out * in, what + " weights");
+      fill(w, out, in);
+      g.push_back({kc::GpuLinear::bf16(w, out, in, what, m.linear_options), 0});
+    } else if (weights == "fp8") {
+      DeviceBuffer staging(size_t(out * in) * 2, what + " (bf16 before fp8 quantization)");
+      fill(staging.get<bf16>(), out, in);
+      m.add_owned(g,
+                  kc::GpuLinear::fp8(staging.get<bf16>(), out, in, kc::Fp8Scaling::kRowwise, what,
+                                     m.linear_options, st),
+                  0);
+      m.stream.synchronize();
+    } else {
+      auto kind = weights == "int4" ? kernels::cpu::WqKind::kInt4 : kernels::cpu::WqKind::kInt8;
+      auto it = codes.find({out, in});
+      if (it == codes.end())
+        it = codes.emplace(std::pair{out, in}, random_codes(kind, out, in, seed + uint64_t(out)))
+                 .first;
+      m.add_owned(g, kc::GpuLinear::wq(it->second.source(), what, m.linear_options, st), 0);
+    }
+    return g;
+  };
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    auto& L = m.layers[size_t(l)];
+    L.qkv = make(l, "self_attn.qkv_proj", m.qkv_width, H);
+    L.o = make(l, "self_attn.o_proj", H, m.q_width);
+    L.gate_up = make(l, "mlp.gate_up_proj", 2 * I, H);
+    L.down = make(l, "mlp.down_proj", H, I);
     fill_vec(L.attn_norm, H, 0.1f, 1.0f);
     fill_vec(L.ffn_norm, H, 0.1f, 1.0f);
     fill_vec(L.q_norm, config.head_dim, 0.1f, 1.0f);
@@ -554,6 +852,7 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::random(const ModelConfig& config
   }
   m.stream.synchronize();
   m.upload_inv_freq({});
+  m.count_bytes_per_token();
   m.alloc_runtime({});
   return std::unique_ptr<CudaLlamaModel>(new CudaLlamaModel(std::move(impl)));
 }
@@ -573,11 +872,34 @@ uint64_t CudaLlamaModel::weight_bytes_per_token() const { return impl_->weight_b
 
 std::string CudaLlamaModel::describe() const {
   const Impl& m = *impl_;
+  std::string formats;
+  if (!m.layers.empty())
+    for (const auto& part : m.layers.front().gate_up) {
+      const std::string f = kernels::gpu_weight_format_name(part.lin.format());
+      if (formats.find(f) == std::string::npos) formats += (formats.empty() ? "" : "+") + f;
+    }
   return fmt::format(
-      "CUDA: {:.1f} MiB of bf16 weights; KV cache {} blocks × {} tokens ({}, {:.1f} MiB), "
-      "max context {}",
-      double(m.weight_bytes) / 1048576.0, m.num_blocks, kBlockSize, kv_cache_dtype(),
+      "CUDA: {:.1f} MiB of weights (linear layers {}); KV cache {} blocks × {} tokens ({}, "
+      "{:.1f} MiB), max context {}",
+      double(m.weight_bytes) / 1048576.0, formats.empty() ? "none" : formats, m.num_blocks,
+      kBlockSize, kv_cache_dtype(),
       double(m.layer_pool_bytes) * 2 * double(m.cfg.num_layers) / 1048576.0, m.max_context);
+}
+
+std::vector<std::pair<std::string, std::string>> CudaLlamaModel::linear_kernels(
+    int64_t rows) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (impl_->layers.empty()) return out;
+  const auto& L = impl_->layers.front();
+  const std::pair<const char*, const Impl::Group*> groups[] = {
+      {"qkv_proj", &L.qkv}, {"o_proj", &L.o}, {"gate_up_proj", &L.gate_up}, {"down_proj", &L.down}};
+  for (const auto& [name, g] : groups) {
+    std::string kernels;
+    for (const auto& p : *g)
+      kernels += (kernels.empty() ? "" : ",") + std::string(p.lin.kernel_for(rows));
+    out.emplace_back(std::string("layers.*.") + name, kernels);
+  }
+  return out;
 }
 
 void CudaLlamaModel::reset_sequence(int s) {

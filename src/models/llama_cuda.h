@@ -1,5 +1,8 @@
 // The Llama-family decoder on an NVIDIA GPU (the same architectures as models/llama.h):
-// weights uploaded once as bf16, the residual stream in fp32, other activations in bf16,
+// linear weights uploaded once as bf16 or in a quantized GPU format (W4A16 / W8A16 from
+// awq, gptq, compressed-tensors, bitsandbytes int8 and online int4 / int8; FP8 W8A8 from online
+// fp8), each run by the kernel kernels/gpu_kernel_registry.h chooses per call size; embedding
+// and lm_head in bf16; the residual stream in fp32, other activations in bf16,
 // a paged KV cache in bf16 or FP8 (e4m3 / e5m2, per-tensor scales per layer), GQA attention
 // over it for prefill and decode, and CUDA graphs for batched greedy decode steps.
 // This header has no CUDA types; the implementation lives in llama_cuda.cpp.
@@ -12,6 +15,10 @@
 #include <vector>
 
 #include "models/model_config.h"
+
+namespace lowbit::quant {
+class QuantConfig;
+}
 
 namespace lowbit::models {
 
@@ -29,14 +36,25 @@ struct CudaOptions {
 
 class CudaLlamaModel {
  public:
-  // Uploads a checkpoint's weights as bf16. Tensors may be F32/F16/BF16 or GGUF block formats
-  // that have a CPU reference decoder; `quant_method` is the checkpoint's method name
-  // ("unquantized" or "gguf"; others are refused with a message saying so).
+  // Uploads a checkpoint's weights. `quant` (the checkpoint's or --quantization's method) gives
+  // each linear layer's method: unquantized / gguf weights (F32/F16/BF16 or GGUF block formats
+  // with a CPU reference decoder) go up as bf16; weight-only integer methods (awq, gptq,
+  // compressed-tensors int, bitsandbytes int8, online int4/int8) are decoded on the host and
+  // packed for the W4A16/W8A16 kernels; online fp8 quantizes bf16 weights on the GPU (rowwise
+  // scales, sm_89+). q/k/v and gate/up are fused into one weight each when their formats line
+  // up (else run as separate GEMMs into the same output). Other methods are refused, naming it.
+  CudaLlamaModel(const ModelConfig& config, const WeightSource& source,
+                 const quant::QuantConfig& quant, const CudaOptions& options);
+  // As above with the in-tree method of this name and no checkpoint quantization_config
+  // ("unquantized", "gguf", or an online method: "int4", "int8", "fp8").
   CudaLlamaModel(const ModelConfig& config, const WeightSource& source,
                  const std::string& quant_method, const CudaOptions& options);
-  // Random bf16 weights generated on the GPU (uniform, never zero): benchmarks and tests.
+  // Random weights (uniform, never zero): benchmarks and tests. `weights`: "bf16" (generated
+  // on the GPU), "int4" (random codes, groups of 128, bf16-range scales; W4A16), "int8"
+  // (random codes, a scale per row; W8A16), "fp8" (random bf16 quantized on the GPU, rowwise).
   static std::unique_ptr<CudaLlamaModel> random(const ModelConfig& config, uint64_t seed,
-                                                const CudaOptions& options);
+                                                const CudaOptions& options,
+                                                const std::string& weights = "bf16");
   ~CudaLlamaModel();
   CudaLlamaModel(const CudaLlamaModel&) = delete;
   CudaLlamaModel& operator=(const CudaLlamaModel&) = delete;
@@ -49,6 +67,9 @@ class CudaLlamaModel {
   uint64_t weight_bytes() const;            // bytes of weights on the GPU
   uint64_t weight_bytes_per_token() const;  // bytes read per decode step (batch 1)
   std::string describe() const;             // one line for logs
+  // "model.layers.0.self_attn.qkv_proj" etc. with the kernel each GEMM of the layers runs at
+  // m rows, e.g. {"layers.*.qkv_proj", "wq_gemm"}; layer 0 stands for all (tests, logs).
+  std::vector<std::pair<std::string, std::string>> linear_kernels(int64_t m) const;
 
   // Sequences are slots 0 .. max_sequences - 1; reset frees the slot's cache blocks.
   void reset_sequence(int seq);

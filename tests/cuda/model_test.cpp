@@ -1,7 +1,10 @@
 // The GPU Llama forward pass: stories260K against the CPU model (greedy tokens and logits),
 // internal consistency on a random model with odd shapes (prefill vs step-by-step decode,
 // CUDA-graph decode vs plain forward, batched vs single), FP8 KV caches, and the errors for
-// contexts the cache cannot hold.
+// contexts the cache cannot hold. Quantized: the tiny AWQ / GPTQ / compressed-tensors
+// checkpoints and online int4 / int8 / fp8 against the CPU's greedy tokens (first divergence
+// reported with the CPU's top-1 − top-2 logit margin there), random int4 / int8 / fp8 models
+// (prefill vs decode vs graphs, and LOWBIT_DISABLE_KERNELS steering the kernels).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,6 +14,7 @@
 #include "engine/generate.h"
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
+#include "kernels/cpu/linear.h"
 #include "models/llama_cuda.h"
 #include "quant/registry.h"
 
@@ -205,6 +209,229 @@ TEST(CudaModel, ClearErrorsForContextAndOptions) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("KV cache"), std::string::npos) << e.what();
   }
+}
+
+// ---- quantized models -------------------------------------------------------------------
+
+struct Greedy {
+  std::vector<int32_t> ids;
+  std::vector<float> margins;  // top-1 − top-2 logit at each step
+};
+
+float top2_margin(const std::vector<float>& logits) {
+  float a = -INFINITY, b = -INFINITY;
+  for (float v : logits) {
+    if (v > a) {
+      b = a;
+      a = v;
+    } else if (v > b) {
+      b = v;
+    }
+  }
+  return a - b;
+}
+
+// The CPU model with exact fp32 activations (the weights' own product, as on the GPU).
+Greedy cpu_greedy(const engine::LoadedModel& m, const std::vector<int32_t>& prompt, int steps) {
+  kernels::cpu::set_exact_activations(true);
+  Greedy g;
+  auto cache = m.model->make_cache(int64_t(prompt.size()) + steps + 1);
+  std::vector<float> logits;
+  m.model->forward(prompt, cache, false, logits);
+  for (int i = 0; i < steps; ++i) {
+    g.ids.push_back(engine::argmax(logits));
+    g.margins.push_back(top2_margin(logits));
+    int32_t one[1] = {g.ids.back()};
+    m.model->forward(one, cache, false, logits);
+  }
+  kernels::cpu::set_exact_activations(false);
+  return g;
+}
+
+// Same tokens, or a first divergence where the CPU itself hesitated (margin <= max_margin).
+void expect_same_greedy(const std::string& name, const Greedy& cpu, const std::vector<int32_t>& gpu,
+                        float max_margin) {
+  ASSERT_EQ(cpu.ids.size(), gpu.size());
+  for (size_t i = 0; i < gpu.size(); ++i)
+    if (cpu.ids[i] != gpu[i]) {
+      std::printf("  %-34s first divergence at step %zu: CPU %d, GPU %d, CPU logit margin %.4f\n",
+                  name.c_str(), i, cpu.ids[i], gpu[i], cpu.margins[i]);
+      EXPECT_LE(cpu.margins[i], max_margin)
+          << name << ": GPU token " << gpu[i] << " at step " << i << " where the CPU chose "
+          << cpu.ids[i] << " by a margin of " << cpu.margins[i];
+      return;
+    }
+  std::printf("  %-34s %zu/%zu greedy tokens equal (smallest CPU margin %.4f)\n", name.c_str(),
+              gpu.size(), gpu.size(), *std::min_element(cpu.margins.begin(), cpu.margins.end()));
+}
+
+std::string kernels_at(const models::CudaLlamaModel& m, int64_t rows) {
+  std::string s;
+  for (const auto& [layer, k] : m.linear_kernels(rows)) s += layer + "=" + k + " ";
+  return s;
+}
+
+TEST(CudaModel, QuantizedCheckpointsGreedyMatchesCpu) {
+  LOWBIT_REQUIRE_GPU();
+  auto registry = quant::MethodRegistry::builtin();
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+  const int steps = 24;
+  struct Fixture {
+    const char* dir;
+    bool all_wq_kernels;  // every quantized shape fits the wq kernels (no bf16 fallback)
+  };
+  const Fixture fixtures[] = {
+      {"tiny_quant/awq_llama", true},
+      {"tiny_quant/ct_llama_w4a16_asym", true},
+      {"tiny_quant/ct_qwen2_w8a16", true},
+      {"tiny_quant/gptq_llama_3bit_v2", true},
+      {"tiny_quant/gptq_llama_8bit_sym", true},
+      {"tiny_quant/gptq_qwen2_act_order", true},
+      {"quantized/awq_w4_g32_gemm", false},  // hidden 64 / intermediate 172: some fall back
+      {"quantized/ct_gptq_w4a16_g32_bf16", false},
+      {"quantized/ct_rtn_w8a16_channel", false},
+      {"quantized/gptq_w4_g32_sym_descact", false},
+      {"quantized/gptq_w8_g32_sym_descact", false},
+  };
+  for (const Fixture& f : fixtures) {
+    const std::string path = std::string(LOWBIT_SOURCE_DIR) + "/tests/fixtures/" + f.dir;
+    engine::LoadedModel m = engine::load_model(path, {}, registry);
+    const Greedy cpu = cpu_greedy(m, prompt, steps);
+    models::CudaOptions opt;
+    opt.max_context = 64;
+    models::CudaLlamaModel gpu(m.config, *m.source, *m.quant, opt);
+    const std::string used = kernels_at(gpu, 1);
+    std::printf("  %s: %s\n", f.dir, used.c_str());
+    if (f.all_wq_kernels)
+      EXPECT_NE(used.find("qkv_proj=wq_gemm"), std::string::npos) << f.dir << ": " << used;
+    auto ids = greedy_cuda(gpu, prompt, steps, true);
+    expect_same_greedy(f.dir, cpu, ids, 0.1f);
+    // Prefill of the prompt + tokens in one step (larger m) gives the same logits as decode.
+    std::vector<int32_t> seq = prompt;
+    seq.insert(seq.end(), ids.begin(), ids.end() - 1);
+    std::vector<float> all;
+    gpu.reset_sequence(0);
+    gpu.forward(0, seq, true, all);
+    const int64_t V = m.config.vocab_size;
+    for (int i = 0; i < steps; ++i) {
+      std::vector<float> row(all.begin() + (int64_t(prompt.size()) - 1 + i) * V,
+                             all.begin() + (int64_t(prompt.size()) + i) * V);
+      if (engine::argmax(row) != ids[size_t(i)])
+        EXPECT_LT(top2_margin(row), 0.1f) << f.dir << " prefill vs decode at step " << i;
+    }
+  }
+}
+
+TEST(CudaModel, OnlineQuantizationGreedyMatchesCpu) {
+  LOWBIT_REQUIRE_GPU();
+  if (!std::filesystem::exists(stories_dir() + "/config.json"))
+    GTEST_SKIP() << "stories260K not found at " << stories_dir();
+  auto registry = quant::MethodRegistry::builtin();
+  const std::vector<int32_t> prompt = {1};
+  const int steps = 40;
+  models::CudaOptions opt;
+  opt.max_context = 128;
+  for (const char* method : {"int4", "int8"}) {
+    engine::LoadedModel m = engine::load_model(stories_dir(), {method}, registry);
+    const Greedy cpu = cpu_greedy(m, prompt, steps);
+    models::CudaLlamaModel gpu(m.config, *m.source, *m.quant, opt);
+    std::printf("  stories260K %s: %s\n", method, kernels_at(gpu, 1).c_str());
+    expect_same_greedy(std::string("stories260K --quantization ") + method, cpu,
+                       greedy_cuda(gpu, prompt, steps, true), 0.1f);
+  }
+  // fp8 has no CPU kernels: the CPU load refuses it naming --device cuda; the GPU model is
+  // compared with the unquantized CPU model (a different weight: a looser margin).
+  try {
+    engine::load_model(stories_dir(), {"fp8"}, registry);
+    FAIL() << "expected the CPU to refuse fp8";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--device cuda"), std::string::npos) << e.what();
+  }
+  const auto d = engine::cuda_devices();
+  if (d.front().cc_major * 10 + d.front().cc_minor < 89) GTEST_SKIP() << "fp8 needs sm_89";
+  engine::LoadedModel ref = engine::load_model(stories_dir(), {}, registry);
+  const Greedy cpu = cpu_greedy(ref, prompt, steps);
+  engine::LoadedModel m = engine::load_model(stories_dir(), {"fp8", false, false}, registry);
+  ASSERT_EQ(m.model, nullptr);
+  models::CudaLlamaModel gpu(m.config, *m.source, *m.quant, opt);
+  std::printf("  stories260K fp8: %s\n", kernels_at(gpu, 1).c_str());
+  expect_same_greedy("stories260K --quantization fp8 vs f32", cpu,
+                     greedy_cuda(gpu, prompt, steps, true), 1.0f);
+}
+
+models::ModelConfig small_config() {
+  models::ModelConfig c = odd_config();
+  c.hidden_size = 128;  // shapes the wq / fp8 kernels take: n % 64, k % 32
+  c.intermediate_size = 256;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  return c;
+}
+
+TEST(CudaModel, RandomQuantizedModelsAgreeAcrossPaths) {
+  LOWBIT_REQUIRE_GPU();
+  const auto d = engine::cuda_devices();
+  const bool fp8 = d.front().cc_major * 10 + d.front().cc_minor >= 89;
+  for (const char* weights : {"int4", "int8", "fp8"}) {
+    if (std::string(weights) == "fp8" && !fp8) continue;
+    models::CudaOptions opt;
+    opt.max_sequences = 2;
+    opt.max_step_tokens = 64;
+    auto m = models::CudaLlamaModel::random(small_config(), 5, opt, weights);
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<int32_t> tok(0, 300);
+    std::vector<int32_t> prompt(40);
+    for (auto& t : prompt) t = tok(rng);
+    std::vector<float> all, step;
+    m->forward(0, prompt, true, all);
+    m->reset_sequence(0);
+    std::vector<double> ref;
+    for (int32_t t : prompt) {
+      int32_t one[1] = {t};
+      m->forward(0, one, false, step);
+      ref.insert(ref.end(), step.begin(), step.end());
+    }
+    // fp8: steps of 1 token use the GEMV (bf16 activations), the prefill quantizes them.
+    EXPECT_LT(rel_error(all, ref), std::string(weights) == "fp8" ? 0.1 : 1e-2) << weights;
+    // Graph decode vs plain forward.
+    m->reset_sequence(0);
+    auto graphs = greedy_cuda(*m, {prompt.begin(), prompt.begin() + 8}, 8, true);
+    auto plain = greedy_cuda(*m, {prompt.begin(), prompt.begin() + 8}, 8, false);
+    EXPECT_EQ(graphs, plain) << weights;
+    EXPECT_LT(m->weight_bytes_per_token(),
+              models::CudaLlamaModel::random(small_config(), 5, opt)->weight_bytes_per_token())
+        << weights;
+  }
+
+  // LOWBIT_DISABLE_KERNELS reaches the model: without wq_gemm the dequantize path runs, with
+  // the same result.
+  models::CudaOptions opt;
+  opt.max_step_tokens = 64;
+  auto a = models::CudaLlamaModel::random(small_config(), 9, opt, "int4");
+  setenv("LOWBIT_DISABLE_KERNELS", "wq_gemm", 1);
+  std::unique_ptr<models::CudaLlamaModel> b;
+  try {
+    b = models::CudaLlamaModel::random(small_config(), 9, opt, "int4");
+  } catch (...) {
+    unsetenv("LOWBIT_DISABLE_KERNELS");
+    throw;
+  }
+  unsetenv("LOWBIT_DISABLE_KERNELS");
+  EXPECT_NE(kernels_at(*a, 1).find("qkv_proj=wq_gemm"), std::string::npos) << kernels_at(*a, 1);
+  EXPECT_NE(kernels_at(*b, 1).find("qkv_proj=wq_dequant_cublaslt"), std::string::npos)
+      << kernels_at(*b, 1);
+  std::vector<int32_t> prompt = {5, 17, 99, 3, 250, 7};
+  std::vector<float> la, lb;
+  a->forward(0, prompt, true, la);
+  b->forward(0, prompt, true, lb);
+  std::vector<double> ref(lb.begin(), lb.end());
+  EXPECT_LT(rel_error(la, ref), 1e-2);
+
+  // Unknown names are refused.
+  setenv("LOWBIT_DISABLE_KERNELS", "marlin", 1);
+  EXPECT_THROW(models::CudaLlamaModel::random(small_config(), 9, opt, "int4"), Error);
+  unsetenv("LOWBIT_DISABLE_KERNELS");
+  EXPECT_THROW(models::CudaLlamaModel::random(small_config(), 9, opt, "int3"), Error);
 }
 
 }  // namespace
