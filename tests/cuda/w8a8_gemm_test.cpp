@@ -318,10 +318,10 @@ const char* variant_name(int v) {
 }
 
 // Which block-scale layouts does cuBLASLt read (w8a8::BlockScaleLayout)? Runs the
-// block-scaled GEMM with all 16 layouts on shapes where padding and order show (3 blocks of
-// 128 in n and k, an odd m) and prints every error; the best layout that matches the reference
-// is kept for the rest of this process (printed as BLOCK_LAYOUT_BEST=abcd, the value of
-// LOWBIT_W8A8_BLOCK_LAYOUT); the default must match too.
+// block-scaled GEMM with all 16 layouts on shapes where order and padding show (3 and 5 blocks
+// of 128 in k, 3 in n; m % 4 == 0, the only m that use cuBLASLt) and prints every error; the best
+// layout that matches the reference is kept for the rest of this process (printed as
+// BLOCK_LAYOUT_BEST=abcd, the value of LOWBIT_W8A8_BLOCK_LAYOUT); the default must match too.
 TEST(CudaW8A8, BlockScaleLayoutProbe) {
   LOWBIT_REQUIRE_GPU();
   kc::W8A8Runner runner;
@@ -338,14 +338,14 @@ TEST(CudaW8A8, BlockScaleLayoutProbe) {
     kc::w8a8::set_block_scale_layout(l);
     double worst = 0;
     std::string paths;
-    for (const Case& c : {Case{37, 384, 384}, Case{64, 384, 384}}) {
+    for (const Case& c : {Case{64, 384, 384}, Case{128, 384, 640}}) {
       std::string path;
       worst = std::max(worst, run_linear(runner, 2, c, true, true, rng, &path));
       paths += path + " ";
     }
     std::printf("block128 layout %d%d%d%d: worst rel_err=%.3e (%s)\n", int(l.act_group_major),
                 int(l.act_pad4), int(l.w_n_major), int(l.w_pad4), worst, paths.c_str());
-    if (paths.find("dequant") != std::string::npos) continue;  // cuBLASLt not used
+    if (paths.find("cublaslt-scaled") == std::string::npos) continue;  // cuBLASLt not used
     if (worst < best) best = worst, best_layout = l;
     if (l.act_group_major == initial.act_group_major && l.act_pad4 == initial.act_pad4 &&
         l.w_n_major == initial.w_n_major && l.w_pad4 == initial.w_pad4)

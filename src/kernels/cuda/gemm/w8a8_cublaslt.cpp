@@ -286,7 +286,9 @@ void W8A8Runner::fp8_linear(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64
                     : scaling == Fp8Scaling::kRowwise ? Kind::kFp8Rowwise
                                                       : Kind::kFp8Block;
   const size_t ybytes = out_type == OutType::kBf16 ? 2 : 4;
-  const bool native = s.plan(kind, m, n, k, ldy, out_type, y).ok;
+  // Block scales natively only for m % 4 == 0 (see w8a8::BlockScaleLayout).
+  const bool native =
+      (kind != Kind::kFp8Block || m % 4 == 0) && s.plan(kind, m, n, k, ldy, out_type, y).ok;
   s.ensure(m, k, n, !native, stream);
   auto* xq = s.act_q.get<uint8_t>();
   auto* xs = s.act_scales.get<float>();
