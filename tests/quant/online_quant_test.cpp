@@ -67,38 +67,58 @@ TEST(Rtn, Int8CodesMatchTheDefinition) {
   EXPECT_LE(ties, 2);
 }
 
-TEST(Rtn, Int4CodesMatchTheDefinition) {
+TEST(Rtn, Int4GroupsRoundToNearestAndBeatMinMax) {
   Rng rng(12);
   for (auto [n, k, g] :
        {std::tuple<int64_t, int64_t, int64_t>{9, 256, 128}, {5, 96, 32}, {7, 172, 86}, {3, 7, 7}}) {
     std::vector<float> w = random_weight(n, k, DType::F32, rng);
-    // One constant group (all equal values) exercises the zero-range clamp.
+    // Constant groups (one positive, one negative) must come back exactly.
     for (int64_t c = 0; c < g; ++c) w[size_t(c)] = 0.25f;
+    if (n > 1)
+      for (int64_t c = 0; c < g; ++c) w[size_t(k + c)] = -0.5f;
     QuantizedWeight q = rtn_int4_grouped(w.data(), n, k, g);
     ASSERT_EQ(q.group_size, g);
     const int64_t groups = k / g;
+    double err = 0, err_minmax = 0;  // unweighted squared error over the whole weight
     for (int64_t j = 0; j < n; ++j)
       for (int64_t gi = 0; gi < groups; ++gi) {
         const float* x = w.data() + j * k + gi * g;
-        double lo = x[0], hi = x[0];
-        for (int64_t c = 0; c < g; ++c)
-          lo = std::min(lo, double(x[c])), hi = std::max(hi, double(x[c]));
-        const double scale = std::max(hi - lo, 1e-5) / 15.0;
-        const double zero = std::clamp(double(std::lround(-lo / scale)), 0.0, 15.0);
         const size_t si = size_t(j * groups + gi);
-        EXPECT_NEAR(q.scales[si], scale, scale * 1e-6);
-        EXPECT_EQ(q.zeros[si], zero) << "row " << j << " group " << gi;
+        const double scale = q.scales[si], zero = q.zeros[si];
+        ASSERT_GT(scale, 0);
+        ASSERT_TRUE(std::isfinite(zero));
+        double lo = x[0], hi = x[0], sum2 = 0;
         for (int64_t c = 0; c < g; ++c) {
-          const double expected = std::clamp(double(std::lround(x[c] / scale)) + zero, 0.0, 15.0);
-          const int got = q.codes[size_t(j * k + gi * g + c)];
-          if (got != expected)
-            EXPECT_TRUE(near_tie(x[c], scale))
-                << "[" << j << ", " << gi * g + c << "] got " << got << " expected " << expected;
-          // Round-to-nearest: the error is at most half a step unless clamped at the range end.
-          const double deq = (got - zero) * scale;
-          if (expected > 0 && expected < 15) EXPECT_LE(std::abs(deq - x[c]), 0.5001 * scale);
+          lo = std::min(lo, double(x[c])), hi = std::max(hi, double(x[c]));
+          sum2 += double(x[c]) * x[c];
         }
+        // The plain min/max candidate (AWQ's pseudo-quantizer) under the same weighting.
+        const double mm_scale = std::max(hi - lo, 1e-5) / 15.0;
+        const double mm_zero = std::clamp(double(std::lround(-lo / mm_scale)), 0.0, 15.0);
+        const double rms = std::sqrt(sum2 / double(g));
+        double werr = 0, werr_minmax = 0;
+        for (int64_t c = 0; c < g; ++c) {
+          const int got = q.codes[size_t(j * k + gi * g + c)];
+          ASSERT_LE(got, 15);
+          // Nearest code for the chosen (scale, zero), unless clamped at the ends.
+          const double ideal = x[c] / scale + zero;
+          if (ideal > 0.5 && ideal < 14.5) EXPECT_LE(std::abs(got - ideal), 0.5 + 1e-4);
+          const double d = (got - zero) * scale - x[c];
+          const double mm_code =
+              std::clamp(double(std::lround(x[c] / mm_scale)) + mm_zero, 0.0, 15.0);
+          const double dm = (mm_code - mm_zero) * mm_scale - x[c];
+          werr += (rms + std::abs(x[c])) * d * d;
+          werr_minmax += (rms + std::abs(x[c])) * dm * dm;
+          err += d * d;
+          err_minmax += dm * dm;
+        }
+        EXPECT_LE(werr, werr_minmax * (1 + 1e-5) + 1e-12) << "row " << j << " group " << gi;
+        if (hi - lo <= 1e-5)
+          for (int64_t c = 0; c < g; ++c)
+            EXPECT_NEAR((q.codes[size_t(j * k + gi * g + c)] - zero) * scale, x[c], 1e-6);
       }
+    // Clipping + refitting pays on Gaussian-like weights.
+    EXPECT_LT(err, 0.9 * err_minmax) << n << "x" << k << " group " << g;
   }
 }
 
@@ -168,18 +188,16 @@ std::vector<double> int8_reference(const std::vector<float>& w, int64_t n, int64
   return out;
 }
 
+// The layer must compute with exactly the weight rtn_int4_grouped chose (its choice is tested
+// in Rtn.Int4GroupsRoundToNearestAndBeatMinMax), dequantized in double.
 std::vector<double> int4_reference(const std::vector<float>& w, int64_t n, int64_t k, int64_t g) {
+  QuantizedWeight q = rtn_int4_grouped(w.data(), n, k, g);
   std::vector<double> out(w.size());
   for (int64_t j = 0; j < n; ++j)
-    for (int64_t c0 = 0; c0 < k; c0 += g) {
-      const float* x = w.data() + j * k + c0;
-      float lo = *std::min_element(x, x + g), hi = *std::max_element(x, x + g);
-      const float scale = std::max(hi - lo, 1e-5f) / 15.0f;
-      const float zero = std::clamp(std::nearbyint(-lo / scale), 0.0f, 15.0f);
-      for (int64_t c = 0; c < g; ++c) {
-        float q = std::clamp(std::nearbyint(x[c] / scale) + zero, 0.0f, 15.0f);
-        out[size_t(j * k + c0 + c)] = (double(q) - zero) * double(scale);
-      }
+    for (int64_t c = 0; c < k; ++c) {
+      const size_t si = size_t(j * (k / g) + c / g);
+      out[size_t(j * k + c)] =
+          (double(q.codes[size_t(j * k + c)]) - double(q.zeros[si])) * double(q.scales[si]);
     }
   return out;
 }
