@@ -130,7 +130,7 @@ int main(int argc, char** argv) try {
   std::vector<int64_t> ms = {1, 4, 16, 32, 64, 128, 256, 1024, 4096};
   if (quick) {
     shapes = {{4096, 6144}, {14336, 4096}, {8192, 57344}};
-    ms = {1, 16, 128, 1024, 4096};
+    ms = {1, 4, 16, 128, 1024, 4096};
     reps = std::min(reps, 5);
   }
   std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> base;

@@ -266,14 +266,17 @@ void W8A8Runner::fp8_linear(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64
   const Fp8Scaling scaling = w.scaling();
   LOWBIT_CHECK(ldy >= n && ldx >= k, "fp8_linear: ldx {} < k {} or ldy {} < n {}", ldx, k, ldy, n);
   Impl& s = *impl_;
-  if (!s.fp8_tensor_cores(scaling) && m > kW8GemvMaxRows) {
+  // Block scales natively only for m % 4 == 0 (see w8a8::BlockScaleLayout); other m up to 16
+  // take the GEMV, larger ones the dequantize + bf16 GEMM fallback.
+  const bool block_odd_m = scaling == Fp8Scaling::kBlock128 && m % 4 != 0;
+  if (m > 16 && (!s.fp8_tensor_cores(scaling) || block_odd_m)) {
     s.dequant_gemm(w, x, ldx, bias, y, ldy, out_type, m, stream);
     return;
   }
-  if ((m <= kW8GemvMaxRows && !force_gemm) || !s.fp8_tensor_cores(scaling)) {
-    // Weight-only path: bf16 activations, 8 rows of x per weight pass.
-    for (int64_t r = 0; r < m; r += kW8GemvMaxRows) {
-      const int64_t rows = std::min(kW8GemvMaxRows, m - r);
+  if ((m <= kW8GemvMaxRows && !force_gemm) || !s.fp8_tensor_cores(scaling) || block_odd_m) {
+    // Weight-only path: bf16 activations, up to 8 rows of x per weight pass.
+    for (int64_t r = 0; r < m; r += kW8GemvChunkRows) {
+      const int64_t rows = std::min(kW8GemvChunkRows, m - r);
       const size_t ybytes = out_type == OutType::kBf16 ? 2 : 4;
       w8a8::w8_gemv(w.data(), true, w.scales(), scaling, x + r * ldx, ldx, bias,
                     static_cast<char*>(y) + size_t(r * ldy) * ybytes, ldy, out_type, rows, n, k,
@@ -286,9 +289,7 @@ void W8A8Runner::fp8_linear(const Fp8GpuWeight& w, const __nv_bfloat16* x, int64
                     : scaling == Fp8Scaling::kRowwise ? Kind::kFp8Rowwise
                                                       : Kind::kFp8Block;
   const size_t ybytes = out_type == OutType::kBf16 ? 2 : 4;
-  // Block scales natively only for m % 4 == 0 (see w8a8::BlockScaleLayout).
-  const bool native =
-      (kind != Kind::kFp8Block || m % 4 == 0) && s.plan(kind, m, n, k, ldy, out_type, y).ok;
+  const bool native = s.plan(kind, m, n, k, ldy, out_type, y).ok;
   s.ensure(m, k, n, !native, stream);
   auto* xq = s.act_q.get<uint8_t>();
   auto* xs = s.act_scales.get<float>();

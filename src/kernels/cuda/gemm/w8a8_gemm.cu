@@ -563,7 +563,8 @@ void quantize_act_block128(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64
 void w8_gemv(const void* w, bool is_fp8, const float* scales, Fp8Scaling scaling,
              const __nv_bfloat16* x, int64_t ldx, const float* bias, void* y, int64_t ldy,
              OutType out_type, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  LOWBIT_CHECK(m >= 1 && m <= kW8GemvMaxRows, "w8_gemv: m = {} not in [1, {}]", m, kW8GemvMaxRows);
+  LOWBIT_CHECK(m >= 1 && m <= kW8GemvChunkRows, "w8_gemv: m = {} not in [1, {}]", m,
+               kW8GemvChunkRows);
   check_rows(x, ldx, k, "8-bit GEMV activations");
   const int mi = int(m), ni = int(n), ki = int(k);
   if (is_fp8) {

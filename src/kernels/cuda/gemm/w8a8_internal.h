@@ -86,7 +86,7 @@ void quantize_act_block128(const __nv_bfloat16* x, int64_t ldx, int64_t m, int64
 void relayout_weight_block_scales(const float* src, float* dst, int64_t nb, int64_t kb,
                                   BlockScaleLayout layout, cudaStream_t stream);
 
-// y[i, :] = x[i, :]·Wᵀ for i < m <= kW8GemvMaxRows with 8-bit W read directly (bf16 x, fp32
+// y[i, :] = x[i, :]·Wᵀ for i < m <= kW8GemvChunkRows with 8-bit W read directly (bf16 x, fp32
 // accumulation). is_fp8: e4m3 else int8. scaling: per-tensor (scales[0]), rowwise (scales[n])
 // or block (scales[n/128, k/128]).
 void w8_gemv(const void* w, bool is_fp8, const float* scales, Fp8Scaling scaling,
