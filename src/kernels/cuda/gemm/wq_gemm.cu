@@ -546,6 +546,8 @@ void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t 
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
-int64_t wq_gemm_max_fast_rows(const WqGpuWeight&) { return 256; }
+// H100, bench/gpu_wq_gemm_bench.cpp (2026-11-23): the direct kernel beats dequantize + cuBLASLt
+// up to m = 128 on every Llama-3 shape; at m = 256 the dense path is faster on most.
+int64_t wq_gemm_max_fast_rows(const WqGpuWeight&) { return 128; }
 
 }  // namespace lowbit::kernels::cuda

@@ -9,9 +9,11 @@
 // ((q − z)·s with the exponent-bias trick, exact for integer zeros) right before the mma.
 // Act-order (GPTQ desc_act) columns are reordered at pack time and x is gathered once per call.
 //
-// Large m: the kernel is built for m ≤ 64 per pass (larger m runs several passes, correct but
-// not fast); callers dequantize once with wq_dequantize into a bf16/f16 [n, k] matrix and use
-// cuBLASLt there (GemmRunner), see wq_gemm_prefers_dense().
+// Configurations: m ≤ 16, 32 columns × 16 rows per block (the decode path); m > 16, 64 × 64 in
+// passes of 64 rows (correct for any m, slow beyond ~128). Above wq_gemm_max_fast_rows() callers
+// should dequantize with wq_dequantize into a bf16/f16 [n, k] matrix and use cuBLASLt
+// (GemmRunner). Shared memory: the m ≤ 16 configuration needs up to 156 KB; where the GPU offers
+// less (Ada: 99 KB) m > 6 falls back to the 64-row configuration.
 #pragma once
 
 #include <cuda_runtime.h>
