@@ -33,7 +33,7 @@ struct RandomWeight {
   WqSource src;
 
   RandomWeight(WqKind kind, int64_t n, int64_t k, int64_t group, bool with_zeros, bool act_order,
-               std::mt19937& rng) {
+               std::mt19937& rng, bool fractional_zeros = false) {
     const int levels = kind == WqKind::kInt4 ? 16 : 256;
     const int64_t groups = k / group;
     codes.resize(size_t(n * k));
@@ -44,7 +44,10 @@ struct RandomWeight {
     for (auto& s : scales) s = mag(rng) * (rng() % 2 ? 1.0f : -1.0f) / float(levels);
     if (with_zeros) {
       zeros.resize(size_t(n * groups));
-      for (auto& z : zeros) z = float(code(rng));
+      std::uniform_real_distribution<float> frac(-0.5f, 0.5f);
+      for (auto& z : zeros)
+        z = fractional_zeros ? std::clamp(float(code(rng)) + frac(rng), 0.0f, float(levels - 1))
+                             : float(code(rng));
     }
     if (act_order) {
       perm.resize(size_t(k));
@@ -161,10 +164,10 @@ TEST(CudaWqGemm, AllLayoutsMatchReference) {
   int variant = 0;
   for (WqKind kind : {WqKind::kInt4, WqKind::kInt8})
     for (int64_t group : {int64_t(32), int64_t(64), int64_t(128), k})
-      for (bool zeros : {false, true})
+      for (int zeros : {0, 1, 2})  // none, integer, fractional (online int4's refit)
         for (bool act_order : {false, true}) {
           if (act_order && group == k) continue;  // act-order needs groups
-          RandomWeight rw(kind, n, k, group, zeros, act_order, rng);
+          RandomWeight rw(kind, n, k, group, zeros > 0, act_order, rng, zeros == 2);
           auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
           for (int64_t m : {1, 3, 16, 17, 64, 67}) {
             RunOptions o;
@@ -316,9 +319,10 @@ TEST(CudaWqGemm, UnsupportedShapesAndBadInput) {
   s = ok.src;
   s.kind = WqKind::kNf4;
   EXPECT_NE(kc::wq_gemm_unsupported_reason(s).find("nf4"), std::string::npos);
-  RandomWeight frac(WqKind::kInt4, 64, 128, 32, true, false, rng);
-  frac.zeros[5] = 3.5f;
-  EXPECT_NE(kc::wq_gemm_unsupported_reason(frac.src).find("3.5"), std::string::npos);
+  RandomWeight frac(WqKind::kInt4, 64, 128, 32, true, false, rng, true);
+  EXPECT_EQ(kc::wq_gemm_unsupported_reason(frac.src), "");
+  frac.zeros[5] = 300.5f;
+  EXPECT_NE(kc::wq_gemm_unsupported_reason(frac.src).find("300.5"), std::string::npos);
   try {
     kc::wq_gemm_pack(frac.src, "model.layers.3.mlp.up_proj", nullptr);
     ADD_FAILURE() << "expected an error";

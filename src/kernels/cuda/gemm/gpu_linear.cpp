@@ -13,6 +13,9 @@
 
 namespace lowbit::kernels::cuda {
 
+static_assert(kBf16GemvRows == kGemvMaxRows, "gpu_kernel_registry.h mirrors linear.h");
+static_assert(kW8GemvRows == kW8GemvMaxRows, "gpu_kernel_registry.h mirrors w8a8_gemm.h");
+
 struct GpuLinear::Owned {
   std::unique_ptr<Fp8GpuWeight> fp8;
   std::unique_ptr<Int8GpuWeight> int8;
@@ -175,10 +178,8 @@ std::string GpuLinear::shape_reason(const GpuKernelInfo& k) const {
     const Fp8Scaling scaling = shape_.format == F::kFp8PerTensor ? Fp8Scaling::kPerTensor
                                : shape_.format == F::kFp8Rowwise ? Fp8Scaling::kRowwise
                                                                  : Fp8Scaling::kBlock128;
-    // The GEMV runs on sm_80 too (weight-only fp8); the GEMM needs fp8 tensor cores.
-    return fp8_unsupported_reason(
-        shape_.n, shape_.k, scaling,
-        std::strcmp(k.name, "fp8_gemv") == 0 ? std::max(cc, kFp8MinCapability) : cc);
+    // On GPUs without fp8 tensor cores fp8_linear runs weight-only by itself (fp8_weight_only).
+    return fp8_unsupported_reason(shape_.n, shape_.k, scaling, cc);
   }
   if (shape_.format == F::kInt8W8A8) return int8_unsupported_reason(shape_.n, shape_.k, cc);
   if (shape_.format == F::kW4A16 || shape_.format == F::kW8A16)

@@ -4,7 +4,7 @@
 // whole k (no split-k: one launch, no workspace). Warps are WN column groups × WK = 8 / WN
 // k-slices; a pipeline stage (S stages in flight) is WK·SPW consecutive k-steps per column
 // group, each warp computing SPW of them, brought in by cp.async: per warp-step 512 B of codes
-// + 128 B of group parameters, and the [min(m, 16·MT), stage k] tile of x (16-byte chunks
+// + 256 B of group parameters, and the [min(m, 16·MT), stage k] tile of x (16-byte chunks
 // XOR-swizzled by row for conflict-free ldmatrix). Each step a lane dequantizes its 16-byte word
 // into mma B fragments in registers and issues mma.sync m16n8k16 (fp32 accumulate). At the end
 // the WK partial sums meet in shared memory.
@@ -80,30 +80,34 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
   }
 }
 
-// (h − zoff)·scale on two 16-bit lanes at once; exact before the one rounding of the product.
+// (h − zoff)·scale + c on two 16-bit lanes at once: h − zoff = q − round(z) is exact and
+// c = −(z − round(z))·scale (0 for integer zeros), so one rounding for integer zeros.
 template <bool kF16>
-__device__ __forceinline__ uint32_t sub_mul2(uint32_t h, uint32_t zoff2, uint32_t scale2) {
+__device__ __forceinline__ uint32_t sub_fma2(uint32_t h, uint32_t zoff2, uint32_t scale2,
+                                             uint32_t c2) {
   if constexpr (kF16) {
     __half2 r =
-        __hmul2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zoff2)),
-                *reinterpret_cast<__half2*>(&scale2));
+        __hfma2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zoff2)),
+                *reinterpret_cast<__half2*>(&scale2), *reinterpret_cast<__half2*>(&c2));
     return *reinterpret_cast<uint32_t*>(&r);
   } else {
-    __nv_bfloat162 r = __hmul2(
+    __nv_bfloat162 r = __hfma2(
         __hsub2(*reinterpret_cast<__nv_bfloat162*>(&h), *reinterpret_cast<__nv_bfloat162*>(&zoff2)),
-        *reinterpret_cast<__nv_bfloat162*>(&scale2));
+        *reinterpret_cast<__nv_bfloat162*>(&scale2), *reinterpret_cast<__nv_bfloat162*>(&c2));
     return *reinterpret_cast<uint32_t*>(&r);
   }
 }
 
 template <bool kF16>
-__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t scale2) {
+__device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t scale2, uint32_t c2) {
   if constexpr (kF16) {
-    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&scale2));
+    __half2 r = __hfma2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&scale2),
+                        *reinterpret_cast<__half2*>(&c2));
     return *reinterpret_cast<uint32_t*>(&r);
   } else {
-    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a),
-                               *reinterpret_cast<__nv_bfloat162*>(&scale2));
+    __nv_bfloat162 r =
+        __hfma2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&scale2),
+                *reinterpret_cast<__nv_bfloat162*>(&c2));
     return *reinterpret_cast<uint32_t*>(&r);
   }
 }
@@ -129,17 +133,20 @@ __device__ __forceinline__ uint32_t pack2(float a, float b) {
 struct GroupParams {
   uint32_t scale2[4];
   uint32_t zoff2[4];
+  uint32_t c2[4];  // −(z − round(z))·scale
   float zf[4];
 };
 
 template <bool kInt8, bool kF16>
 __device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, bool has_zeros) {
   if (has_zeros) {
-    const uint4 v = *reinterpret_cast<const uint4*>(src);
-    const uint32_t e[4] = {v.x, v.y, v.z, v.w};
+    const uint4 v0 = *reinterpret_cast<const uint4*>(src);
+    const uint4 v1 = *reinterpret_cast<const uint4*>(src + 16);
+    const uint32_t e[4] = {v0.x, v0.z, v1.x, v1.z}, c[4] = {v0.y, v0.w, v1.y, v1.w};
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
       p.scale2[nt] = __byte_perm(e[nt], 0, 0x1010);
+      p.c2[nt] = __byte_perm(c[nt], 0, 0x1010);
       if constexpr (kInt8) {
         p.zf[nt] = 8388608.0f + float(int16_t(e[nt] >> 16));
       } else {
@@ -155,6 +162,7 @@ __device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, 
     for (int nt = 0; nt < 4; ++nt) {
       p.scale2[nt] = __byte_perm(e[nt / 2], 0, (nt & 1) ? 0x3232 : 0x1010);
       p.zoff2[nt] = zoff;
+      p.c2[nt] = 0;
       p.zf[nt] = 8388608.0f + 128.0f;
     }
   }
@@ -174,8 +182,8 @@ __device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const G
       const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
       const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
       const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
-      bfrag[nt][0] = mul2<kF16>(pack2<kF16>(f0, f1), gp.scale2[nt]);
-      bfrag[nt][1] = mul2<kF16>(pack2<kF16>(f2, f3), gp.scale2[nt]);
+      bfrag[nt][0] = fma2<kF16>(pack2<kF16>(f0, f1), gp.scale2[nt], gp.c2[nt]);
+      bfrag[nt][1] = fma2<kF16>(pack2<kF16>(f2, f3), gp.scale2[nt], gp.c2[nt]);
     }
   } else {
     constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
@@ -187,10 +195,10 @@ __device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const G
       const uint32_t h1 = ((w >> 4) & 0x000F000Fu) | kBias;
       const uint32_t h2 = ((w >> 8) & 0x000F000Fu) | kBias;
       const uint32_t h3 = ((w >> 12) & 0x000F000Fu) | kBias;
-      bfrag[na][0] = sub_mul2<kF16>(h0, gp.zoff2[na], gp.scale2[na]);
-      bfrag[na][1] = sub_mul2<kF16>(h1, gp.zoff2[na], gp.scale2[na]);
-      bfrag[nb][0] = sub_mul2<kF16>(h2, gp.zoff2[nb], gp.scale2[nb]);
-      bfrag[nb][1] = sub_mul2<kF16>(h3, gp.zoff2[nb], gp.scale2[nb]);
+      bfrag[na][0] = sub_fma2<kF16>(h0, gp.zoff2[na], gp.scale2[na], gp.c2[na]);
+      bfrag[na][1] = sub_fma2<kF16>(h1, gp.zoff2[na], gp.scale2[na], gp.c2[na]);
+      bfrag[nb][0] = sub_fma2<kF16>(h2, gp.zoff2[nb], gp.scale2[nb], gp.c2[nb]);
+      bfrag[nb][1] = sub_fma2<kF16>(h3, gp.zoff2[nb], gp.scale2[nb], gp.c2[nb]);
     }
   }
 }
@@ -204,7 +212,7 @@ struct Tile {
   static constexpr int kRows = 16 * MT;
   static constexpr int kChunks = kStageK / 8;  // 16-byte chunks of one x row per stage
   static constexpr int kBBytes = WN * kStageSteps * 512;
-  static constexpr int kPBytes = WN * kStageSteps * 128;
+  static constexpr int kPBytes = WN * kStageSteps * 256;
   static constexpr int kRedBytes = WK * kRows * 32 * WN * 4;
   // x rows held in shared memory: min(m, kRows) per launch (a_rows), so small m needs less.
   static constexpr int stage_bytes(int a_rows) { return kBBytes + kPBytes + a_rows * kStageK * 2; }
@@ -226,7 +234,7 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
   const int stage_bytes = T::stage_bytes(a_rows);
   const int nsteps = a.k / T::kStep;
   const int nstages = (nsteps + kSS - 1) / kSS;
-  const int pstride = a.has_zeros ? 128 : 64;  // param bytes per (group, column group)
+  const int pstride = a.has_zeros ? 256 : 64;  // param bytes per (group, column group)
   const uint8_t* params = static_cast<const uint8_t*>(a.params);
   const uint16_t* x = static_cast<const uint16_t*>(a.x);
 
@@ -236,10 +244,10 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
 
   // Per-thread constant parts of the copies. Codes: WN·kSS·32 chunks per stage, SPW per
   // thread; chunk i is lane i % 32 of warp-step slot ws = i / 32 = (column group, step in
-  // stage). Group parameters: 8 chunks (128 B; the symmetric 64 B entry plus its neighbour,
-  // the buffer is padded) per slot, threads 0 .. WN·kSS·8 − 1.
+  // stage). Group parameters: 16 chunks (256 B; a symmetric 64 B entry plus its neighbours,
+  // the buffer is padded) per slot, threads 0 .. WN·kSS·16 − 1.
   static_assert(WN * kSS * 32 == SPW * kThreads, "SPW code chunks per thread and stage");
-  static_assert(WN * kSS * 8 <= kThreads, "one parameter chunk per thread and stage");
+  static_assert(WN * kSS * 16 <= kThreads, "one parameter chunk per thread and stage");
   const uint4* b_src[SPW];
   int b_ls[SPW];
 #pragma unroll
@@ -249,8 +257,8 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
     b_src[j] = a.codes + (int64_t(b_ls[j]) * cgs + cg0 + ws / kSS) * 32 + lane;
   }
   const int64_t b_stride = int64_t(kSS) * cgs * 32;
-  const bool p_thread = tid < WN * kSS * 8;
-  const int p_ws = tid >> 3, p_c = tid & 7, p_ls = p_ws % kSS, p_swn = p_ws / kSS;
+  const bool p_thread = tid < WN * kSS * 16;
+  const int p_ws = tid >> 4, p_c = tid & 15, p_ls = p_ws % kSS, p_swn = p_ws / kSS;
   const uint8_t* p_src = params + int64_t(cg0 + p_swn) * pstride + p_c * 16;
   const int64_t p_gstride = int64_t(cgs) * pstride;
 
@@ -263,7 +271,7 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
     if (p_thread) {
       const int step = s * kSS + p_ls;
       if (step < nsteps)
-        cp_async16(stage_p(b) + p_ws * 128 + p_c * 16,
+        cp_async16(stage_p(b) + p_ws * 256 + p_c * 16,
                    p_src + int64_t(step >> a.group_shift) * p_gstride);
     }
     // x tile [rows, kStageK], chunk c of row r stored at chunk c ^ (r & 7).
@@ -311,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
       const int slot = wn * kSS + ls;
       const uint4 q = reinterpret_cast<const uint4*>(stage_b(b))[slot * 32 + lane];
       GroupParams gp;
-      read_params<kInt8, kF16>(gp, stage_p(b) + slot * 128 + g * (a.has_zeros ? 16 : 8),
+      read_params<kInt8, kF16>(gp, stage_p(b) + slot * 256 + g * (a.has_zeros ? 32 : 8),
                                a.has_zeros);
       constexpr int kHalves = kInt8 ? 1 : 2;  // k16 halves per step
 #pragma unroll
@@ -395,10 +403,10 @@ __global__ void dequantize_kernel(const uint4* __restrict__ codes,
   if (i >= int64_t(nsteps) * cgs * 32) return;
   const int lane = int(i & 31), cg = int((i >> 5) % cgs), step = int((i >> 5) / cgs);
   const int g = lane >> 2, t = lane & 3;
-  const int pstride = has_zeros ? 128 : 64;
+  const int pstride = has_zeros ? 256 : 64;
   GroupParams gp;
   read_params<kInt8, kF16>(
-      gp, params + (int64_t(step >> group_shift) * cgs + cg) * pstride + g * (has_zeros ? 16 : 8),
+      gp, params + (int64_t(step >> group_shift) * cgs + cg) * pstride + g * (has_zeros ? 32 : 8),
       has_zeros);
   const uint4 q = codes[i];
 #pragma unroll

@@ -12,8 +12,8 @@
 // Configurations: m ≤ 16, 32 columns × 16 rows per block (the decode path); m > 16, 64 × 64 in
 // passes of 64 rows (correct for any m, slow beyond ~128). Above wq_gemm_max_fast_rows() callers
 // should dequantize with wq_dequantize into a bf16/f16 [n, k] matrix and use cuBLASLt
-// (GemmRunner). Shared memory: the m ≤ 16 configuration needs up to 156 KB; where the GPU offers
-// less (Ada: 99 KB) m > 6 falls back to the 64-row configuration.
+// (GemmRunner). Shared memory: the m ≤ 16 configuration needs up to 168 KB; where the GPU offers
+// less (A100 163 KB: m > 13; Ada 99 KB: m > 4) it falls back to the 64-row configuration.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -48,7 +48,8 @@ struct WqGpuWeight {
 // "" if this kernel family can take `src`, else one reason naming the field, found and
 // expected (e.g. "k = 4100 is not a multiple of 32"). Requirements: kind int4 or int8;
 // n % 64 == 0; k % 32 == 0; group_size a power of two >= 32 (or group_size == k); zeros (if any)
-// integers in [-128, 128] (int4) / [0, 255] (int8).
+// rounding into [-128, 128] (int4) / [0, 255] (int8); fractional zeros (online int4's refit)
+// cost one extra rounding of −(z − round(z))·scale.
 std::string wq_gemm_unsupported_reason(const cpu::WqSource& src);
 
 // Validates (lowbit::Error naming `what`, the layer, otherwise), repacks on the CPU and uploads

@@ -3,17 +3,19 @@
 // kStep(kind) input columns (int4 32, int8 16).
 //
 // codes: [step][cg][lane 0..31] 16-byte words (step-major: the blocks of one launch, each on
-//   its own column groups, read one contiguous stretch of memory at a time), one per lane of a warp; lane (g = lane / 4,
-//   t = lane % 4) holds the mma.m16n8k16 B fragments of columns cg·32 + nt·8 + g (nt = 0..3)
-//   at the step's k offsets {2t, 2t+1, 2t+8, 2t+9} (+16 for the second k16 half of an int4 step):
-//   int4: 32-bit word j = fragments (ks = j / 2, nt = 2·(j % 2)) "A" and (ks, nt + 1) "B";
+//   its own column groups, read one contiguous stretch of memory at a time), one per lane of a
+//   warp; lane (g = lane / 4, t = lane % 4) holds the mma.m16n8k16 B fragments of columns cg·32 +
+//   nt·8 + g (nt = 0..3) at the step's k offsets {2t, 2t+1, 2t+8, 2t+9} (+16 for the second k16
+//   half of an int4 step): int4: 32-bit word j = fragments (ks = j / 2, nt = 2·(j % 2)) "A" and
+//   (ks, nt + 1) "B";
 //         A's values v0..v3 in nibbles 0,4,1,5 and B's in nibbles 2,6,3,7, so
 //         (word >> 4p) & 0x000F000F puts one (v0,v1) or (v2,v3) pair in the two 16-bit halves.
 //   int8: 32-bit word j = fragment nt = j, bytes v0, v1, v2, v3.
 // params (one array per activation type, bf16 or f16 values): [group][cg][g 0..7][nt 0..3]
-//   symmetric: uint16 scale; with zeros: uint32 = scale | zoff << 16, where zoff is
-//   int4: (128 + z) as bf16 / (1024 + z) as f16, the exponent-bias constant the kernel ORs the
-//   nibble into, so (bias | q) − zoff = q − z exactly; int8: z as int16.
+//   symmetric: uint16 scale; with zeros: 2 × uint32 = (scale | zoff << 16, c), z = zi + zf with
+//   zi = round(z), zoff = int4: (128 + zi) as bf16 / (1024 + zi) as f16, the exponent-bias
+//   constant the kernel ORs the nibble into, so (bias | q) − zoff = q − zi exactly; int8: zi as
+//   int16; c = −zf·scale (0 for integer zeros), added by the kernel's fma.
 // perm (act-order only): int32 [k], packed column c holds source column perm[c].
 #pragma once
 

@@ -41,8 +41,8 @@ std::string wq_gemm_unsupported_reason(const WqSource& s) {
     const int64_t nz = s.n * (s.k / s.group_size);
     for (int64_t i = 0; i < nz; ++i) {
       const float z = s.zeros[i];
-      if (!(z == std::nearbyint(z)) || !zero_in_range(s.kind, z))
-        return fmt::format("zeros[{}, {}] = {} (expected an integer in [{}, {}])",
+      if (!std::isfinite(z) || !zero_in_range(s.kind, std::nearbyint(z)))
+        return fmt::format("zeros[{}, {}] = {} (expected a value that rounds into [{}, {}])",
                            i / (s.k / s.group_size), i % (s.k / s.group_size), z,
                            s.kind == WqKind::kInt4 ? -128 : 0, s.kind == WqKind::kInt4 ? 128 : 255);
     }
@@ -130,9 +130,9 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
   for (int act = 0; act < 2; ++act) {
     const bool f16 = act == int(ActType::kF16);
     auto to16 = [&](float v) { return f16 ? f32_to_f16(v) : f32_to_bf16(v); };
-    std::vector<uint32_t> p32;
+    std::vector<uint32_t> p32;  // with zeros: 2 words per entry
     std::vector<uint16_t> p16;
-    (im.has_zeros ? p32.resize(entries) : p16.resize(entries));
+    (im.has_zeros ? p32.resize(2 * entries) : p16.resize(entries));
     for (int64_t gi = 0; gi < groups; ++gi)
       for (int64_t cg = 0; cg < cgs; ++cg)
         for (int g = 0; g < 8; ++g)
@@ -144,14 +144,18 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
               p16[e] = sc;
               continue;
             }
-            const float z = s.zeros[col * groups + gi];
-            const uint16_t zoff = int8 ? uint16_t(int16_t(z)) : to16((f16 ? 1024.0f : 128.0f) + z);
-            p32[e] = uint32_t(sc) | uint32_t(zoff) << 16;
+            // z = zi + zf: (q − zi) is exact in the kernel, −zf·scale is added by the fma.
+            const float z = s.zeros[col * groups + gi], zi = std::nearbyint(z);
+            const uint16_t zoff =
+                int8 ? uint16_t(int16_t(zi)) : to16((f16 ? 1024.0f : 128.0f) + zi);
+            const float scale16 = f16 ? f16_to_f32(sc) : bf16_to_f32(sc);
+            p32[2 * e] = uint32_t(sc) | uint32_t(zoff) << 16;
+            p32[2 * e + 1] = to16(-(z - zi) * scale16);
           }
-    const size_t bytes = im.has_zeros ? entries * 4 : entries * 2;
-    // +64 B: the kernel copies 128 B per symmetric 64 B entry (the neighbour is ignored).
-    im.params[act] = DeviceBuffer(bytes + 64, what + " (wq_gemm scales)");
-    LOWBIT_CUDA_CHECK(cudaMemsetAsync(im.params[act].get(), 0, bytes + 64, stream));
+    const size_t bytes = im.has_zeros ? entries * 8 : entries * 2;
+    // +256 B: the kernel copies 256 B per symmetric 64 B entry (the neighbours are ignored).
+    im.params[act] = DeviceBuffer(bytes + 256, what + " (wq_gemm scales)");
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(im.params[act].get(), 0, bytes + 256, stream));
     LOWBIT_CUDA_CHECK(cudaMemcpyAsync(im.params[act].get(),
                                       im.has_zeros ? (const void*)p32.data() : p16.data(), bytes,
                                       cudaMemcpyHostToDevice, stream));
