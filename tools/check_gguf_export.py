@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STORIES = ROOT / "../shared/models/stories260K/gguf/stories260K-F32.gguf"
 TEXT = ROOT / "../shared/data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt"
 FTYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S",
-          "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"]
+          "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS",
+          "TQ1_0", "TQ2_0", "MXFP4_MOE"]
 # Q2_K_S needs an imatrix: only checked with one.
 IMATRIX_ONLY = ["Q2_K_S"]
 
@@ -227,8 +228,12 @@ def stories(args, tmp: Path):
           f"F32 llama.cpp PPL {f32_ppl:.4f}\n")
     print("| type | bytes (lowbit / llama-quantize) | same tensors | PPL lowbit run | PPL llama.cpp (lowbit file / llama file) | KLD vs F32 (lowbit file / llama file) |")
     print("|---|---|---|---|---|---|")
+    def f(v, spec):  # a llama-perplexity run that printed no result shows as "-"
+        return "-" if v is None else format(v, spec)
+
     for r in rows:
-        print(f"| {r[0]} | {r[1]} / {r[2]} | {'yes' if r[3] else 'NO'} | {r[4]:.4f} | {r[5]:.4f} / {r[6]:.4f} | {r[7]:.6f} / {r[8]:.6f} |")
+        print(f"| {r[0]} | {r[1]} / {r[2]} | {'yes' if r[3] else 'NO'} | {f(r[4], '.4f')} | "
+              f"{f(r[5], '.4f')} / {f(r[6], '.4f')} | {f(r[7], '.6f')} / {f(r[8], '.6f')} |")
     return failures
 
 

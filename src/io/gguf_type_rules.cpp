@@ -1,6 +1,6 @@
 // llama-quantize's per-tensor type rules (see gguf_type_rules.h), for the file types lowbit
-// can write. Branches of llama.cpp that only fire for IQ1/IQ2/IQ3/TQ/MXFP4 file types are left
-// out: those file types are refused before we get here.
+// can write. Branches of llama.cpp that only fire for IQ1/IQ2/IQ3 file types are left out:
+// those file types are refused before we get here.
 #include "io/gguf_type_rules.h"
 
 #include <algorithm>
@@ -35,19 +35,35 @@ enum Ftype : uint32_t {
   IQ4_NL = 25,
   IQ4_XS = 30,
   BF16 = 32,
+  TQ1_0 = 36,
+  TQ2_0 = 37,
+  MXFP4_MOE = 38,
 };
 
 constexpr GgufFileType kFileTypes[] = {
-    {"F32", ALL_F32, DType::F32, false},      {"F16", F16, DType::F16, false},
-    {"BF16", BF16, DType::BF16, false},       {"Q4_0", Q4_0, DType::Q4_0, false},
-    {"Q4_1", Q4_1, DType::Q4_1, false},       {"Q5_0", Q5_0, DType::Q5_0, false},
-    {"Q5_1", Q5_1, DType::Q5_1, false},       {"Q8_0", Q8_0, DType::Q8_0, false},
-    {"Q2_K", Q2_K, DType::Q2_K, false},       {"Q2_K_S", Q2_K_S, DType::Q2_K, true},
-    {"Q3_K_S", Q3_K_S, DType::Q3_K, false},   {"Q3_K_M", Q3_K_M, DType::Q3_K, false},
-    {"Q3_K_L", Q3_K_L, DType::Q3_K, false},   {"Q4_K_S", Q4_K_S, DType::Q4_K, false},
-    {"Q4_K_M", Q4_K_M, DType::Q4_K, false},   {"Q5_K_S", Q5_K_S, DType::Q5_K, false},
-    {"Q5_K_M", Q5_K_M, DType::Q5_K, false},   {"Q6_K", Q6_K, DType::Q6_K, false},
-    {"IQ4_NL", IQ4_NL, DType::IQ4_NL, false}, {"IQ4_XS", IQ4_XS, DType::IQ4_XS, false},
+    {"F32", ALL_F32, DType::F32, false},
+    {"F16", F16, DType::F16, false},
+    {"BF16", BF16, DType::BF16, false},
+    {"Q4_0", Q4_0, DType::Q4_0, false},
+    {"Q4_1", Q4_1, DType::Q4_1, false},
+    {"Q5_0", Q5_0, DType::Q5_0, false},
+    {"Q5_1", Q5_1, DType::Q5_1, false},
+    {"Q8_0", Q8_0, DType::Q8_0, false},
+    {"Q2_K", Q2_K, DType::Q2_K, false},
+    {"Q2_K_S", Q2_K_S, DType::Q2_K, true},
+    {"Q3_K_S", Q3_K_S, DType::Q3_K, false},
+    {"Q3_K_M", Q3_K_M, DType::Q3_K, false},
+    {"Q3_K_L", Q3_K_L, DType::Q3_K, false},
+    {"Q4_K_S", Q4_K_S, DType::Q4_K, false},
+    {"Q4_K_M", Q4_K_M, DType::Q4_K, false},
+    {"Q5_K_S", Q5_K_S, DType::Q5_K, false},
+    {"Q5_K_M", Q5_K_M, DType::Q5_K, false},
+    {"Q6_K", Q6_K, DType::Q6_K, false},
+    {"IQ4_NL", IQ4_NL, DType::IQ4_NL, false},
+    {"IQ4_XS", IQ4_XS, DType::IQ4_XS, false},
+    {"TQ1_0", TQ1_0, DType::TQ1_0, false},
+    {"TQ2_0", TQ2_0, DType::TQ2_0, false},
+    {"MXFP4_MOE", MXFP4_MOE, DType::MXFP4, false},
 };
 
 enum class Category {
@@ -179,12 +195,16 @@ DType mixture_type(State& s, DType t, const TensorDesc& tensor, Category cat) {
     const int64_t nx = tensor.shape.back();
     if (s.output_type)
       t = *s.output_type;
-    else if (s.falcon() || nx % traits(t).block_elems != 0)
+    else if (ft == MXFP4_MOE || s.falcon() || nx % traits(t).block_elems != 0)
       t = DType::Q8_0;
     else if (t != DType::Q8_0)
       t = DType::Q6_K;
+  } else if (ft == MXFP4_MOE) {
+    // Expert tensors ([n_expert, rows, cols]) in MXFP4, everything else in Q8_0.
+    t = tensor.shape.size() == 3 && tensor.shape[0] > 1 ? DType::MXFP4 : DType::Q8_0;
   } else if (cat == Category::kTokenEmbd) {
-    // Only IQ1/IQ2/IQ3/TQ file types change untied token embeddings.
+    // Of lowbit's file types only TQ1_0 / TQ2_0 change untied token embeddings.
+    if (ft == TQ1_0 || ft == TQ2_0) t = DType::Q4_K;
   } else if (is_attn_v_like(cat)) {
     if (ft == Q2_K)
       t = s.n_gqa() >= 4 ? DType::Q4_K : DType::Q3_K;
@@ -276,6 +296,8 @@ DType fallback_type(const TensorDesc& tensor, DType t, std::string* note) {
       break;
     case DType::Q2_K:
     case DType::Q3_K:
+    case DType::TQ1_0:
+    case DType::TQ2_0:
       r = DType::Q4_0;
       break;
     case DType::Q4_K:

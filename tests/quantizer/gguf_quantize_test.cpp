@@ -78,9 +78,12 @@ std::vector<Case> all_cases() {
   std::vector<Case> v;
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K,
                   DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS,
-                  DType::F16, DType::BF16}) {
+                  DType::TQ1_0, DType::TQ2_0, DType::MXFP4, DType::F16, DType::BF16}) {
     v.push_back({t, false});
-    if (t != DType::Q8_0 && t != DType::F16 && t != DType::BF16) v.push_back({t, true});
+    // These ignore an importance matrix in ggml (and so in lowbit; checked below).
+    const bool no_imatrix = t == DType::Q8_0 || t == DType::F16 || t == DType::BF16 ||
+                            t == DType::TQ1_0 || t == DType::TQ2_0 || t == DType::MXFP4;
+    if (!no_imatrix) v.push_back({t, true});
   }
   return v;
 }
@@ -102,6 +105,7 @@ TEST(GgufQuantize, RoundTripErrorOnOddShapes) {
                           {DType::Q4_0, 0.12},  {DType::Q4_1, 0.1},  {DType::IQ4_NL, 0.1},
                           {DType::Q6_K, 0.03},  {DType::Q5_K, 0.05}, {DType::Q4_K, 0.1},
                           {DType::IQ4_XS, 0.1}, {DType::Q3_K, 0.2},  {DType::Q2_K, 0.4},
+                          {DType::MXFP4, 0.2},  {DType::TQ2_0, 0.95}, {DType::TQ1_0, 0.95},
                           {DType::F16, 1e-3},   {DType::BF16, 1e-2}};
   std::mt19937 rng(7);
   std::normal_distribution<float> g(0.f, 1.f);
@@ -127,6 +131,15 @@ TEST(GgufQuantize, RoundTripErrorOnOddShapes) {
       }
     }
   }
+}
+
+// ggml's ternary and MXFP4 quantizers take no importance matrix; lowbit's ignore it too.
+TEST(GgufQuantize, TernaryAndMxfp4IgnoreTheImatrix) {
+  const auto x = read_floats("input.f32");
+  const auto im = read_floats("imatrix.f32");
+  for (DType t : {DType::TQ1_0, DType::TQ2_0, DType::MXFP4})
+    EXPECT_EQ(quantize(t, x, kRows, kCols, im.data()), quantize(t, x, kRows, kCols, nullptr))
+        << name(t);
 }
 
 TEST(GgufQuantize, SameBytesForAnyThreadCount) {
@@ -159,7 +172,8 @@ TEST(GgufQuantize, RejectsUnsupportedTypesAndRowLengths) {
   }
   EXPECT_THROW(quantize_rows(DType::Q4_0, x.data(), 1, 48, nullptr, out.data()), Error);
   EXPECT_TRUE(gguf_quantize_supports(DType::IQ4_XS));
-  EXPECT_FALSE(gguf_quantize_supports(DType::TQ1_0));
+  EXPECT_TRUE(gguf_quantize_supports(DType::TQ1_0));
+  EXPECT_FALSE(gguf_quantize_supports(DType::IQ1_S));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "kernels/cpu/gguf_blocks.h"
 #include "kernels/cpu/gguf_dequantize.h"
 #include "kernels/cpu/gguf_grids.h"
+#include "kernels/cpu/gguf_quantize_tq_mxfp4.h"
 
 namespace lowbit::kernels::cpu {
 namespace {
@@ -926,16 +927,22 @@ void quantize_one_row(DType t, const float* x, int64_t n, const float* qw, void*
       return quantize_row_iq4_nl(x, static_cast<BlockIQ4_NL*>(dst), n, qw);
     case DType::IQ4_XS:
       return quantize_row_iq4_xs(x, static_cast<BlockIQ4_XS*>(dst), n, qw);
+    case DType::TQ1_0:  // ternary and MXFP4 take no importance matrix, as in ggml
+      return quantize_row_tq1_0(x, static_cast<BlockTQ1_0*>(dst), n);
+    case DType::TQ2_0:
+      return quantize_row_tq2_0(x, static_cast<BlockTQ2_0*>(dst), n);
+    case DType::MXFP4:
+      return quantize_row_mxfp4(x, static_cast<BlockMXFP4*>(dst), n);
     default:
       fail("cannot quantize to {}: supported types are {}", name(t),
            gguf_quantize_supported_list());
   }
 }
 
-constexpr DType kSupported[] = {DType::F32,  DType::F16,    DType::BF16,  DType::Q4_0,
-                                DType::Q4_1, DType::Q5_0,   DType::Q5_1,  DType::Q8_0,
-                                DType::Q2_K, DType::Q3_K,   DType::Q4_K,  DType::Q5_K,
-                                DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
+constexpr DType kSupported[] = {
+    DType::F32,  DType::F16,    DType::BF16,   DType::Q4_0,  DType::Q4_1,  DType::Q5_0,
+    DType::Q5_1, DType::Q8_0,   DType::Q2_K,   DType::Q3_K,  DType::Q4_K,  DType::Q5_K,
+    DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS, DType::TQ1_0, DType::TQ2_0, DType::MXFP4};
 
 }  // namespace
 

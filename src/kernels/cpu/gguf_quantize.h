@@ -6,6 +6,7 @@
 //   * with one (`imatrix`: n_per_row non-negative weights, the mean squared activation of each
 //     input column): the weighted searches quantize_row_*_impl of the same types (Q8_0 ignores
 //     the weights, as ggml does).
+//   * TQ1_0, TQ2_0 and MXFP4 (gguf_quantize_tq_mxfp4.h) never use an importance matrix.
 // F32 / F16 / BF16 are plain conversions (fp16 and bf16 round to nearest even, NaN kept quiet).
 //
 // Must be compiled without FMA contraction (the default for files not named *_avx2/avx512):
