@@ -104,19 +104,25 @@ double w8_gemv_us(const GpuLinearShape& s, int64_t m) {
 
 std::vector<GpuKernelInfo> make_kernels() {
   std::vector<GpuKernelInfo> k;
-  // bf16: the same two paths as GemmRunner::linear (kGemvMaxRows = 4 in cuda/gemm/linear.h).
-  k.push_back({"bf16_gemv", {F::kBf16}, 1, 4, 80, bf16_gemv_us});
+  // bf16: the same two paths as GemmRunner::linear.
+  k.push_back({"bf16_gemv", {F::kBf16}, 1, kBf16GemvRows, 80, bf16_gemv_us});
   k.push_back({"bf16_cublaslt", {F::kBf16}, 1, INT64_MAX, 80, bf16_cublaslt_us});
   k.push_back({"wq_gemm", {F::kW4A16, F::kW8A16}, 1, INT64_MAX, 80, wq_gemm_us});
   k.push_back({"wq_dequant_cublaslt", {F::kW4A16, F::kW8A16}, 1, INT64_MAX, 80, wq_dequant_us});
   // W8A8 (kernels/cuda/gemm/w8a8_gemm.h): a GEMV reading the 8-bit weight with bf16
-  // activations for m <= kW8GemvMaxRows (8; also the weight-only path of sm_80), else the
-  // fused activation quantization + cuBLASLt.
+  // activations for the smallest m, else the fused activation quantization + cuBLASLt (fp8
+  // tensor cores: sm_89+). Without them, fp8 runs weight-only: the GEMV 8 rows per weight pass
+  // up to m = 16, dequantize + bf16 GEMM above (fp8_weight_only; only offered below sm_89).
   const std::vector<F> fp8 = {F::kFp8PerTensor, F::kFp8Rowwise, F::kFp8Block};
-  k.push_back({"fp8_gemv", fp8, 1, 8, 80, w8_gemv_us});
+  k.push_back({"fp8_gemv", fp8, 1, kW8GemvRows, 80, w8_gemv_us});
   k.push_back({"fp8_cublaslt", fp8, 1, INT64_MAX, 89,
                [](const GpuLinearShape& s, int64_t m) { return w8a8_us(s, m, kFp8Flops); }});
-  k.push_back({"int8_gemv", {F::kInt8W8A8}, 1, 8, 80, w8_gemv_us});
+  k.push_back({"fp8_weight_only", fp8, 1, INT64_MAX, 80,
+               [](const GpuLinearShape& s, int64_t m) {
+                 return m <= 16 ? double((m + 7) / 8) * w8_gemv_us(s, 8) : wq_dequant_us(s, m);
+               },
+               88});
+  k.push_back({"int8_gemv", {F::kInt8W8A8}, 1, kW8GemvRows, 80, w8_gemv_us});
   k.push_back(
       {"int8_cublaslt", {F::kInt8W8A8}, 1, INT64_MAX, 80, [](const GpuLinearShape& s, int64_t m) {
          return w8a8_us(s, m, kInt8Flops);
@@ -196,6 +202,9 @@ GpuKernelPlan GpuKernelPlan::make(
     if (shape.capability < k.min_capability) {
       why = fmt::format("needs compute capability {}.{}, the GPU has {}.{}", k.min_capability / 10,
                         k.min_capability % 10, shape.capability / 10, shape.capability % 10);
+    } else if (shape.capability > k.max_capability) {
+      why = fmt::format("only offered up to compute capability {}.{} (a fallback for older GPUs)",
+                        k.max_capability / 10, k.max_capability % 10);
     } else if (std::find(disabled.begin(), disabled.end(), k.name) != disabled.end()) {
       why = "disabled by LOWBIT_DISABLE_KERNELS";
     } else if (shape_reason) {

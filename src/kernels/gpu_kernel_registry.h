@@ -45,6 +45,11 @@ struct GpuLinearShape {
   int64_t wq_fast_max_m = 0;
 };
 
+// The m limits of the GEMV paths, mirrored from the CUDA headers (gpu_linear.cpp asserts they
+// match): kGemvMaxRows (cuda/gemm/linear.h) and kW8GemvMaxRows (cuda/gemm/w8a8_gemm.h).
+inline constexpr int64_t kBf16GemvRows = 4;
+inline constexpr int64_t kW8GemvRows = 2;
+
 struct GpuKernelInfo {
   const char* name;  // stable: LOWBIT_DISABLE_KERNELS and `lowbit info --kernels` use it
   std::vector<GpuWeightFormat> formats;
@@ -52,6 +57,8 @@ struct GpuKernelInfo {
   int min_capability = 80;
   // Estimated microseconds for one call at m rows.
   std::function<double(const GpuLinearShape&, int64_t m)> cost_us;
+  // Highest compute capability the kernel is offered on (a fallback for older GPUs).
+  int max_capability = 1000;
 };
 
 // Every GPU linear kernel lowbit has, in priority order (ties in cost go to the earlier one).

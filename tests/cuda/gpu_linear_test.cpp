@@ -49,7 +49,7 @@ kc::GpuLinearOptions options(int64_t max_m, std::vector<std::string> disabled = 
 
 // Random weight-only codes (never all-equal), scales and zeros, optional act-order.
 quant::DecodedWeight random_wq(kcpu::WqKind kind, int64_t n, int64_t k, int64_t group, bool zeros,
-                                 bool act_order, std::mt19937& rng) {
+                               bool act_order, std::mt19937& rng) {
   quant::DecodedWeight q;
   q.kind = kind;
   q.n = n;
@@ -248,23 +248,31 @@ TEST(GpuLinear, Fp8AndInt8MatchReference) {
   }
 }
 
-TEST(GpuLinear, Fp8WithoutFp8TensorCoresNeedsSmallSteps) {
+TEST(GpuLinear, Fp8WithoutFp8TensorCoresRunsWeightOnly) {
   LOWBIT_REQUIRE_GPU();
   std::mt19937 rng(9);
   auto w = round_bf16(random_floats(size_t(128 * 256), rng, -0.1f, 0.1f));
   auto dw = upload(to_bf16(w));
-  // As on sm_80: the fp8 GEMV serves m <= 8 only; steps of 8 tokens work...
-  auto small = kc::GpuLinear::fp8(dw.get<__nv_bfloat16>(), 128, 256, kc::Fp8Scaling::kRowwise,
-                                  "layer", options(8, {}, 80), nullptr);
-  EXPECT_EQ(small.format(), GpuWeightFormat::kFp8Rowwise);
-  EXPECT_STREQ(small.kernel_for(8), "fp8_gemv");
-  // ...longer steps fall back to bf16 with a notice naming the capability.
+  // Planned as on sm_80 (labels only: this GPU would run its fp8 tensor cores).
+  auto a100 = kc::GpuLinear::fp8(dw.get<__nv_bfloat16>(), 128, 256, kc::Fp8Scaling::kRowwise,
+                                 "layer", options(64, {}, 80), nullptr);
+  EXPECT_EQ(a100.format(), GpuWeightFormat::kFp8Rowwise);
+  EXPECT_STREQ(a100.kernel_for(1), "fp8_gemv");
+  EXPECT_STREQ(a100.kernel_for(64), "fp8_weight_only");
+  // Without the weight-only path, steps longer than the GEMV's fall back to bf16 (notice).
   ::testing::internal::CaptureStderr();
   auto big = kc::GpuLinear::fp8(dw.get<__nv_bfloat16>(), 128, 256, kc::Fp8Scaling::kRowwise,
-                                "model.layers.1.mlp.down_proj", options(64, {}, 80), nullptr);
+                                "model.layers.1.mlp.down_proj",
+                                options(64, {"fp8_weight_only"}, 80), nullptr);
   const std::string notice = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(big.format(), GpuWeightFormat::kBf16);
+  EXPECT_NE(notice.find("model.layers.1.mlp.down_proj"), std::string::npos) << notice;
   EXPECT_NE(notice.find("needs compute capability 8.9"), std::string::npos) << notice;
+  // On this GPU the weight-only path is not offered.
+  auto here = kc::GpuLinear::fp8(dw.get<__nv_bfloat16>(), 128, 256, kc::Fp8Scaling::kRowwise,
+                                 "layer", options(64), nullptr);
+  if (engine::cuda_devices().front().cc_major >= 9)
+    EXPECT_STREQ(here.kernel_for(64), "fp8_cublaslt");
 }
 
 }  // namespace

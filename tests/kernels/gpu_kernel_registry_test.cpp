@@ -108,18 +108,22 @@ TEST(GpuKernelRegistry, ParsesDisableListAndRefusesUnknownNames) {
   if (old) setenv("LOWBIT_DISABLE_KERNELS", saved.c_str(), 1);
 }
 
-TEST(GpuKernelRegistry, CapabilityLimitsFp8ToTheGemvOnAmpere) {
+TEST(GpuKernelRegistry, CapabilityDecidesTheFp8Path) {
   auto h100 = GpuKernelPlan::make(shape(F::kFp8Rowwise, 4096, 4096, 0, 90), {}, nullptr);
   EXPECT_EQ(chosen(h100, 1), "fp8_gemv");
-  EXPECT_EQ(chosen(h100, 8), "fp8_gemv");
-  EXPECT_EQ(chosen(h100, 9), "fp8_cublaslt");
+  EXPECT_EQ(chosen(h100, kW8GemvRows), "fp8_gemv");
+  EXPECT_EQ(chosen(h100, kW8GemvRows + 1), "fp8_cublaslt");
   EXPECT_EQ(chosen(h100, 4096), "fp8_cublaslt");
+  // Without fp8 tensor cores: weight-only (the GEMV, then dequantize + bf16 GEMM).
   auto a100 = GpuKernelPlan::make(shape(F::kFp8Rowwise, 4096, 4096, 0, 80), {}, nullptr);
   EXPECT_EQ(chosen(a100, 1), "fp8_gemv");
-  EXPECT_EQ(chosen(a100, 16), "none");  // the loader turns this into an error (max rows > 8)
+  EXPECT_EQ(chosen(a100, 16), "fp8_weight_only");
   EXPECT_NE(a100.reasons().find("fp8_cublaslt: needs compute capability 8.9, the GPU has 8.0"),
             std::string::npos)
       << a100.reasons();
+  auto gemv_only =
+      GpuKernelPlan::make(shape(F::kFp8Rowwise, 4096, 4096, 0, 80), {"fp8_weight_only"}, nullptr);
+  EXPECT_EQ(chosen(gemv_only, 16), "none");  // the loader turns this into a fallback or error
 }
 
 TEST(GpuKernelRegistry, ShapeRefusalsAreRecordedForTheNotice) {
