@@ -1,10 +1,14 @@
-// Decode speed of the CUDA backend on a synthetic Llama-3-8B-shaped model (random bf16
-// weights generated on the GPU), against the memory-bandwidth bound measured in the same run:
-//   bound = (weight bytes + batch · context · KV bytes per token) / device-to-device copy rate.
+// Decode speed of the CUDA backend on a synthetic Llama-3-8B-shaped model (random weights:
+// bf16 generated on the GPU; int4 / int8 random codes packed for the W4A16 / W8A16 kernels;
+// fp8 random bf16 quantized on the GPU, rowwise), against the memory-bandwidth bound measured
+// in the same run:
+//   bound = (weight bytes + batch · context · KV bytes per token) / device-to-device copy rate
+// (weight bytes: what the step's GEMMs read, i.e. the quantized linear weights + bf16 lm_head).
 // Also times the paged-attention kernel alone on decode shapes (compare with
 // bench/gpu_sdpa_baseline.py, PyTorch SDPA on the same shapes).
 //
 //   gpu_decode_bench [--quick] [--batches 1,8,16] [--contexts 128,4096] [--steps 32]
+//                    [--weights bf16,int4,int8,fp8] [--kv bf16,fp8_e4m3]
 //                    [--attention-batches 1,8,32,64] [--attention-only]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -74,6 +78,21 @@ double copy_bandwidth() {
   return rates[rates.size() / 2];
 }
 
+std::vector<std::string> parse_names(const char* s) {
+  std::vector<std::string> v;
+  std::string cur;
+  for (const char* p = s;; ++p) {
+    if (*p == ',' || !*p) {
+      if (!cur.empty()) v.push_back(cur);
+      cur.clear();
+      if (!*p) break;
+    } else {
+      cur += *p;
+    }
+  }
+  return v;
+}
+
 std::vector<int64_t> parse_list(const char* s) {
   std::vector<int64_t> v;
   for (const char* p = s; *p;) {
@@ -89,7 +108,7 @@ double median(std::vector<double> v) {
 }
 
 struct Row {
-  std::string kv;
+  std::string weights, kv;
   int64_t batch, ctx;
   double step_ms, tok_s, bound_ms, pct;
 };
@@ -176,6 +195,7 @@ int main(int argc, char** argv) try {
   int steps = 32;
   std::vector<int64_t> attn_batches = {1, 8, 32, 64};
   bool attention_only = false;
+  std::vector<std::string> weight_kinds = {"bf16"}, kv_kinds = {"bf16", "fp8_e4m3"};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) {
       batches = {1};
@@ -188,6 +208,10 @@ int main(int argc, char** argv) try {
       steps = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--attention-batches") && i + 1 < argc) {
       attn_batches = parse_list(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--weights") && i + 1 < argc) {
+      weight_kinds = parse_names(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--kv") && i + 1 < argc) {
+      kv_kinds = parse_names(argv[++i]);
     } else if (!std::strcmp(argv[i], "--attention-only")) {
       attention_only = true;
     }
@@ -201,49 +225,60 @@ int main(int argc, char** argv) try {
   const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
   std::vector<Row> rows;
-  for (const char* kv : {"bf16", "fp8_e4m3"}) {
-    if (attention_only) break;
-    models::CudaOptions opt;
-    opt.kv_cache_dtype = kv;
-    opt.max_sequences = max_batch;
-    opt.max_context = max_ctx + steps + 16;
-    opt.max_step_tokens = 256;
-    auto m = models::CudaLlamaModel::random(llama3_8b(), 42, opt);
-    m->fill_kv_cache_random(7);
-    std::printf("%s | weights read per step %.2f GB | KV %llu bytes/token\n", m->describe().c_str(),
-                double(m->weight_bytes_per_token()) / 1e9,
-                (unsigned long long)m->kv_bytes_per_token());
-    for (int64_t B : batches)
-      for (int64_t ctx : contexts) {
-        std::vector<int> seqs(static_cast<size_t>(B));
-        std::vector<int32_t> tok(static_cast<size_t>(B)), next(static_cast<size_t>(B));
-        for (int64_t s = 0; s < B; ++s) {
-          seqs[size_t(s)] = int(s);
-          m->reset_sequence(int(s));
-          m->assume_cached_context(int(s), ctx);
-          tok[size_t(s)] = int32_t((s * 7919 + 13) % 128256);
-        }
-        for (int i = 0; i < 3; ++i) {  // warm-up, graph capture
-          m->decode_greedy(seqs, tok, next);
-          tok = next;
-        }
-        std::vector<double> ms;
-        for (int i = 0; i < steps; ++i) {
-          auto t0 = std::chrono::steady_clock::now();
-          m->decode_greedy(seqs, tok, next);
-          ms.push_back(
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                  .count());
-          tok = next;
-        }
-        const double step = median(ms);
-        const double bytes =
-            double(m->weight_bytes_per_token()) +
-            double(B) * double(ctx + 3 + steps / 2) * double(m->kv_bytes_per_token());
-        const double bound = bytes / bw * 1e3;
-        rows.push_back({kv, B, ctx, step, double(B) * 1e3 / step, bound, 100.0 * bound / step});
+  for (const std::string& weights : weight_kinds)
+    for (const std::string& kv : kv_kinds) {
+      if (attention_only) break;
+      models::CudaOptions opt;
+      opt.kv_cache_dtype = kv;
+      opt.max_sequences = max_batch;
+      opt.max_context = max_ctx + steps + 16;
+      opt.max_step_tokens = 256;
+      const auto t_load = std::chrono::steady_clock::now();
+      auto m = models::CudaLlamaModel::random(llama3_8b(), 42, opt, weights);
+      m->fill_kv_cache_random(7);
+      std::printf(
+          "%s weights: %s | weights read per step %.2f GB | KV %llu bytes/token | made in "
+          "%.1f s\n",
+          weights.c_str(), m->describe().c_str(), double(m->weight_bytes_per_token()) / 1e9,
+          (unsigned long long)m->kv_bytes_per_token(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
+      for (int64_t B : batches) {
+        std::string k;
+        for (const auto& [layer, name] : m->linear_kernels(B)) k += " " + layer + "=" + name;
+        std::printf("  kernels at batch %lld:%s\n", (long long)B, k.c_str());
       }
-  }
+      for (int64_t B : batches)
+        for (int64_t ctx : contexts) {
+          std::vector<int> seqs(static_cast<size_t>(B));
+          std::vector<int32_t> tok(static_cast<size_t>(B)), next(static_cast<size_t>(B));
+          for (int64_t s = 0; s < B; ++s) {
+            seqs[size_t(s)] = int(s);
+            m->reset_sequence(int(s));
+            m->assume_cached_context(int(s), ctx);
+            tok[size_t(s)] = int32_t((s * 7919 + 13) % 128256);
+          }
+          for (int i = 0; i < 3; ++i) {  // warm-up, graph capture
+            m->decode_greedy(seqs, tok, next);
+            tok = next;
+          }
+          std::vector<double> ms;
+          for (int i = 0; i < steps; ++i) {
+            auto t0 = std::chrono::steady_clock::now();
+            m->decode_greedy(seqs, tok, next);
+            ms.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                    .count());
+            tok = next;
+          }
+          const double step = median(ms);
+          const double bytes =
+              double(m->weight_bytes_per_token()) +
+              double(B) * double(ctx + 3 + steps / 2) * double(m->kv_bytes_per_token());
+          const double bound = bytes / bw * 1e3;
+          rows.push_back(
+              {weights, kv, B, ctx, step, double(B) * 1e3 / step, bound, 100.0 * bound / step});
+        }
+    }
 
   // Attention alone: bytes = the K and V of every context position (q and out are noise).
   // "% copy" is that rate over the copy rate above; FP8 rows give their speedup over bf16.
@@ -263,12 +298,18 @@ int main(int argc, char** argv) try {
       }
     }
 
-  std::printf("\ndecode, synthetic Llama-3-8B (bf16 weights), CUDA graphs, greedy on GPU:\n");
-  std::printf("%-9s %6s %6s %10s %10s %10s %8s\n", "kv", "batch", "ctx", "step ms", "tok/s",
-              "bound ms", "% bound");
-  for (const auto& r : rows)
-    std::printf("%-9s %6lld %6lld %10.3f %10.1f %10.3f %7.1f%%\n", r.kv.c_str(), (long long)r.batch,
-                (long long)r.ctx, r.step_ms, r.tok_s, r.bound_ms, r.pct);
+  std::printf("\ndecode, synthetic Llama-3-8B, CUDA graphs, greedy on GPU:\n");
+  std::printf("%-8s %-9s %6s %6s %10s %10s %10s %8s %9s\n", "weights", "kv", "batch", "ctx",
+              "step ms", "tok/s", "bound ms", "% bound", "vs bf16");
+  for (const auto& r : rows) {
+    double base = 0;
+    for (const auto& b : rows)
+      if (b.weights == "bf16" && b.kv == r.kv && b.batch == r.batch && b.ctx == r.ctx)
+        base = b.tok_s;
+    std::printf("%-8s %-9s %6lld %6lld %10.3f %10.1f %10.3f %7.1f%% %8.2fx\n", r.weights.c_str(),
+                r.kv.c_str(), (long long)r.batch, (long long)r.ctx, r.step_ms, r.tok_s, r.bound_ms,
+                r.pct, base > 0 ? r.tok_s / base : 0.0);
+  }
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "gpu_decode_bench: error: %s\n", e.what());
