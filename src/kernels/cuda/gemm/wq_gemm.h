@@ -13,7 +13,7 @@
 // passes of 64 rows (correct for any m, slow beyond ~128). Above wq_gemm_max_fast_rows() callers
 // should dequantize with wq_dequantize into a bf16/f16 [n, k] matrix and use cuBLASLt
 // (GemmRunner). Shared memory: the m ≤ 16 configuration needs up to 168 KB; where the GPU offers
-// less (A100 163 KB: m > 13; Ada 99 KB: m > 4) it falls back to the 64-row configuration.
+// less (A100 163 KB: m = 16; Ada 99 KB: m > 4) it falls back to the 64-row configuration.
 #pragma once
 
 #include <cuda_runtime.h>
