@@ -38,7 +38,7 @@ constexpr int kUnroll = EPL == 16 ? 2 : 4;
 constexpr int kStages = 4;        // ring stages per warp: kStages - 1 iterations in flight
 constexpr int kMinSplitLen = 32;  // positions: the kernel never splits finer than this
 constexpr int kSplitTarget = 64;  // positions: attention_splits aims at no less per split
-constexpr int kBlocksPerSm = 2;   // resident blocks per SM of the FP8 kernels (bf16: 3)
+constexpr int kBlocksPerSm = 2;   // resident blocks per SM (registers, kSmemFloor)
 constexpr float kLog2e = 1.4426950408889634f;
 
 // cp.async of Bytes (16 or 8) from global to shared; src_bytes 0 zero-fills (out-of-range
@@ -118,12 +118,18 @@ __device__ __forceinline__ void merge_weights(float m, float m_o, float& w, floa
   w_o = exp2f(m_o - M_use);
 }
 
-// Dynamic shared memory: the cp.async ring, reused for the warps' partial outputs at the end.
+// Dynamic shared memory: the cp.async ring, reused for the warps' partial outputs at the end;
+// at least kSmemFloor so that every variant holds exactly kBlocksPerSm blocks per SM (the bf16
+// kernel would fit 3 by registers and ring, and at batch 64 x 4k its 512 blocks then left a
+// 116-block tail wave: 437 us vs 380 us with 2 or 3 splits). attention_splits' one-wave rule
+// relies on the uniform count.
+constexpr size_t kSmemFloor = 80 * 1024;  // 2 · 80 KB fit the 228 KB of an H100 SM, 3 do not
 template <KvDtype D, int EPL, int GC>
 constexpr size_t smem_bytes() {
   const size_t ring = size_t(kWarps) * kStages * 2 * kUnroll<EPL> * 32 * sizeof(RawOf<D, EPL>);
   const size_t partial = size_t(kWarps) * GC * kMaxHeadDim * sizeof(float);
-  return ring > partial ? ring : partial;
+  const size_t need = ring > partial ? ring : partial;
+  return need > kSmemFloor ? need : kSmemFloor;
 }
 
 // At least 2 blocks per multiprocessor (attention_splits counts on it): at most 255 registers.
