@@ -3,9 +3,11 @@
 // prefill gives token at position p a context of p + 1). GQA: num_heads / num_kv_heads query
 // heads share one kv head. KV in bf16 or FP8 (e4m3 / e5m2) with per-tensor scales.
 //
-// Work split (flash-decoding): one block per (token, kv head, chunk of <= 8 query heads,
-// split of the context); each block keeps a running softmax over 256-position chunks; with
-// more than one split, partial results go to a workspace and a second kernel merges them.
+// Work split (flash-decoding): one block of 4 warps per (token, kv head, chunk of query heads
+// (up to 8 for bf16, 4 for FP8), split of the context); each warp streams its share of the
+// split through a cp.async ring with its own running softmax; with more than one split,
+// partial results go to a workspace and a second kernel merges them. The KV block size must
+// be a power of two.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -36,7 +38,8 @@ struct AttentionArgs {
 int64_t attention_workspace_floats(int64_t n, int64_t num_heads, int64_t head_dim,
                                    int64_t num_splits);
 
-// A split count that fills the GPU (`sms` multiprocessors) for contexts up to max_ctx.
+// A split count that fills one wave of the GPU (2 blocks on each of `sms` multiprocessors)
+// for contexts up to max_ctx, each split at least 64 positions long.
 int32_t attention_splits(int64_t n, int64_t num_heads, int64_t num_kv_heads, int64_t max_ctx,
                          int sms);
 
