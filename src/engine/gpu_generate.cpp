@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <random>
 
 #include "core/error.h"
 
@@ -48,6 +49,9 @@ GenerationStats generate_cuda(const LoadedModel& m, const std::vector<int32_t>& 
   auto model = upload(m, n_prompt + std::max<int64_t>(max_tokens, 1), options);
   Sampler sampler(sampling);
   const bool greedy = sampling.temperature <= 0.0f;
+  const models::CudaLlamaModel::GpuSampling gpu_sampling{sampling.temperature, sampling.top_k,
+                                                         sampling.top_p};
+  std::mt19937_64 uniform_rng(sampling.seed);
   GenerationStats stats;
   stats.prompt_tokens = n_prompt;
   std::vector<float> logits;
@@ -71,9 +75,13 @@ GenerationStats generate_cuda(const LoadedModel& m, const std::vector<int32_t>& 
       model->decode_greedy(seq, in, out);
       next = out[0];
     } else {
-      int32_t one[1] = {next};
-      model->forward(0, one, false, logits);
-      next = sampler.sample(logits);
+      // Drawn on the GPU from a uniform of a host RNG seeded like the CPU sampler.
+      int seq[1] = {0};
+      int32_t in[1] = {next}, out[1] = {0};
+      float u[1] = {float(std::generate_canonical<double, 53>(uniform_rng))};
+      if (u[0] >= 1.0f) u[0] = std::nextafter(1.0f, 0.0f);
+      model->decode_sample(seq, in, gpu_sampling, u, out);
+      next = out[0];
     }
   }
   stats.generation_seconds = seconds_since(t1);

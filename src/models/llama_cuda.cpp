@@ -17,6 +17,7 @@
 #include "kernels/cuda/gemm/linear.h"
 #include "kernels/cuda/gemm/w8a8_gemm.h"
 #include "kernels/cuda/ops/elementwise.h"
+#include "kernels/cuda/ops/sampling.h"
 #include "models/weight_source.h"
 #include "nn/linear.h"
 #include "quant/dense_weight_method.h"
@@ -162,8 +163,7 @@ quant::DecodedWeight stack_rows(const std::vector<Projection>& ps) {
 
 // Random codes for benchmarks: int4 in groups of 128 (or per channel when 128 does not divide
 // k), int8 per channel; scales such that weights span about ±sqrt(3/k), like the bf16 model.
-quant::DecodedWeight random_codes(kernels::cpu::WqKind kind, int64_t n, int64_t k,
-                                    uint64_t seed) {
+quant::DecodedWeight random_codes(kernels::cpu::WqKind kind, int64_t n, int64_t k, uint64_t seed) {
   quant::DecodedWeight q;
   q.kind = kind;
   q.n = n;
@@ -241,7 +241,8 @@ struct CudaLlamaModel::Impl {
   DeviceBuffer meta, d_block_tables, x, h, qkv, attn, gate_up, act, delta, logits, ids, workspace,
       amax;
   int64_t workspace_floats = 0;
-  kc::PinnedBuffer h_meta, h_ids;
+  kc::PinnedBuffer h_meta, h_ids, h_uniforms;
+  DeviceBuffer uniforms;  // [max_sequences] one uniform per sampled sequence
   std::vector<float> host_logits_tmp;
 
   struct Graph {
@@ -381,9 +382,15 @@ struct CudaLlamaModel::Impl {
   void run_group(const Group& g, const bf16* x, int64_t ldx, const float* bias, bf16* y,
                  int64_t ldy, int64_t m, cudaStream_t st) const {
     const kc::GpuLinearContext ctx = linear_context();
+    if (g.size() == 1) {
+      g.front().lin.forward(ctx, x, ldx, bias, y, ldy, kc::OutType::kBf16, m, st);
+      return;
+    }
+    // Parts write strided column blocks, which not every kernel can add a bias to: add the
+    // group's bias once over its whole (contiguous, ldy wide) output rows.
     for (const Part& p : g)
-      p.lin.forward(ctx, x, ldx, bias ? bias + p.col : nullptr, y + p.col, ldy, kc::OutType::kBf16,
-                    m, st);
+      p.lin.forward(ctx, x, ldx, nullptr, y + p.col, ldy, kc::OutType::kBf16, m, st);
+    if (bias) kc::add_bias(y, bias, m, ldy, st);
   }
 
   kc::GpuLinearContext linear_context() const {
@@ -514,6 +521,8 @@ struct CudaLlamaModel::Impl {
     logits = DeviceBuffer(size_t(logit_rows * V) * 4, "logits");
     ids = DeviceBuffer(size_t(opt.max_sequences) * 4, "sampled ids");
     h_ids = kc::PinnedBuffer(size_t(opt.max_sequences) * 4);
+    uniforms = DeviceBuffer(size_t(opt.max_sequences) * 4, "sampling uniforms");
+    h_uniforms = kc::PinnedBuffer(size_t(opt.max_sequences) * 4);
     amax = DeviceBuffer(2 * 4, "KV amax");
     // Workspace for split attention: the most splits any step shape can ask for.
     workspace_floats = 0;
@@ -949,17 +958,31 @@ void CudaLlamaModel::forward(int s, std::span<const int32_t> tokens, bool all_lo
 
 void CudaLlamaModel::decode_greedy(std::span<const int> seq_ids, std::span<const int32_t> tokens,
                                    std::span<int32_t> next) {
+  decode_step(seq_ids, tokens, next, nullptr, {});
+}
+
+void CudaLlamaModel::decode_sample(std::span<const int> seq_ids, std::span<const int32_t> tokens,
+                                   const GpuSampling& sampling, std::span<const float> uniforms,
+                                   std::span<int32_t> next) {
+  if (uniforms.size() != seq_ids.size())
+    fail("decode_sample: {} uniforms for {} sequences", uniforms.size(), seq_ids.size());
+  decode_step(seq_ids, tokens, next, &sampling, uniforms);
+}
+
+void CudaLlamaModel::decode_step(std::span<const int> seq_ids, std::span<const int32_t> tokens,
+                                 std::span<int32_t> next, const GpuSampling* sampling,
+                                 std::span<const float> uniforms) {
   Impl& m = *impl_;
   const int64_t B = int64_t(seq_ids.size());
   if (B == 0 || int64_t(tokens.size()) != B || int64_t(next.size()) != B)
-    fail("decode_greedy: {} sequences, {} tokens and {} outputs; expected equal and > 0", B,
+    fail("decode step: {} sequences, {} tokens and {} outputs; expected equal and > 0", B,
          tokens.size(), next.size());
-  if (B > m.opt.max_sequences) fail("decode_greedy: {} sequences > max {}", B, m.opt.max_sequences);
+  if (B > m.opt.max_sequences) fail("decode step: {} sequences > max {}", B, m.opt.max_sequences);
   for (int64_t i = 0; i < B; ++i) {
     const int s = seq_ids[size_t(i)];
     m.check_seq(s);
     for (int64_t j = 0; j < i; ++j)
-      if (seq_ids[size_t(j)] == s) fail("decode_greedy: sequence {} appears twice", s);
+      if (seq_ids[size_t(j)] == s) fail("decode step: sequence {} appears twice", s);
     m.reserve(s, m.seqs[size_t(s)].length + 1);
     m.set_token(i, s, m.seqs[size_t(s)].length, tokens[size_t(i)]);
   }
@@ -991,6 +1014,16 @@ void CudaLlamaModel::decode_greedy(std::span<const int> seq_ids, std::span<const
   } else {
     record();
     m.scales_ready = true;
+  }
+  if (sampling) {
+    // The step's graph ends in argmax (kept: greedy is the common case); sampling overwrites ids
+    // from the logits it left on the device, so only B token ids travel back.
+    std::copy(uniforms.begin(), uniforms.end(), m.h_uniforms.get<float>());
+    LOWBIT_CUDA_CHECK(cudaMemcpyAsync(m.uniforms.get(), m.h_uniforms.get(), size_t(B) * 4,
+                                      cudaMemcpyHostToDevice, st));
+    kc::sample_rows(m.logits.get<float>(), m.cfg.vocab_size, B, m.cfg.vocab_size,
+                    {sampling->temperature, sampling->top_k, sampling->top_p},
+                    m.uniforms.get<float>(), m.ids.get<int32_t>(), st);
   }
   LOWBIT_CUDA_CHECK(
       cudaMemcpyAsync(m.h_ids.get(), m.ids.get(), size_t(B) * 4, cudaMemcpyDeviceToHost, st));

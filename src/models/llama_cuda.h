@@ -85,6 +85,18 @@ class CudaLlamaModel {
   void decode_greedy(std::span<const int> seqs, std::span<const int32_t> tokens,
                      std::span<int32_t> next);
 
+  // One sampled decode step (temperature > 0, top-k, top-p as engine::Sampler): like
+  // decode_greedy, but next[i] is drawn on the GPU from seqs[i]'s logits with uniforms[i]
+  // (in [0, 1), from the caller's seeded RNG); only the ids are copied back.
+  struct GpuSampling {
+    float temperature = 1.0f;
+    int32_t top_k = 0;
+    float top_p = 1.0f;
+  };
+  void decode_sample(std::span<const int> seqs, std::span<const int32_t> tokens,
+                     const GpuSampling& sampling, std::span<const float> uniforms,
+                     std::span<int32_t> next);
+
   // Benchmarks: fill the whole KV pool with random finite values (scales set to 1/64 where
   // FP8), then let sequence `seq` claim `length` cached positions without computing them.
   void fill_kv_cache_random(uint64_t seed);
@@ -96,6 +108,9 @@ class CudaLlamaModel {
  private:
   struct Impl;
   explicit CudaLlamaModel(std::unique_ptr<Impl> impl);
+  void decode_step(std::span<const int> seqs, std::span<const int32_t> tokens,
+                   std::span<int32_t> next, const GpuSampling* sampling,
+                   std::span<const float> uniforms);
   std::unique_ptr<Impl> impl_;
 };
 
