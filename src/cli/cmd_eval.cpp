@@ -2,7 +2,10 @@
 // (perplexity of each, KL divergence and top-1 agreement of their next-token distributions),
 // plus what each costs: weight bytes, peak RSS, prompt and generation speed.
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +14,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/device_options.h"
 #include "core/error.h"
 #include "engine/eval.h"
 #include "engine/model_loader.h"
@@ -29,6 +33,7 @@ struct EvalOptions {
   int64_t bench_gen = 32;
   std::string json_path;
   std::string markdown_path;
+  DeviceOptions device;  // both models run on it
 };
 
 // Both models live in one process for the comparison, where one high-water mark covers both
@@ -133,6 +138,7 @@ nlohmann::json to_json(const EvalOptions& o, const engine::Footprint& q,
       {"reference", ref.path},
       {"method", q.method},
       {"method_reference", ref.method},
+      {"device", o.device.device},
       {"file", o.file},
       {"ctx", o.ctx},
       {"chunks", r.chunks},
@@ -181,16 +187,42 @@ void check_same_tokens(const engine::LoadedModel& q, const engine::LoadedModel& 
         q.path, ref.path, q_tokens.size(), ref_tokens.size(), i);
 }
 
+// Whether --device sends the models to the GPU. A CUDA runtime initialised in this process
+// would not survive the fork of the footprint children, so the device is probed in a child of
+// its own; on failure the parent repeats the probe to raise its message.
+bool runs_on_gpu(const std::string& device) {
+  if (device == "cpu") return false;
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) fail("--device {}: cannot fork a process to probe the GPU", device);
+  if (pid == 0) {
+    int code = 2;
+    try {
+      code = engine::resolve_device(device) == engine::Device::kCuda ? 0 : 1;
+    } catch (...) {
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+  if (code == 2) return engine::resolve_device(device) == engine::Device::kCuda;  // throws
+  return code == 0;
+}
+
 int run_eval(const EvalOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   apply_threads(o.model.threads);
   std::string text = read_text(o.file);
   auto registry = method_registry(o.model.plugins);
-  engine::LoadOptions q_options{o.model.quantization, false};
-  engine::LoadOptions ref_options{o.reference_quantization, false};
+  const bool on_gpu = runs_on_gpu(o.device.device);
+  engine::LoadOptions q_options{o.model.quantization, false, !on_gpu};
+  engine::LoadOptions ref_options{o.reference_quantization, false, !on_gpu};
 
-  // Footprints first, while this process has loaded nothing and run no OpenMP region.
-  engine::FootprintOptions bench{o.bench_prompt, o.bench_gen, 3};
+  // Footprints first, while this process has loaded nothing, run no OpenMP region and made no
+  // CUDA context (each child makes its own).
+  engine::FootprintOptions bench{o.bench_prompt, o.bench_gen, 3, on_gpu, o.device.cuda};
   std::fprintf(stderr, "measuring %s\n", o.reference.c_str());
   engine::Footprint ref_fp = engine::measure_footprint(o.reference, ref_options, registry, bench);
   std::fprintf(stderr, "measuring %s\n", o.model.model.c_str());
@@ -205,8 +237,9 @@ int run_eval(const EvalOptions& o) {
       });
 
   engine::LoadedModel ref =
-      engine::load_model(o.reference, {o.reference_quantization, true}, registry);
-  engine::LoadedModel q = engine::load_model(o.model.model, {o.model.quantization, true}, registry);
+      engine::load_model(o.reference, {o.reference_quantization, true, !on_gpu}, registry);
+  engine::LoadedModel q =
+      engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
   engine::check_same_vocabulary(q, ref);
   const auto& tok = ref.require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);
@@ -214,12 +247,22 @@ int run_eval(const EvalOptions& o) {
   int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;
   std::fprintf(stderr, "%s: %zu tokens, ctx %lld\n", o.file.c_str(), tokens.size(),
                (long long)o.ctx);
-  auto r =
-      engine::compare_models(*q.model, *ref.model, tokens, o.ctx, o.chunks, bos,
-                             [](int64_t c, double ppl, double ppl_ref) {
-                               std::fprintf(stderr, "[%lld]%.4f/%.4f,", (long long)c, ppl, ppl_ref);
-                               std::fflush(stderr);
-                             });
+  auto on_chunk = [](int64_t c, double ppl, double ppl_ref) {
+    std::fprintf(stderr, "[%lld]%.4f/%.4f,", (long long)c, ppl, ppl_ref);
+    std::fflush(stderr);
+  };
+  engine::ComparisonResult r;
+  if (on_gpu) {
+    for (const auto* m : {&q, &ref})
+      if (o.ctx > m->config.max_position)
+        fail("--ctx {} exceeds {}'s context length {}", o.ctx, m->path, m->config.max_position);
+    auto ref_logits = engine::cuda_chunk_logits(ref, o.ctx, o.device.cuda);
+    auto q_logits = engine::cuda_chunk_logits(q, o.ctx, o.device.cuda);
+    r = engine::compare_chunk_logits(q_logits, ref_logits, ref.config.vocab_size, tokens, o.ctx,
+                                     o.chunks, bos, on_chunk);
+  } else {
+    r = engine::compare_models(*q.model, *ref.model, tokens, o.ctx, o.chunks, bos, on_chunk);
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "\n%lld chunks compared in %.1f s (%.1f s in all)\n", (long long)r.chunks,
@@ -254,6 +297,7 @@ Runner add_eval(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 16));
   cmd->add_option("--json", o->json_path, "also write the results as JSON to this file");
   cmd->add_option("--markdown", o->markdown_path, "also write a markdown table to this file");
+  add_device_options(*cmd, o->device);
   return [o] { return run_eval(*o); };
 }
 

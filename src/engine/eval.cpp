@@ -93,14 +93,25 @@ nlohmann::json footprint_in_child(const std::string& path, const LoadOptions& op
                                   const FootprintOptions& bench,
                                   const std::function<void(const LoadedModel&)>& check_loaded) {
   const uint64_t baseline = proc_status_bytes("VmRSS");
-  LoadedModel m = load_model(path, options, registry);
+  LoadOptions load = options;
+  if (bench.on_gpu) load.cpu_model = false;  // the CUDA backend reads the checkpoint itself
+  LoadedModel m = load_model(path, load, registry);
   if (check_loaded) check_loaded(m);
-  SpeedResult speed =
-      measure_speed(*m.model, bench.prompt_tokens, bench.gen_tokens, bench.repetitions);
+  SpeedResult speed;
+  uint64_t weight_bytes = 0;
+  if (bench.on_gpu) {
+    CudaSpeed s =
+        measure_speed_cuda(m, bench.prompt_tokens, bench.gen_tokens, bench.repetitions, bench.cuda);
+    speed = {s.pp_tok_s, s.tg_tok_s};
+    weight_bytes = s.weight_bytes;
+  } else {
+    speed = measure_speed(*m.model, bench.prompt_tokens, bench.gen_tokens, bench.repetitions);
+    weight_bytes = m.model->weight_bytes();
+  }
   return {{"path", m.path},
           {"method", m.quant->name()},
           {"vocab_size", m.config.vocab_size},
-          {"weight_bytes", m.model->weight_bytes()},
+          {"weight_bytes", weight_bytes},
           {"baseline_rss_bytes", baseline},
           {"peak_rss_bytes", proc_status_bytes("VmHWM")},
           {"pp_tok_s", speed.pp_tok_s},
@@ -178,10 +189,24 @@ ComparisonResult compare_models(models::LlamaModel& quantized, models::LlamaMode
   if (quantized.config().vocab_size != vocab)
     fail("the quantized model has a vocabulary of {} tokens, the reference {}",
          quantized.config().vocab_size, vocab);
-  if (ctx < 4) fail("--ctx is {}, expected at least 4", ctx);
   for (const auto* m : {&quantized, &reference})
     if (ctx > m->config().max_position)
       fail("--ctx {} exceeds the model's context length {}", ctx, m->config().max_position);
+  auto on_cpu = [](models::LlamaModel& model) {
+    return [&model](const std::vector<int32_t>& chunk, std::vector<float>& logits) {
+      KvCache cache = model.make_cache(int64_t(chunk.size()));
+      model.forward(chunk, cache, true, logits);
+    };
+  };
+  return compare_chunk_logits(on_cpu(quantized), on_cpu(reference), vocab, tokens, ctx, max_chunks,
+                              bos, on_chunk);
+}
+
+ComparisonResult compare_chunk_logits(
+    const ChunkLogits& quantized, const ChunkLogits& reference, int64_t vocab,
+    const std::vector<int32_t>& tokens, int64_t ctx, int64_t max_chunks, int32_t bos,
+    const std::function<void(int64_t, double, double)>& on_chunk) {
+  if (ctx < 4) fail("--ctx is {}, expected at least 4", ctx);
   if (int64_t(tokens.size()) < 2 * ctx)
     fail("the text has {} tokens; at least 2 × ctx = {} are needed", tokens.size(), 2 * ctx);
   const int64_t available = int64_t(tokens.size()) / ctx;
@@ -193,14 +218,11 @@ ComparisonResult compare_models(models::LlamaModel& quantized, models::LlamaMode
   for (int64_t c = 0; c < chunks; ++c) {
     std::vector<int32_t> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
     if (bos >= 0) chunk[0] = bos;
-    {
-      KvCache cache = reference.make_cache(ctx);
-      reference.forward(chunk, cache, true, ref_logits);
-    }
-    {
-      KvCache cache = quantized.make_cache(ctx);
-      quantized.forward(chunk, cache, true, q_logits);
-    }
+    reference(chunk, ref_logits);
+    quantized(chunk, q_logits);
+    if (int64_t(ref_logits.size()) != ctx * vocab || int64_t(q_logits.size()) != ctx * vocab)
+      fail("chunk {}: {} and {} logits, expected {} positions × {} entries", c, ref_logits.size(),
+           q_logits.size(), ctx, vocab);
     // Positions ctx/2 .. ctx-2 each predict the next token, as llama-perplexity scores them.
     // Compared in parallel (five exp() per vocabulary entry), then summed in order.
     const int64_t first = ctx / 2, n_scored = ctx - 1 - first;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/gpu_generate.h"
 #include "engine/model_loader.h"
 #include "models/llama.h"
 
@@ -82,6 +83,17 @@ ComparisonResult compare_models(
     const std::vector<int32_t>& tokens, int64_t ctx, int64_t max_chunks, int32_t bos,
     const std::function<void(int64_t chunk, double ppl, double ppl_reference)>& on_chunk = {});
 
+// Logits of every position of one chunk, computed from an empty context: [chunk.size(), vocab].
+using ChunkLogits =
+    std::function<void(const std::vector<int32_t>& chunk, std::vector<float>& logits)>;
+
+// compare_models for any backend: `quantized` and `reference` produce the chunks' logits (both
+// with `vocab` entries per position); ctx and the text length are checked here.
+ComparisonResult compare_chunk_logits(
+    const ChunkLogits& quantized, const ChunkLogits& reference, int64_t vocab,
+    const std::vector<int32_t>& tokens, int64_t ctx, int64_t max_chunks, int32_t bos,
+    const std::function<void(int64_t chunk, double ppl, double ppl_reference)>& on_chunk = {});
+
 // Throws, naming both paths, unless the two models have the same vocabulary size.
 void check_same_vocabulary(const LoadedModel& quantized, const LoadedModel& reference);
 
@@ -110,6 +122,10 @@ struct FootprintOptions {
   int64_t prompt_tokens = 128;
   int64_t gen_tokens = 32;
   int repetitions = 3;
+  // Run the model on the GPU (measure_speed_cuda): weight_bytes are then the GPU's copy and
+  // peak RSS is the host side of a GPU run.
+  bool on_gpu = false;
+  CudaRunOptions cuda;
 };
 
 // Loads `path` in a forked child process and runs measure_speed there, so that the child's

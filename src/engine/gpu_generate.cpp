@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <random>
 
 #include "core/error.h"
@@ -129,6 +130,59 @@ PerplexityResult perplexity_cuda(const LoadedModel& m, const std::vector<int32_t
   return r;
 }
 
+std::function<void(const std::vector<int32_t>&, std::vector<float>&)> cuda_chunk_logits(
+    const LoadedModel& m, int64_t ctx, const CudaRunOptions& options) {
+  std::shared_ptr<models::CudaLlamaModel> model = upload(m, ctx, options);
+  return [model](const std::vector<int32_t>& chunk, std::vector<float>& logits) {
+    model->reset_sequence(0);
+    model->forward(0, chunk, true, logits);
+  };
+}
+
+CudaSpeed measure_speed_cuda(const LoadedModel& m, int64_t prompt_tokens, int64_t gen_tokens,
+                             int repetitions, const CudaRunOptions& options) {
+  if (prompt_tokens < 0 || gen_tokens < 0 || repetitions < 1)
+    fail(
+        "speed test of {} prompt and {} generated tokens × {} repetitions, expected sizes >= 0 "
+        "and at least one repetition",
+        prompt_tokens, gen_tokens, repetitions);
+  auto model = upload(m, std::max<int64_t>({prompt_tokens, gen_tokens, 1}), options);
+  const int64_t vocab = m.config.vocab_size;
+  std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
+  uint64_t state = 12345;  // the same pseudo-random ids as engine::measure_speed (llama-bench)
+  for (auto& t : prompt) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    t = int32_t((state >> 33) % uint64_t(vocab));
+  }
+  std::vector<float> logits;
+  CudaSpeed best;
+  best.weight_bytes = model->weight_bytes();
+  for (int r = 0; r < repetitions + 1; ++r) {  // the first round warms up (and records graphs)
+    if (prompt_tokens > 0) {
+      model->reset_sequence(0);
+      auto t0 = std::chrono::steady_clock::now();
+      model->forward(0, prompt, false, logits);
+      const double pp = double(prompt_tokens) / seconds_since(t0);
+      if (r > 0) best.pp_tok_s = std::max(best.pp_tok_s, pp);
+    }
+    if (gen_tokens > 0) {
+      // Greedy decode steps (CUDA graphs), each feeding back the argmax: generation as
+      // `generate --device cuda --temperature 0` runs it. The first step fills an empty cache.
+      model->reset_sequence(0);
+      int seq[1] = {0};
+      int32_t tok[1] = {prompt.empty() ? 1 % int32_t(vocab) : prompt[0]}, next[1] = {0};
+      auto t0 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < gen_tokens; ++i) {
+        model->decode_greedy(seq, tok, next);
+        tok[0] = next[0];
+      }
+      const double tg = double(gen_tokens) / seconds_since(t0);
+      if (r > 0) best.tg_tok_s = std::max(best.tg_tok_s, tg);
+    }
+  }
+  return best;
+}
+
 #else  // no CUDA backend in this build
 
 GenerationStats generate_cuda(const LoadedModel&, const std::vector<int32_t>&, int64_t, int64_t,
@@ -140,6 +194,15 @@ GenerationStats generate_cuda(const LoadedModel&, const std::vector<int32_t>&, i
 PerplexityResult perplexity_cuda(const LoadedModel&, const std::vector<int32_t>&, int64_t, int64_t,
                                  int32_t, const std::function<void(int64_t, double)>&,
                                  const CudaRunOptions&) {
+  fail("--device cuda: this lowbit was built without the CUDA backend; use --device cpu");
+}
+
+std::function<void(const std::vector<int32_t>&, std::vector<float>&)> cuda_chunk_logits(
+    const LoadedModel&, int64_t, const CudaRunOptions&) {
+  fail("--device cuda: this lowbit was built without the CUDA backend; use --device cpu");
+}
+
+CudaSpeed measure_speed_cuda(const LoadedModel&, int64_t, int64_t, int, const CudaRunOptions&) {
   fail("--device cuda: this lowbit was built without the CUDA backend; use --device cpu");
 }
 

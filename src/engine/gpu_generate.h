@@ -3,6 +3,7 @@
 // without the CUDA backend each function throws lowbit::Error saying so.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -31,5 +32,19 @@ PerplexityResult perplexity_cuda(const LoadedModel& m, const std::vector<int32_t
                                  int64_t ctx, int64_t max_chunks, int32_t bos,
                                  const std::function<void(int64_t chunk, double ppl)>& on_chunk,
                                  const CudaRunOptions& options);
+
+// For `lowbit eval --device cuda`: uploads `m` once (room for ctx tokens) and returns a function
+// giving the logits of every position of a chunk, each chunk from an empty sequence.
+std::function<void(const std::vector<int32_t>& chunk, std::vector<float>& logits)>
+cuda_chunk_logits(const LoadedModel& m, int64_t ctx, const CudaRunOptions& options);
+
+// engine::measure_speed's protocol on the GPU (prompt: one forward; generation: greedy decode
+// steps as CUDA graphs), plus the bytes of weights the GPU holds.
+struct CudaSpeed {
+  double pp_tok_s = 0, tg_tok_s = 0;
+  uint64_t weight_bytes = 0;
+};
+CudaSpeed measure_speed_cuda(const LoadedModel& m, int64_t prompt_tokens, int64_t gen_tokens,
+                             int repetitions, const CudaRunOptions& options);
 
 }  // namespace lowbit::engine
