@@ -48,7 +48,8 @@ json read_json(const fs::path& p) {
 
 bool is_gguf(const fs::path& p) { return fs::is_regular_file(p) && p.extension() == ".gguf"; }
 
-// quant_method named by config.json's quantization_config or quantize_config.json; "" if none.
+// quant_method named by config.json's quantization_config, else by a side file
+// (quantize_config.json, quant_config.json); "" if none.
 std::pair<std::string, json> checkpoint_quant_config(const fs::path& dir) {
   json config = read_json(dir / "config.json");
   if (config.contains("quantization_config") && config["quantization_config"].is_object()) {
@@ -58,9 +59,15 @@ std::pair<std::string, json> checkpoint_quant_config(const fs::path& dir) {
       fail("{}: quantization_config has no 'quant_method' string", (dir / "config.json").string());
     return {method, q};
   }
+  // Side files of older checkpoints, without a quant_method key: GPTQ's quantize_config.json
+  // (AutoGPTQ) and AutoAWQ's quant_config.json ({"w_bit": 4, "q_group_size": 128, ...}).
   if (fs::exists(dir / "quantize_config.json")) {
     json q = read_json(dir / "quantize_config.json");
     return {q.value("quant_method", std::string("gptq")), q};
+  }
+  if (fs::exists(dir / "quant_config.json")) {
+    json q = read_json(dir / "quant_config.json");
+    return {q.value("quant_method", std::string("awq")), q};
   }
   return {"", json::object()};
 }

@@ -8,6 +8,7 @@
 // checkpoints (too large to commit) that QuantizedCheckpointSmolLM2.FromEnv checks when
 // LOWBIT_QUANT_CKPT_DIR is set.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -133,6 +135,36 @@ INSTANTIATE_TEST_SUITE_P(Stories260K, QuantizedCheckpoint,
                              // AutoAWQ -> awq (GEMM)
                              "awq_w4_g32_gemm"),
                          [](const auto& info) { return std::string(info.param); });
+
+// AutoAWQ's older checkpoints carry no quantization_config in config.json but a side file,
+// quant_config.json, in its own key names: the same AWQ fixture rewritten that way.
+TEST(QuantizedCheckpoint, AwqSideFileQuantConfigJson) {
+  namespace fs = std::filesystem;
+  ExactActivations exact;
+  const std::string name = "awq_w4_g32_gemm";
+  const fs::path src = source_path("tests/fixtures/quantized");
+  const fs::path tmp =
+      fs::temp_directory_path() / ("lowbit_awq_side_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp / name);
+  for (const char* f : {"model.safetensors"}) fs::copy_file(src / name / f, tmp / name / f);
+  for (const char* ext : {".json", ".logits.f32"})
+    fs::copy_file(src / (name + ext), tmp / (name + ext));
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(src / name / "config.json"));
+  const nlohmann::json q = config["quantization_config"];
+  config.erase("quantization_config");
+  std::ofstream(tmp / name / "config.json") << config.dump(1);
+  std::ofstream(tmp / name / "quant_config.json") << nlohmann::json{
+      {"w_bit", q["bits"]},
+      {"q_group_size", q["group_size"]},
+      {"zero_point", true},
+      {"version", "GEMM"},
+      {"modules_to_not_convert",
+       q["modules_to_not_convert"]}}.dump(1);
+  double worst = check_checkpoint(tmp.string(), name);
+  EXPECT_LE(worst, kTolerance);
+  fs::remove_all(tmp);
+}
 
 // SmolLM2-135M checkpoints from `tools/gen_quantized_checkpoints.py --model smol`: every
 // <name>.json in $LOWBIT_QUANT_CKPT_DIR with its <name>/ directory.
