@@ -33,6 +33,7 @@
 #include "kernels/cuda/gemm/linear.h"
 #include "kernels/cuda/gemm/w8a8_gemm.h"
 #include "kernels/cuda/ops/elementwise.h"
+#include "torch_baseline_csv.h"
 
 using namespace lowbit;
 namespace kc = lowbit::kernels::cuda;
@@ -84,27 +85,6 @@ double copy_bandwidth(Timer& timer) {
   return 2.0 * double(bytes) / (us * 1e-6);
 }
 
-std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> read_baseline(
-    const std::string& path) {
-  std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> out;
-  std::ifstream f(path);
-  if (!f) fail("--baseline {}: cannot open", path);
-  std::string line;
-  while (std::getline(f, line)) {
-    std::stringstream ss(line);
-    std::string op, ks, ns, ms, us;
-    if (!std::getline(ss, op, ',') || !std::getline(ss, ks, ',') || !std::getline(ss, ns, ',') ||
-        !std::getline(ss, ms, ',') || !std::getline(ss, us, ','))
-      continue;
-    if (op == "op") continue;
-    try {
-      out[{op, std::stoll(ks), std::stoll(ns), std::stoll(ms)}] = std::stod(us);
-    } catch (...) {
-    }
-  }
-  return out;
-}
-
 struct Shape {
   int64_t k, n;
 };
@@ -133,8 +113,8 @@ int main(int argc, char** argv) try {
     ms = {1, 4, 16, 128, 1024, 4096};
     reps = std::min(reps, 5);
   }
-  std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> base;
-  if (!baseline_path.empty()) base = read_baseline(baseline_path);
+  bench::TorchBaseline base;
+  if (!baseline_path.empty()) base = bench::read_torch_baseline(baseline_path);
 
   Timer timer;
   kc::GemmRunner bf16_gemm;

@@ -34,6 +34,7 @@
 #include "kernels/cuda/gemm/linear.h"
 #include "kernels/cuda/gemm/wq_gemm.h"
 #include "kernels/cuda/ops/elementwise.h"
+#include "torch_baseline_csv.h"
 
 using namespace lowbit;
 namespace kc = lowbit::kernels::cuda;
@@ -85,27 +86,6 @@ double copy_bandwidth(cudaStream_t stream) {
     LOWBIT_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, stream));
   });
   return 2.0 * double(bytes) / (us * 1e-6);
-}
-
-std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> read_baseline(
-    const std::string& path) {
-  std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> out;
-  std::ifstream f(path);
-  if (!f) fail("--baseline {}: cannot open", path);
-  std::string line;
-  while (std::getline(f, line)) {
-    std::stringstream ss(line);
-    std::string op, ks, ns, ms, us;
-    if (!std::getline(ss, op, ',') || !std::getline(ss, ks, ',') || !std::getline(ss, ns, ',') ||
-        !std::getline(ss, ms, ',') || !std::getline(ss, us, ','))
-      continue;
-    if (op == "op") continue;
-    try {
-      out[{op, std::stoll(ks), std::stoll(ns), std::stoll(ms)}] = std::stod(us);
-    } catch (...) {
-    }
-  }
-  return out;
 }
 
 // Random weight source: codes from a xorshift stream (fast for the 470M-code 70B shapes),
@@ -173,8 +153,8 @@ int main(int argc, char** argv) try {
   }
   if (only_k > 0) shapes = {{only_k, only_n}};
   if (only_m > 0) ms = {only_m};
-  std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, double> base;
-  if (!baseline_path.empty()) base = read_baseline(baseline_path);
+  bench::TorchBaseline base;
+  if (!baseline_path.empty()) base = bench::read_torch_baseline(baseline_path);
 
   kc::Stream stream;
   const cudaStream_t st = stream.get();
