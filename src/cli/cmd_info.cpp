@@ -62,7 +62,7 @@ void print_kernels() {
   using F = kernels::GpuWeightFormat;
   const std::pair<F, const char*> rows[] = {
       {F::kBf16, "unquantized, gguf (dequantized to bf16)"},
-      {F::kW4A16, "awq, gptq 4-bit, compressed-tensors int4"},
+      {F::kW4A16, "awq, gptq 4-bit, compressed-tensors int4, int4"},
       {F::kW8A16, "gptq 8-bit, compressed-tensors int8, int8, bnb int8"},
       {F::kFp8Rowwise, "fp8"},
       {F::kFp8PerTensor, "(fp8 per-tensor checkpoints: later)"},
@@ -85,9 +85,6 @@ void print_kernels() {
     std::printf("\n");
     if (plan.empty() || !plan.choose(4096)) std::printf("      %s\n", plan.reasons().c_str());
   }
-  std::printf(
-      "  online int4 has fractional zero points, which wq_gemm does not take: its layers run as\n"
-      "  bf16 copies on the GPU (bf16 row)\n");
 }
 
 }  // namespace
