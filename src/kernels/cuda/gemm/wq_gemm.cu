@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
     for (int j = 0; j < SPW; ++j)
       if (s * kSS + b_ls[j] < nsteps)
         cp_async16(stage_b(b) + (j * kThreads + tid) * 16, b_src[j] + s * b_stride);
-    if (p_thread) {
+    if (p_thread && p_c * 16 < pstride) {  // symmetric weights: only the 64 B entry is read
       const int step = s * kSS + p_ls;
       if (step < nsteps)
         cp_async16(stage_p(b) + p_ws * 256 + p_c * 16,
