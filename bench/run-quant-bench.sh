@@ -119,7 +119,7 @@ peer = {"int4": "llama.cpp Q4_0", "Q4_0": "llama.cpp Q4_0", "int8": "llama.cpp Q
 print(f"\nSmolLM2-135M-Instruct, threads={threads}, pp{prompt}/tg{gen}; "
       f"read bandwidth {read_bps / 1e9:.2f} GB/s")
 print(f"{'engine':<18}{'pp tok/s':>10}{'tg tok/s':>10}{'MB/token':>10}{'tg/bound':>10}"
-      f"{'tg vs bf16':>12}{'tg vs llama.cpp':>17}")
+      f"{'tg vs bf16':>12}  {'tg vs llama.cpp':>25}")
 for name, (pp, tg, bpt) in rows.items():
     bound = read_bps / bpt if bpt and read_bps else None
     vs_bf16 = tg / base_tg if tg and base_tg and name.startswith("lowbit") else None
@@ -128,5 +128,6 @@ for name, (pp, tg, bpt) in rows.items():
     vs_peer = tg / p if tg and p else None
     print(f"{name:<18}{f(pp):>10}{f(tg):>10}{f(bpt / 1e6 if bpt else None, '.1f'):>10}"
           f"{f(100 * tg / bound if tg and bound else None, '.0f') + '%':>10}"
-          f"{f(vs_bf16, '.2f'):>12}{f(vs_peer, '.2f') + ' (' + peer.get(key, '-') + ')' if vs_peer else '-':>17}")
+          f"{f(vs_bf16, '.2f'):>12}  "
+          f"{f(vs_peer, '.2f') + ' (' + peer.get(key, '-') + ')' if vs_peer else '-':>25}")
 PY

@@ -119,25 +119,17 @@ Int4Group quantize_int4_group(const float* x, int64_t g, uint8_t* codes) {
     consider(p);
     return best;
   }
-  // Candidates: the plain min/max grid first (AWQ's pseudo-quantizer, integer zero), then
-  // ranges shrunk towards their centre by 4% steps down to 64% (clipping outliers); each is
-  // refit by weighted least squares on its codes (scale and a float zero) and re-rounded.
-  // Float zeros matter: rounding them to integers costs stories260K 0.25 perplexity.
-  auto candidate = [&](float range, float range_lo, bool integer_zero) {
-    Int4Group p;
-    p.scale = range / 15.0f;
-    p.zero = integer_zero ? std::clamp(std::nearbyint(-range_lo / p.scale), 0.0f, 15.0f)
-                          : -range_lo / p.scale;
-    consider(p);
-    int4_codes(x, wt.data(), g, p.scale, p.zero, trial.data());
-    Int4Group fit;
-    if (int4_refit(x, wt.data(), trial.data(), g, fit)) consider(fit);
-  };
-  candidate(hi - lo, lo, true);
-  for (int s = 1; s < 10; ++s) {
-    const float shrink = 1.0f - 0.04f * float(s);
-    candidate((hi - lo) * shrink, lo + (hi - lo) * (1.0f - shrink) * 0.5f, false);
-  }
+  // Candidates: the plain min/max grid (AWQ's pseudo-quantizer, integer zero), then its codes
+  // refit by weighted least squares (scale and a float zero) and re-rounded. Searching clipped
+  // ranges as well was measured and dropped: it helped stories260K (7.69 -> 7.44 perplexity)
+  // but hurt SmolLM2-135M on wikitext-2 (34.35 -> 36.7 even at 4-8% clipping).
+  Int4Group minmax;
+  minmax.scale = (hi - lo) / 15.0f;
+  minmax.zero = std::clamp(std::nearbyint(-lo / minmax.scale), 0.0f, 15.0f);
+  consider(minmax);
+  int4_codes(x, wt.data(), g, minmax.scale, minmax.zero, trial.data());
+  Int4Group fit;
+  if (int4_refit(x, wt.data(), trial.data(), g, fit)) consider(fit);
   return best;
 }
 

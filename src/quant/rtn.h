@@ -27,12 +27,11 @@ struct QuantizedWeight {
 QuantizedWeight rtn_int8_per_channel(const float* w, int64_t n, int64_t k);
 
 // int4, asymmetric per group of `group_size` input columns: w ≈ (code - zero) · scale with a
-// float zero point (HQQ-style; GPTQ/AWQ store integers). Per group, candidates are the min/max
-// grid (AWQ's pseudo-quantizer: scale = (max - min) / 15, integer zero) and that range shrunk
-// by 4% steps to 64%, each refit by weighted least squares on its codes; the one with least
-// error weighted by rms + |w| wins (so never worse than min/max RTN by that measure). Codes
-// are the nearest integers to w / scale + zero, clamped to 0..15; a constant group is
-// reproduced exactly.
+// float zero point (HQQ-style; GPTQ/AWQ store integers). Per group: the min/max grid (AWQ's
+// pseudo-quantizer: scale = (max - min) / 15, integer zero), then its codes refit by weighted
+// least squares (weights rms + |w|) and re-rounded; the better of the two under that error
+// wins (never worse than min/max RTN by that measure). Codes are the nearest integers to
+// w / scale + zero, clamped to 0..15; a constant group is reproduced exactly.
 QuantizedWeight rtn_int4_grouped(const float* w, int64_t n, int64_t k, int64_t group_size);
 
 // The group `int4` uses for a layer with k input columns: 128 when it divides k, else the

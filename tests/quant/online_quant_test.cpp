@@ -117,7 +117,7 @@ TEST(Rtn, Int4GroupsRoundToNearestAndBeatMinMax) {
           for (int64_t c = 0; c < g; ++c)
             EXPECT_NEAR((q.codes[size_t(j * k + gi * g + c)] - zero) * scale, x[c], 1e-6);
       }
-    // Clipping + refitting pays on Gaussian-like weights.
+    // The least-squares refit pays on Gaussian-like weights.
     EXPECT_LT(err, 0.9 * err_minmax) << n << "x" << k << " group " << g;
   }
 }
