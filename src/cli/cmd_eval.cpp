@@ -240,6 +240,10 @@ int run_eval(const EvalOptions& o) {
       engine::load_model(o.reference, {o.reference_quantization, true, !on_gpu}, registry);
   engine::LoadedModel q =
       engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
+  // --kv-cache-dtype applies to the quantized side, like --quantization (CPU: the comparison;
+  // the speed children keep f32 caches).
+  if (!on_gpu)
+    q.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype));
   engine::check_same_vocabulary(q, ref);
   const auto& tok = ref.require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);
@@ -256,7 +260,9 @@ int run_eval(const EvalOptions& o) {
     for (const auto* m : {&q, &ref})
       if (o.ctx > m->config.max_position)
         fail("--ctx {} exceeds {}'s context length {}", o.ctx, m->path, m->config.max_position);
-    auto ref_logits = engine::cuda_chunk_logits(ref, o.ctx, o.device.cuda);
+    engine::CudaRunOptions ref_cuda = o.device.cuda;
+    ref_cuda.kv_cache_dtype = "auto";  // --kv-cache-dtype applies to the quantized side
+    auto ref_logits = engine::cuda_chunk_logits(ref, o.ctx, ref_cuda);
     auto q_logits = engine::cuda_chunk_logits(q, o.ctx, o.device.cuda);
     r = engine::compare_chunk_logits(q_logits, ref_logits, ref.config.vocab_size, tokens, o.ctx,
                                      o.chunks, bos, on_chunk);

@@ -46,6 +46,8 @@ int run_generate(const GenerateOptions& o) {
   const bool on_gpu = engine::resolve_device(o.device.device) == engine::Device::kCuda;
   engine::LoadedModel m =
       engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
+  if (!on_gpu)
+    m.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype));
   const tokenizer::Tokenizer& tok = m.require_tokenizer();
 
   std::vector<int32_t> prompt;

@@ -35,6 +35,8 @@ int run_perplexity(const PerplexityOptions& o) {
   const bool on_gpu = engine::resolve_device(o.device.device) == engine::Device::kCuda;
   engine::LoadedModel m =
       engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
+  if (!on_gpu)
+    m.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype));
   const auto& tok = m.require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);
   int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;

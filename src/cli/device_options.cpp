@@ -7,8 +7,9 @@ void add_device_options(CLI::App& cmd, DeviceOptions& o) {
                  "cpu, cuda, or auto (cuda when a usable GPU exists); default cpu")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd.add_option("--kv-cache-dtype", o.cuda.kv_cache_dtype,
-                 "CUDA KV cache: auto (bf16, or fp8 with checkpoint scales), bf16, fp8, fp8_e4m3, "
-                 "fp8_e5m2 (scales from the first prompt when the checkpoint has none)")
+                 "KV cache: auto (CUDA: bf16, or fp8 with checkpoint scales; CPU: f32), bf16, "
+                 "fp8, fp8_e4m3, fp8_e5m2 (scales from the first prompt when the checkpoint has "
+                 "none); the CPU rounds its fp32 cache through the same types")
       ->check(CLI::IsMember({"auto", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
   cmd.add_option("--gpu-memory-utilization", o.cuda.gpu_memory_utilization,
                  "share of GPU memory for weights + KV cache (default 0.9)")

@@ -72,4 +72,27 @@ inline float fp8_e4m3_to_f32(uint8_t v) {
 // FP8 E5M2: IEEE-like (has infinities and NaNs); it is the top byte of an fp16.
 inline float fp8_e5m2_to_f32(uint8_t v) { return f16_to_f32(uint16_t(v) << 8); }
 
+// fp32 -> FP8 E4M3FN (e4m3 = true) or E5M2, round to nearest even, saturating to the largest
+// finite value (±448 / ±57344, as CUDA's __NV_SATFINITE); NaN stays NaN. Both decoders rise
+// monotonically over the positive codes 0 .. max, so the two neighbours are found by bisection
+// and an exact tie takes the even code (the one whose mantissa ends in 0).
+inline uint8_t f32_to_fp8(float f, bool e4m3) {
+  auto decode = [e4m3](int c) {
+    return e4m3 ? fp8_e4m3_to_f32(uint8_t(c)) : fp8_e5m2_to_f32(uint8_t(c));
+  };
+  if (f != f) return 0x7f;  // a NaN in both formats
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
+  const int max_code = e4m3 ? 0x7e : 0x7b;
+  const float a = std::fabs(f);
+  if (a >= decode(max_code)) return uint8_t(sign | max_code);
+  int lo = 0, hi = max_code;  // decode(lo) <= a < decode(hi)
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    (decode(mid) <= a ? lo : hi) = mid;
+  }
+  const float below = a - decode(lo), above = decode(hi) - a;
+  const int code = below < above ? lo : above < below ? hi : (lo % 2 == 0 ? lo : hi);
+  return uint8_t(sign | code);
+}
+
 }  // namespace lowbit

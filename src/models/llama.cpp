@@ -86,7 +86,8 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightSource& src,
 }
 
 engine::KvCache LlamaModel::make_cache(int64_t capacity) const {
-  return engine::KvCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, capacity);
+  return engine::KvCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, capacity,
+                         kv_dtype_);
 }
 
 uint64_t LlamaModel::weight_bytes() const {
@@ -206,11 +207,7 @@ void LlamaModel::forward(std::span<const int32_t> tokens, engine::KvCache& cache
     }
     apply_rope(q_.data(), n, nh, pos0);
     apply_rope(k_.data(), n, nkv, pos0);
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t g = 0; g < nkv; ++g) {
-        std::copy_n(k_.data() + (t * nkv + g) * hd, hd, cache.keys(l, g) + (pos0 + t) * hd);
-        std::copy_n(v_.data() + (t * nkv + g) * hd, hd, cache.values(l, g) + (pos0 + t) * hd);
-      }
+    cache.write(l, pos0, n, k_.data(), v_.data());
     attention(l, n, pos0, cache);
     L.o.forward(attn_.data(), n, h_.data());
     for (int64_t i = 0; i < n * H; ++i) x_[i] += h_[i];

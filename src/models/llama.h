@@ -25,7 +25,11 @@ class LlamaModel {
              const Progress& progress = {});
 
   const ModelConfig& config() const { return config_; }
+  // A cache for `capacity` tokens in this model's KV dtype (f32 unless set below).
   engine::KvCache make_cache(int64_t capacity) const;
+  // `--kv-cache-dtype` on the CPU (engine/kv_cache.h): caches made from now on store keys and
+  // values rounded through bf16 or FP8, as the CUDA backend's cache does.
+  void set_kv_cache_dtype(engine::KvCacheDtype dtype) { kv_dtype_ = dtype; }
 
   // Runs `tokens` at positions cache.length() .. + n - 1, appending their keys/values.
   // logits: [n, vocab] when all_logits, else [1, vocab] for the last token only.
@@ -45,6 +49,7 @@ class LlamaModel {
   void apply_rope(float* x, int64_t n, int64_t heads, int64_t pos0);
 
   ModelConfig config_;
+  engine::KvCacheDtype kv_dtype_ = engine::KvCacheDtype::kF32;
   kernels::cpu::WeightMatrix embedding_{};
   uint64_t embedding_bytes_ = 0;
   std::vector<Layer> layers_;
