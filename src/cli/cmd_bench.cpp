@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "engine/generate.h"
 #include "engine/model_loader.h"
 
 namespace lowbit::cli {
@@ -26,12 +27,7 @@ int run_bench(const BenchOptions& o) {
       engine::load_model(o.model.model, {o.model.quantization, false}, registry);
   auto& model = *m.model;
   const int64_t vocab = m.config.vocab_size;
-  std::vector<int32_t> prompt(size_t(o.prompt_tokens));
-  uint64_t state = 12345;  // deterministic pseudo-random token ids, as llama-bench
-  for (auto& t : prompt) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    t = int32_t((state >> 33) % uint64_t(vocab));
-  }
+  const std::vector<int32_t> prompt = engine::bench_prompt_ids(o.prompt_tokens, vocab);
   std::vector<float> logits;
   auto now = [] { return std::chrono::steady_clock::now(); };
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };

@@ -279,12 +279,7 @@ SpeedResult measure_speed(models::LlamaModel& model, int64_t prompt_tokens, int6
         "and at least one repetition",
         prompt_tokens, gen_tokens, repetitions);
   const int64_t vocab = model.config().vocab_size;
-  std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
-  uint64_t state = 12345;  // deterministic pseudo-random token ids, as llama-bench
-  for (auto& t : prompt) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    t = int32_t((state >> 33) % uint64_t(vocab));
-  }
+  const std::vector<int32_t> prompt = bench_prompt_ids(prompt_tokens, vocab);
   std::vector<float> logits;
   SpeedResult best;
   for (int r = 0; r < repetitions + 1; ++r) {  // the first round warms up

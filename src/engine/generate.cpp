@@ -90,4 +90,14 @@ PerplexityResult perplexity(models::LlamaModel& model, const std::vector<int32_t
   return r;
 }
 
+std::vector<int32_t> bench_prompt_ids(int64_t n, int64_t vocab) {
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  uint64_t state = 12345;
+  for (auto& t : ids) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    t = int32_t((state >> 33) % uint64_t(vocab));
+  }
+  return ids;
+}
+
 }  // namespace lowbit::engine

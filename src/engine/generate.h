@@ -44,4 +44,8 @@ PerplexityResult perplexity(models::LlamaModel& model, const std::vector<int32_t
                             int64_t ctx, int64_t max_chunks, int32_t bos,
                             const std::function<void(int64_t chunk, double ppl)>& on_chunk = {});
 
+// The speed tests' prompt (`lowbit bench`, eval's footprints, CPU and GPU): n deterministic
+// pseudo-random token ids below `vocab`, from llama-bench's LCG.
+std::vector<int32_t> bench_prompt_ids(int64_t n, int64_t vocab);
+
 }  // namespace lowbit::engine

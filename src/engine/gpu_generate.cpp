@@ -148,12 +148,7 @@ CudaSpeed measure_speed_cuda(const LoadedModel& m, int64_t prompt_tokens, int64_
         prompt_tokens, gen_tokens, repetitions);
   auto model = upload(m, std::max<int64_t>({prompt_tokens, gen_tokens, 1}), options);
   const int64_t vocab = m.config.vocab_size;
-  std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
-  uint64_t state = 12345;  // the same pseudo-random ids as engine::measure_speed (llama-bench)
-  for (auto& t : prompt) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    t = int32_t((state >> 33) % uint64_t(vocab));
-  }
+  const std::vector<int32_t> prompt = bench_prompt_ids(prompt_tokens, vocab);
   std::vector<float> logits;
   CudaSpeed best;
   best.weight_bytes = model->weight_bytes();

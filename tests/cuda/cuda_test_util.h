@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/half.h"
@@ -21,6 +23,13 @@ namespace kc = kernels::cuda;
   do {                                                                      \
     if (::lowbit::engine::cuda_devices().empty()) GTEST_SKIP() << "no GPU"; \
   } while (0)
+
+// stories260K's HF checkpoint: $LOWBIT_STORIES260K_HF (scripts/gpu-check carries a copy to the
+// GPU machine, where ../shared does not travel), else ../shared.
+inline std::string stories_dir() {
+  if (const char* env = std::getenv("LOWBIT_STORIES260K_HF")) return env;
+  return std::string(LOWBIT_SOURCE_DIR) + "/../shared/models/stories260K/hf";
+}
 
 inline std::vector<float> random_floats(size_t n, std::mt19937& rng, float lo = -1, float hi = 1) {
   std::uniform_real_distribution<float> d(lo, hi);

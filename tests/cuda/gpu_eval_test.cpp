@@ -15,11 +15,6 @@
 namespace lowbit::test {
 namespace {
 
-std::string stories_dir() {
-  if (const char* env = std::getenv("LOWBIT_STORIES260K_HF")) return env;
-  return std::string(LOWBIT_SOURCE_DIR) + "/../shared/models/stories260K/hf";
-}
-
 TEST(CudaEval, ChunkLogitsMatchTheCpuComparison) {
   LOWBIT_REQUIRE_GPU();
   if (!std::filesystem::exists(stories_dir() + "/config.json"))

@@ -15,11 +15,6 @@
 namespace lowbit::test {
 namespace {
 
-std::string stories_dir() {
-  if (const char* env = std::getenv("LOWBIT_STORIES260K_HF")) return env;
-  return std::string(LOWBIT_SOURCE_DIR) + "/../shared/models/stories260K/hf";
-}
-
 using Sampling = models::CudaLlamaModel::GpuSampling;
 
 // Tokens of `steps` decode steps after BOS; each step also checks that the drawn token is in

@@ -21,11 +21,6 @@
 namespace lowbit::test {
 namespace {
 
-std::string stories_dir() {
-  if (const char* env = std::getenv("LOWBIT_STORIES260K_HF")) return env;
-  return std::string(LOWBIT_SOURCE_DIR) + "/../shared/models/stories260K/hf";
-}
-
 std::vector<int32_t> greedy_cuda(models::CudaLlamaModel& m, std::vector<int32_t> prompt, int steps,
                                  bool graphs_path) {
   std::vector<float> logits;
