@@ -84,6 +84,11 @@ void KvCache::write(int64_t layer, int64_t first, int64_t n, const float* k, con
       const float* vsrc = v + (t * num_kv_heads_ + g) * head_dim_;
       float* kdst = keys(layer, g) + (first + t) * head_dim_;
       float* vdst = values(layer, g) + (first + t) * head_dim_;
+      if (dtype_ == KvCacheDtype::kF32) {  // the default: a plain copy
+        std::copy_n(ksrc, head_dim_, kdst);
+        std::copy_n(vsrc, head_dim_, vdst);
+        continue;
+      }
       for (int64_t d = 0; d < head_dim_; ++d) {
         kdst[d] = round_through(dtype_, ksrc[d], ks);
         vdst[d] = round_through(dtype_, vsrc[d], vs);
