@@ -13,7 +13,6 @@
 namespace lowbit::kernels::cpu {
 namespace {
 
-
 float block_amax(const float* x, int64_t n) {
   float amax = 0.0f;
   for (int64_t j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
