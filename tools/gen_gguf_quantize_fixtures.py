@@ -28,9 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests/fixtures/quantizer"
 ROWS, COLS = 12, 512
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-         "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "F16", "BF16"]
+         "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "F16", "BF16",
+         "IQ3_XXS", "IQ3_S", "IQ2_S", "IQ1_M"]
+# ggml's quantizers of these assert an importance matrix: only <TYPE>.imatrix.bin.
+IMATRIX_ONLY_TYPES = ["IQ2_XXS", "IQ2_XS", "IQ1_S"]
 IMATRIX_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-                 "IQ4_NL", "IQ4_XS"]
+                 "IQ4_NL", "IQ4_XS", "IQ3_XXS", "IQ3_S", "IQ2_S", "IQ1_M"] + IMATRIX_ONLY_TYPES
 
 
 def build_oracle(llama_dir: Path) -> Path:
@@ -71,9 +74,12 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "input.f32").write_bytes(x.tobytes())
     (OUT / "imatrix.f32").write_bytes(imatrix.tobytes())
-    for name in TYPES:
+    for name in TYPES + IMATRIX_ONLY_TYPES:
         tid = int(T[name])
-        for with_im in ([False, True] if name in IMATRIX_TYPES else [False]):
+        variants = [False, True] if name in IMATRIX_TYPES else [False]
+        if name in IMATRIX_ONLY_TYPES:
+            variants = [True]
+        for with_im in variants:
             out = OUT / (f"{name}.imatrix.bin" if with_im else f"{name}.bin")
             cmd = [str(exe), str(tid), str(ROWS), str(COLS), str(OUT / "input.f32"), str(out)]
             if with_im:

@@ -76,10 +76,13 @@ TEST_P(LlamaCppBytes, MatchesGgmlQuantizeChunk) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> v;
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K,
-                  DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS,
-                  DType::TQ1_0, DType::TQ2_0, DType::MXFP4, DType::F16, DType::BF16}) {
-    v.push_back({t, false});
+  for (DType t :
+       {DType::Q4_0,  DType::Q4_1,    DType::Q5_0,   DType::Q5_1,  DType::Q8_0,   DType::Q2_K,
+        DType::Q3_K,  DType::Q4_K,    DType::Q5_K,   DType::Q6_K,  DType::IQ4_NL, DType::IQ4_XS,
+        DType::TQ1_0, DType::TQ2_0,   DType::MXFP4,  DType::F16,   DType::BF16,   DType::IQ3_XXS,
+        DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ1_S,  DType::IQ1_M}) {
+    // IQ2_XXS, IQ2_XS and IQ1_S cannot be made without an importance matrix (as in ggml).
+    if (!gguf_quantize_requires_imatrix(t)) v.push_back({t, false});
     // These ignore an importance matrix in ggml (and so in lowbit; checked below).
     const bool no_imatrix = t == DType::Q8_0 || t == DType::F16 || t == DType::BF16 ||
                             t == DType::TQ1_0 || t == DType::TQ2_0 || t == DType::MXFP4;
@@ -101,12 +104,13 @@ TEST(GgufQuantize, RoundTripErrorOnOddShapes) {
     DType t;
     double max_rel_rms;
   };
-  const Bound bounds[] = {{DType::Q8_0, 0.01},  {DType::Q5_0, 0.05}, {DType::Q5_1, 0.05},
-                          {DType::Q4_0, 0.12},  {DType::Q4_1, 0.1},  {DType::IQ4_NL, 0.1},
-                          {DType::Q6_K, 0.03},  {DType::Q5_K, 0.05}, {DType::Q4_K, 0.1},
-                          {DType::IQ4_XS, 0.1}, {DType::Q3_K, 0.2},  {DType::Q2_K, 0.4},
-                          {DType::MXFP4, 0.2},  {DType::TQ2_0, 0.95}, {DType::TQ1_0, 0.95},
-                          {DType::F16, 1e-3},   {DType::BF16, 1e-2}};
+  const Bound bounds[] = {
+      {DType::Q8_0, 0.01},   {DType::Q5_0, 0.05},   {DType::Q5_1, 0.05},   {DType::Q4_0, 0.12},
+      {DType::Q4_1, 0.1},    {DType::IQ4_NL, 0.1},  {DType::Q6_K, 0.03},   {DType::Q5_K, 0.05},
+      {DType::Q4_K, 0.1},    {DType::IQ4_XS, 0.1},  {DType::Q3_K, 0.2},    {DType::Q2_K, 0.4},
+      {DType::MXFP4, 0.2},   {DType::TQ2_0, 0.95},  {DType::TQ1_0, 0.95},  {DType::F16, 1e-3},
+      {DType::BF16, 1e-2},   {DType::IQ3_S, 0.25},  {DType::IQ3_XXS, 0.3}, {DType::IQ2_S, 0.4},
+      {DType::IQ2_XS, 0.45}, {DType::IQ2_XXS, 0.5}, {DType::IQ1_M, 0.6},   {DType::IQ1_S, 0.65}};
   std::mt19937 rng(7);
   std::normal_distribution<float> g(0.f, 1.f);
   for (const Bound& b : bounds) {
@@ -118,6 +122,7 @@ TEST(GgufQuantize, RoundTripErrorOnOddShapes) {
       std::vector<float> im(static_cast<size_t>(cols));
       for (auto& v : im) v = std::fabs(g(rng)) + 0.01f;
       for (const float* imatrix : {(const float*)nullptr, (const float*)im.data()}) {
+        if (!imatrix && gguf_quantize_requires_imatrix(b.t)) continue;
         auto q = quantize(b.t, x, rows, cols, imatrix);
         std::vector<float> y(x.size());
         dequantize_ref(b.t, q.data(), int64_t(x.size()), y.data());
@@ -148,7 +153,7 @@ TEST(GgufQuantize, SameBytesForAnyThreadCount) {
   const int64_t rows = 300, cols = 512;  // above the parallel threshold
   std::vector<float> x(size_t(rows * cols));
   for (auto& v : x) v = g(rng);
-  for (DType t : {DType::Q4_K, DType::IQ4_XS, DType::Q5_0}) {
+  for (DType t : {DType::Q4_K, DType::IQ4_XS, DType::Q5_0, DType::IQ3_S, DType::IQ1_M}) {
     const int saved = omp_get_max_threads();
     omp_set_num_threads(1);
     auto one = quantize(t, x, rows, cols, nullptr);
@@ -162,7 +167,6 @@ TEST(GgufQuantize, SameBytesForAnyThreadCount) {
 TEST(GgufQuantize, RejectsUnsupportedTypesAndRowLengths) {
   std::vector<float> x(512, 1.f);
   std::vector<uint8_t> out(4096);
-  EXPECT_THROW(quantize_rows(DType::IQ2_XXS, x.data(), 1, 256, nullptr, out.data()), Error);
   EXPECT_THROW(quantize_rows(DType::Q8_K, x.data(), 1, 256, nullptr, out.data()), Error);
   try {
     quantize_rows(DType::Q4_K, x.data(), 2, 160, nullptr, out.data());
@@ -173,7 +177,25 @@ TEST(GgufQuantize, RejectsUnsupportedTypesAndRowLengths) {
   EXPECT_THROW(quantize_rows(DType::Q4_0, x.data(), 1, 48, nullptr, out.data()), Error);
   EXPECT_TRUE(gguf_quantize_supports(DType::IQ4_XS));
   EXPECT_TRUE(gguf_quantize_supports(DType::TQ1_0));
-  EXPECT_FALSE(gguf_quantize_supports(DType::IQ1_S));
+  EXPECT_TRUE(gguf_quantize_supports(DType::IQ1_S));
+  EXPECT_FALSE(gguf_quantize_supports(DType::Q8_K));
+}
+
+// IQ2_XXS, IQ2_XS and IQ1_S need an importance matrix (ggml asserts one): a clear error.
+TEST(GgufQuantize, LowBitIQuantsNeedAnImatrix) {
+  std::vector<float> x(256, 0.5f);
+  std::vector<uint8_t> out(4096);
+  for (DType t : {DType::IQ2_XXS, DType::IQ2_XS, DType::IQ1_S}) {
+    EXPECT_TRUE(gguf_quantize_requires_imatrix(t));
+    try {
+      quantize_rows(t, x.data(), 1, 256, nullptr, out.data());
+      ADD_FAILURE() << name(t);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("importance matrix"), std::string::npos) << e.what();
+    }
+  }
+  for (DType t : {DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_S, DType::IQ1_M})
+    EXPECT_FALSE(gguf_quantize_requires_imatrix(t)) << name(t);
 }
 
 }  // namespace

@@ -13,6 +13,9 @@
 #include "kernels/cpu/gguf_blocks.h"
 #include "kernels/cpu/gguf_dequantize.h"
 #include "kernels/cpu/gguf_grids.h"
+#include "kernels/cpu/gguf_quantize_iq1.h"
+#include "kernels/cpu/gguf_quantize_iq2.h"
+#include "kernels/cpu/gguf_quantize_iq3.h"
 #include "kernels/cpu/gguf_quantize_kquants.h"
 #include "kernels/cpu/gguf_quantize_search.h"
 #include "kernels/cpu/gguf_quantize_tq_mxfp4.h"
@@ -317,6 +320,20 @@ void quantize_one_row(DType t, const float* x, int64_t n, const float* qw, void*
       return quantize_row_iq4_nl(x, static_cast<BlockIQ4_NL*>(dst), n, qw);
     case DType::IQ4_XS:
       return quantize_row_iq4_xs(x, static_cast<BlockIQ4_XS*>(dst), n, qw);
+    case DType::IQ3_XXS:
+      return quantize_row_iq3_xxs(x, static_cast<BlockIQ3_XXS*>(dst), n, qw);
+    case DType::IQ3_S:
+      return quantize_row_iq3_s(x, static_cast<BlockIQ3_S*>(dst), n, qw);
+    case DType::IQ2_XXS:
+      return quantize_row_iq2_xxs(x, static_cast<BlockIQ2_XXS*>(dst), n, qw);
+    case DType::IQ2_XS:
+      return quantize_row_iq2_xs(x, static_cast<BlockIQ2_XS*>(dst), n, qw);
+    case DType::IQ2_S:
+      return quantize_row_iq2_s(x, static_cast<BlockIQ2_S*>(dst), n, qw);
+    case DType::IQ1_S:
+      return quantize_row_iq1_s(x, static_cast<BlockIQ1_S*>(dst), n, qw);
+    case DType::IQ1_M:
+      return quantize_row_iq1_m(x, static_cast<BlockIQ1_M*>(dst), n, qw);
     case DType::TQ1_0:  // ternary and MXFP4 take no importance matrix, as in ggml
       return quantize_row_tq1_0(x, static_cast<BlockTQ1_0*>(dst), n);
     case DType::TQ2_0:
@@ -330,14 +347,20 @@ void quantize_one_row(DType t, const float* x, int64_t n, const float* qw, void*
 }
 
 constexpr DType kSupported[] = {
-    DType::F32,  DType::F16,    DType::BF16,   DType::Q4_0,  DType::Q4_1,  DType::Q5_0,
-    DType::Q5_1, DType::Q8_0,   DType::Q2_K,   DType::Q3_K,  DType::Q4_K,  DType::Q5_K,
-    DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS, DType::TQ1_0, DType::TQ2_0, DType::MXFP4};
+    DType::F32,     DType::F16,   DType::BF16,    DType::Q4_0,   DType::Q4_1,
+    DType::Q5_0,    DType::Q5_1,  DType::Q8_0,    DType::Q2_K,   DType::Q3_K,
+    DType::Q4_K,    DType::Q5_K,  DType::Q6_K,    DType::IQ4_NL, DType::IQ4_XS,
+    DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S,
+    DType::IQ1_S,   DType::IQ1_M, DType::TQ1_0,   DType::TQ2_0,  DType::MXFP4};
 
 }  // namespace
 
 bool gguf_quantize_supports(DType t) {
   return std::find(std::begin(kSupported), std::end(kSupported), t) != std::end(kSupported);
+}
+
+bool gguf_quantize_requires_imatrix(DType t) {
+  return t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ1_S;
 }
 
 std::string gguf_quantize_supported_list() {
@@ -350,6 +373,11 @@ void quantize_rows(DType t, const float* src, int64_t nrows, int64_t n_per_row,
                    const float* imatrix, void* dst) {
   if (!gguf_quantize_supports(t))
     fail("cannot quantize to {}: supported types are {}", name(t), gguf_quantize_supported_list());
+  if (!imatrix && gguf_quantize_requires_imatrix(t))
+    fail(
+        "cannot quantize to {} without an importance matrix (ggml's {} quantizer needs one): "
+        "make one with `lowbit imatrix` and pass it",
+        name(t), name(t));
   const uint32_t block = traits(t).block_elems;
   if (n_per_row <= 0 || n_per_row % block != 0)
     fail("cannot quantize rows of {} elements to {}: the row length must be a multiple of {}",
