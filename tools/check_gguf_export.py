@@ -12,10 +12,14 @@ CI has no llama.cpp) and writes the per-tensor type fixture of tests/quantizer.
    model (--kl-divergence-base), and lowbit's own perplexity of its file. Prints a markdown
    table (docs/formats.md, "GGUF export").
 3. `lowbit imatrix` vs llama-imatrix on stories260K (same entries and counts, in_sum2 close).
+4. With --kld-model M.gguf (a real model with rows of 256+, e.g. SmolLM2-135M in BF16): an
+   imatrix from `lowbit imatrix`, then every i-quant file type quantized by both tools with it;
+   same bytes, and llama-perplexity's KL divergence of each file from M. Prints a table.
 
 Rerun (numpy, gguf==0.19.0, llama.cpp from tools/build-llama-cpp.sh, lowbit built):
   LLAMA_CPP_BIN=~/.cache/lowbit/llama.cpp/0.3.36/bin LOWBIT=build/bin/lowbit \
-    python3 tools/check_gguf_export.py [--skip-synthetic] [--skip-stories] [--skip-imatrix]
+    python3 tools/check_gguf_export.py [--skip-synthetic] [--skip-stories] [--skip-imatrix] \
+    [--kld-model ~/.cache/lowbit/bench/smollm2-BF16.gguf --kld-chunks 20]
 """
 import argparse
 import json
@@ -35,9 +39,13 @@ STORIES = ROOT / "../shared/models/stories260K/gguf/stories260K-F32.gguf"
 TEXT = ROOT / "../shared/data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt"
 FTYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S",
           "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS",
-          "TQ1_0", "TQ2_0", "MXFP4_MOE"]
-# Q2_K_S needs an imatrix: only checked with one.
-IMATRIX_ONLY = ["Q2_K_S"]
+          "TQ1_0", "TQ2_0", "MXFP4_MOE", "IQ3_S", "IQ3_M"]
+# These put tensors in types that need an imatrix (llama-quantize's tensor_requires_imatrix):
+# checked with one, and both tools must refuse them without.
+IMATRIX_ONLY = ["Q2_K_S", "IQ3_XXS", "IQ3_XS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S",
+                "IQ1_M"]
+# The grid-search i-quants: llama.cpp must also load and run lowbit's synthetic-model files.
+RUN_IN_LLAMA = ["IQ3_S", "IQ3_M"] + IMATRIX_ONLY[1:]
 
 
 def run(cmd):
@@ -158,6 +166,34 @@ def quantize_both(args, model, ftype, out_dir, imatrix=None, extra=()):
     return ours, theirs, tag
 
 
+def refused_by_both(args, model, ftype, out_dir):
+    """Without --imatrix both tools must refuse (a file type that needs one)."""
+    ours, theirs = out_dir / "refused-lowbit.gguf", out_dir / "refused-llama.gguf"
+    a = subprocess.run([str(args.lowbit), "quantize", "-q", "-m", str(model), "-o", str(ours),
+                        "--type", ftype], capture_output=True, text=True)
+    b = subprocess.run([str(Path(args.llama_bin) / "llama-quantize"), str(model), str(theirs),
+                        ftype], capture_output=True, text=True)
+    ok = a.returncode != 0 and b.returncode != 0 and "importance matrix" in a.stderr + a.stdout
+    for p in (ours, theirs):
+        if p.exists():
+            os.remove(p)
+    return ok
+
+
+def runs_in_llama(args, model):
+    """llama-perplexity loads the file and computes a finite perplexity."""
+    # llama.cpp's asynchronous logger sometimes drops its last lines when piped: a run that
+    # exits 0 without printing a perplexity is retried.
+    for _ in range(4):
+        ppl, _, out = llama_ppl(args, model, ["--chunks", "2"])
+        if ppl is None:
+            per_chunk = re.findall(r"\[\d+\]([0-9.]+|nan|inf)", out)
+            ppl = float(per_chunk[-1]) if per_chunk else None
+        if ppl is not None:
+            return bool(np.isfinite(ppl))
+    return False
+
+
 def synthetic(args, tmp: Path):
     fixture = {"models": {}}
     failures = 0
@@ -171,12 +207,21 @@ def synthetic(args, tmp: Path):
         entry = {"config": cfg,
                  "tensors": [[t.name, [int(d) for d in reversed(t.shape)], t.tensor_type.name] for t in r.tensors],
                  "types": {}}
+        for ftype in IMATRIX_ONLY:
+            refused = refused_by_both(args, model, ftype, tmp)
+            failures += 0 if refused else 1
+            print(f"{name:5s} {ftype:16s} without imatrix: {'refused by both' if refused else 'NOT refused by both'}")
         for ftype in FTYPES + IMATRIX_ONLY:
             for imatrix in ([im] if ftype in IMATRIX_ONLY else [None, im]):
                 ours, theirs, tag = quantize_both(args, model, ftype, tmp, imatrix)
                 types, n_diff = compare(ours, theirs, f"{name} {tag}")
                 failures += n_diff
-                print(f"{name:5s} {tag:16s} {'OK' if n_diff == 0 else f'{n_diff} tensors differ'}")
+                note = ""
+                if ftype in RUN_IN_LLAMA:
+                    ran = runs_in_llama(args, ours)
+                    failures += 0 if ran else 1
+                    note = ", llama-perplexity runs it" if ran else ", llama-perplexity FAILED"
+                print(f"{name:5s} {tag:16s} {'OK' if n_diff == 0 else f'{n_diff} tensors differ'}{note}")
                 entry["types"][tag] = [types[t[0]][0] for t in entry["tensors"]]
                 os.remove(ours)
                 os.remove(theirs)
@@ -258,12 +303,52 @@ def imatrix_check(args, tmp: Path):
         raise SystemExit("imatrix in_sum2 differs by more than 1%")
 
 
+def kld_model(args, tmp: Path):
+    model = Path(args.kld_model)
+    base = tmp / "kld-model.kld"
+    ctx = ["-f", TEXT, "-c", "128", "--chunks", str(args.kld_chunks), "-t", "2"]
+    run([Path(args.llama_bin) / "llama-perplexity", "-m", model, *ctx, "--kl-divergence-base", base])
+    im = tmp / "kld-model.imatrix.gguf"
+    run([args.lowbit, "imatrix", "-m", model, "-f", TEXT, "-c", "128", "--chunks", "20", "-t", "2",
+         "-o", im])
+    rows, failures = [], 0
+    for ftype in ["IQ3_S", "IQ3_M", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS",
+                  "IQ1_M", "IQ1_S"]:
+        ours, theirs, tag = quantize_both(args, model, ftype, tmp, im)
+        types, n_diff = compare(ours, theirs, f"kld-model {tag}")
+        failures += n_diff
+        klds = []
+        for f in (ours, theirs):
+            out = run([Path(args.llama_bin) / "llama-perplexity", "-m", f, *ctx,
+                       "--kl-divergence-base", base, "--kl-divergence"])
+            m = re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)", out)
+            klds.append(float(m.group(1)) if m else None)
+        counts = {}
+        for t, _ in types.values():
+            counts[t] = counts.get(t, 0) + 1
+        rows.append((tag, os.path.getsize(ours), n_diff == 0, klds[0], klds[1],
+                     ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))))
+        print(rows[-1], flush=True)
+        os.remove(ours)
+        os.remove(theirs)
+    print(f"\n{model.name}, imatrix from lowbit (20 chunks), TinyStories valid first 100, -c 128, "
+          f"{args.kld_chunks} chunks\n")
+    print("| file type (+imatrix) | bytes | tensors identical | KLD vs base (lowbit file / llama-quantize file) | tensor types |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        k = lambda v: "-" if v is None else f"{v:.6f}"
+        print(f"| {r[0]} | {r[1]} | {'yes' if r[2] else 'NO'} | {k(r[3])} / {k(r[4])} | {r[5]} |")
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-stories", action="store_true")
     ap.add_argument("--skip-imatrix", action="store_true")
     ap.add_argument("--chunks", type=int, default=40)
+    ap.add_argument("--kld-model", help="real GGUF model for the i-quant KL divergence table")
+    ap.add_argument("--kld-chunks", type=int, default=20)
     args = ap.parse_args()
     args.llama_bin = os.environ.get("LLAMA_CPP_BIN", str(Path.home() / ".cache/lowbit/llama.cpp/0.3.36/bin"))
     args.lowbit = os.environ.get("LOWBIT", str(ROOT / "build/bin/lowbit"))
@@ -275,6 +360,8 @@ def main():
             imatrix_check(args, Path(d))
         if not args.skip_stories:
             failures += stories(args, Path(d))
+        if args.kld_model:
+            failures += kld_model(args, Path(d))
     if failures:
         raise SystemExit(f"{failures} tensors differ from llama-quantize")
     print("all outputs identical to llama-quantize's")

@@ -69,10 +69,11 @@ GgufExportResult plan_gguf_export(const GgufFile& in, const GgufExportOptions& o
         e.used_imatrix = true;
       }
     }
-    if (!e.copied && ft.needs_imatrix && e.to == DType::Q2_K && !e.used_imatrix &&
-        t.name != "token_embd.weight" && t.name != "output.weight")
-      fail("file type {} needs an importance matrix for '{}' (Q2_K): pass --imatrix", ft.name,
-           t.name);
+    if (!e.copied && !e.used_imatrix && tensor_requires_imatrix(t.name, e.to, ft))
+      fail(
+          "file type {} needs an importance matrix for '{}' ({}): make one with `lowbit "
+          "imatrix` and pass --imatrix",
+          ft.name, t.name, name(e.to));
     if (!e.copied && int64_t(t.shape.back()) % traits(e.to).block_elems != 0)
       fail("tensor '{}': rows of {} cannot be stored as {} (blocks of {})", t.name, t.shape.back(),
            name(e.to), traits(e.to).block_elems);

@@ -1,6 +1,5 @@
 // llama-quantize's per-tensor type rules (see gguf_type_rules.h), for the file types lowbit
-// can write. Branches of llama.cpp that only fire for IQ1/IQ2/IQ3 file types are left out:
-// those file types are refused before we get here.
+// can write (all of llama-quantize's but Q1_0, Q2_0 and NVFP4).
 #include "io/gguf_type_rules.h"
 
 #include <algorithm>
@@ -31,9 +30,19 @@ enum Ftype : uint32_t {
   Q5_K_S = 16,
   Q5_K_M = 17,
   Q6_K = 18,
+  IQ2_XXS = 19,
+  IQ2_XS = 20,
   Q2_K_S = 21,
+  IQ3_XS = 22,
+  IQ3_XXS = 23,
+  IQ1_S = 24,
   IQ4_NL = 25,
+  IQ3_S = 26,
+  IQ3_M = 27,
+  IQ2_S = 28,
+  IQ2_M = 29,
   IQ4_XS = 30,
+  IQ1_M = 31,
   BF16 = 32,
   TQ1_0 = 36,
   TQ2_0 = 37,
@@ -59,6 +68,16 @@ constexpr GgufFileType kFileTypes[] = {
     {"Q5_K_S", Q5_K_S, DType::Q5_K, false},
     {"Q5_K_M", Q5_K_M, DType::Q5_K, false},
     {"Q6_K", Q6_K, DType::Q6_K, false},
+    {"IQ2_XXS", IQ2_XXS, DType::IQ2_XXS, true},
+    {"IQ2_XS", IQ2_XS, DType::IQ2_XS, true},
+    {"IQ2_S", IQ2_S, DType::IQ2_XS, true},  // llama.cpp: IQ2_S files are mostly IQ2_XS
+    {"IQ2_M", IQ2_M, DType::IQ2_S, true},
+    {"IQ1_S", IQ1_S, DType::IQ1_S, true},
+    {"IQ1_M", IQ1_M, DType::IQ1_M, true},
+    {"IQ3_XXS", IQ3_XXS, DType::IQ3_XXS, true},
+    {"IQ3_XS", IQ3_XS, DType::IQ3_S, true},  // with IQ3_XXS layers
+    {"IQ3_S", IQ3_S, DType::IQ3_S, false},
+    {"IQ3_M", IQ3_M, DType::IQ3_S, false},
     {"IQ4_NL", IQ4_NL, DType::IQ4_NL, false},
     {"IQ4_XS", IQ4_XS, DType::IQ4_XS, false},
     {"TQ1_0", TQ1_0, DType::TQ1_0, false},
@@ -156,6 +175,13 @@ int layer_of(const std::string& name) {
   return layer;
 }
 
+// The very-low-bit file types whose own branch in llama_tensor_get_type_impl replaces the
+// general attn_v / ffn_down / attn_output rules.
+bool is_iq2_family(uint32_t ft) {
+  return ft == IQ2_XXS || ft == IQ2_XS || ft == IQ1_S || ft == IQ2_S || ft == IQ2_M || ft == IQ1_M;
+}
+bool is_iq2_s_or_m(uint32_t ft) { return ft == IQ2_S || ft == IQ2_M; }
+
 bool use_more_bits(int i_layer, int n_layers) {
   return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2;
 }
@@ -197,18 +223,49 @@ DType mixture_type(State& s, DType t, const TensorDesc& tensor, Category cat) {
       t = *s.output_type;
     else if (ft == MXFP4_MOE || s.falcon() || nx % traits(t).block_elems != 0)
       t = DType::Q8_0;
+    else if (is_iq2_family(ft) || ft == IQ3_XXS)
+      t = DType::Q5_K;
     else if (t != DType::Q8_0)
       t = DType::Q6_K;
   } else if (ft == MXFP4_MOE) {
     // Expert tensors ([n_expert, rows, cols]) in MXFP4, everything else in Q8_0.
     t = tensor.shape.size() == 3 && tensor.shape[0] > 1 ? DType::MXFP4 : DType::Q8_0;
   } else if (cat == Category::kTokenEmbd) {
-    // Of lowbit's file types only TQ1_0 / TQ2_0 change untied token embeddings.
-    if (ft == TQ1_0 || ft == TQ2_0) t = DType::Q4_K;
+    if (ft == IQ2_XXS || ft == IQ2_XS || ft == IQ1_S || ft == IQ1_M)
+      t = DType::Q2_K;
+    else if (is_iq2_s_or_m(ft) || ft == IQ3_XXS)
+      t = DType::IQ3_S;
+    else if (ft == TQ1_0 || ft == TQ2_0)
+      t = DType::Q4_K;
+  } else if (is_iq2_family(ft)) {
+    // 1.5-2.7 bpw: a few roles get more bits; the others keep the default type.
+    const DType bump = is_iq2_s_or_m(ft) ? DType::IQ3_S : DType::Q2_K;
+    if (is_attn_v_like(cat)) {
+      t = s.n_gqa() >= 4 || s.model.n_expert >= 4 ? DType::Q4_K : bump;
+      ++s.i_attention_wv;
+    } else if (s.model.n_expert == 8 && cat == Category::kAttnK) {
+      t = DType::Q4_K;
+    } else if (cat == Category::kFfnDown) {
+      if (s.i_ffn_down < s.model.n_layer / 8) t = bump;
+      ++s.i_ffn_down;
+    } else if (cat == Category::kAttnOutput) {
+      if (s.model.n_expert == 8)
+        t = DType::Q5_K;
+      else if (ft == IQ1_S || ft == IQ1_M)
+        t = DType::IQ2_XXS;
+      else if (is_iq2_s_or_m(ft))
+        t = DType::IQ3_S;
+    }
   } else if (is_attn_v_like(cat)) {
     if (ft == Q2_K)
       t = s.n_gqa() >= 4 ? DType::Q4_K : DType::Q3_K;
     else if (ft == Q2_K_S && s.n_gqa() >= 4)
+      t = DType::Q4_K;
+    else if (ft == IQ3_XXS)
+      t = s.n_gqa() >= 4 ? DType::Q4_K : !s.has_imatrix ? DType::IQ3_S : DType::IQ3_XXS;
+    else if ((ft == IQ3_XS || ft == IQ3_S) && s.n_gqa() >= 4)
+      t = DType::Q4_K;
+    else if (ft == IQ3_M)
       t = DType::Q4_K;
     else if (ft == Q3_K_M)
       t = s.i_attention_wv < 2 ? DType::Q5_K : DType::Q4_K;
@@ -224,19 +281,32 @@ DType mixture_type(State& s, DType t, const TensorDesc& tensor, Category cat) {
     if (s.model.n_expert == 8) t = DType::Q8_0;
     ++s.i_attention_wv;
   } else if (cat == Category::kAttnK) {
-    if (s.model.n_expert == 8) t = DType::Q8_0;
+    if (s.model.n_expert == 8)
+      t = DType::Q8_0;
+    else if (ft == IQ3_XS)
+      t = DType::IQ3_XXS;
+    else if (ft == IQ3_XXS)
+      t = DType::IQ2_S;
   } else if (cat == Category::kAttnQ) {
-    // Only IQ3 file types change attn_q.
+    if (ft == IQ3_XS)
+      t = DType::IQ3_XXS;
+    else if (ft == IQ3_XXS)
+      t = DType::IQ2_S;
   } else if (cat == Category::kFfnDown) {
     auto [i_layer, n_layer] = layer_info(s, s.i_ffn_down, name);
     if (ft == Q2_K) {
       t = DType::Q3_K;
     } else if (ft == Q2_K_S) {
       if (i_layer < n_layer / 8) t = DType::Q4_K;
+    } else if (ft == IQ3_XXS && !s.has_imatrix) {
+      t = i_layer < n_layer / 8 ? DType::Q4_K : DType::Q3_K;
     } else if (ft == Q3_K_M) {
       t = i_layer < n_layer / 16                           ? DType::Q5_K
           : !s.falcon() || use_more_bits(i_layer, n_layer) ? DType::Q4_K
                                                            : DType::Q3_K;
+    } else if (ft == IQ3_M && (i_layer < n_layer / 8 ||
+                               (s.model.n_expert == 8 && use_more_bits(i_layer, n_layer)))) {
+      t = DType::Q4_K;
     } else if (ft == Q3_K_L) {
       t = s.falcon() ? DType::Q4_K : DType::Q5_K;
     } else if (ft == Q4_K_M) {
@@ -259,28 +329,32 @@ DType mixture_type(State& s, DType t, const TensorDesc& tensor, Category cat) {
   } else if (cat == Category::kAttnOutput) {
     if (!s.falcon()) {
       if (s.model.n_expert == 8) {
-        if (ft == Q2_K || ft == Q3_K_S || ft == Q3_K_M || ft == IQ4_NL || ft == Q4_K_S ||
-            ft == Q4_K_M || ft == IQ4_XS)
+        if (ft == Q2_K || ft == IQ3_XS || ft == IQ3_XXS || ft == Q3_K_S || ft == Q3_K_M ||
+            ft == IQ4_NL || ft == Q4_K_S || ft == Q4_K_M || ft == IQ3_S || ft == IQ3_M ||
+            ft == IQ4_XS)
           t = DType::Q5_K;
       } else {
         if (ft == Q2_K)
           t = DType::Q3_K;
+        else if (ft == IQ3_XXS)
+          t = DType::IQ3_S;
         else if (ft == Q3_K_M)
           t = DType::Q4_K;
         else if (ft == Q3_K_L)
           t = DType::Q5_K;
+        else if (ft == IQ3_M)
+          t = DType::Q4_K;
       }
     } else if (ft == Q3_K_L) {
       t = DType::Q4_K;
     }
   } else if (cat == Category::kAttnQkv) {
     // Unreachable (attn_qkv is attn_v-like above), as in llama.cpp.
-  } else if (cat == Category::kFfnGate) {
-    layer_info(s, s.i_ffn_gate, name);
-    ++s.i_ffn_gate;
-  } else if (cat == Category::kFfnUp) {
-    layer_info(s, s.i_ffn_up, name);
-    ++s.i_ffn_up;
+  } else if (cat == Category::kFfnGate || cat == Category::kFfnUp) {
+    int& counter = cat == Category::kFfnGate ? s.i_ffn_gate : s.i_ffn_up;
+    auto [i_layer, n_layer] = layer_info(s, counter, name);
+    if (ft == IQ3_XS && i_layer >= n_layer / 8 && i_layer < 7 * n_layer / 8) t = DType::IQ3_XXS;
+    ++counter;
   }
   return t;
 }
@@ -291,6 +365,13 @@ DType fallback_type(const TensorDesc& tensor, DType t, std::string* note) {
   if (ncols % traits(t).block_elems == 0) return t;
   DType r = t;
   switch (t) {
+    case DType::IQ1_S:
+    case DType::IQ1_M:
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+    case DType::IQ3_XXS:
+    case DType::IQ3_S:
     case DType::IQ4_XS:
       r = DType::IQ4_NL;
       break;
@@ -335,6 +416,25 @@ std::string gguf_file_type_list() {
   std::string s;
   for (const GgufFileType& f : kFileTypes) s += (s.empty() ? "" : ", ") + std::string(f.name);
   return s;
+}
+
+bool tensor_requires_imatrix(std::string_view tensor_name, DType to, const GgufFileType& ftype) {
+  if (tensor_name == "token_embd.weight" || tensor_name == "per_layer_token_embd.weight" ||
+      tensor_name == "output.weight")
+    return false;
+  switch (to) {
+    case DType::IQ3_XXS:
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+    case DType::IQ1_M:
+    case DType::IQ1_S:
+      return true;
+    case DType::Q2_K:  // only the Q2_K tensors of a Q2_K_S file
+      return ftype.llama_ftype == Q2_K_S;
+    default:
+      return false;
+  }
 }
 
 std::vector<size_t> llama_quantize_order(const std::vector<TensorDesc>& tensors) {

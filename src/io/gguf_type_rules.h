@@ -25,13 +25,18 @@ struct GgufFileType {
   std::string_view name;  // "Q4_K_M"
   uint32_t llama_ftype;   // general.file_type (llama.h's llama_ftype)
   DType default_type;     // the type most tensors get
-  bool needs_imatrix;     // Q2_K_S: its Q2_K tensors need an importance matrix
+  bool needs_imatrix;     // some tensors need an importance matrix (tensor_requires_imatrix)
 };
 
 // Looks a file type up by name (case-insensitive); nullopt when lowbit cannot write it.
 std::optional<GgufFileType> find_gguf_file_type(std::string_view name);
 // "F32, F16, BF16, Q4_0, ..." for messages and --help.
 std::string gguf_file_type_list();
+
+// llama-quantize's tensor_requires_imatrix: whether a tensor written as `to` in a file of
+// `ftype` needs importance weights (IQ1_*, IQ2_*, IQ3_XXS, and Q2_K in Q2_K_S files; never
+// token_embd / per_layer_token_embd / output). llama-quantize refuses such a tensor without one.
+bool tensor_requires_imatrix(std::string_view tensor_name, DType to, const GgufFileType& ftype);
 
 // What the rules need to know about the model (from the GGUF metadata).
 struct ModelShape {

@@ -65,6 +65,9 @@ TEST(GgufTypeRules, FallbacksForOddRows) {
   EXPECT_EQ(one({64, 96}, "Q3_K_S").type, DType::Q4_0);
   EXPECT_EQ(one({64, 96}, "IQ4_XS").type, DType::IQ4_NL);
   EXPECT_EQ(one({64, 172}, "IQ4_XS").type, DType::F16);
+  EXPECT_EQ(one({64, 96}, "IQ3_S").type, DType::IQ4_NL);
+  EXPECT_EQ(one({64, 96}, "IQ1_M").type, DType::IQ4_NL);
+  EXPECT_EQ(one({64, 256}, "IQ2_M").type, DType::IQ2_S);
   EXPECT_EQ(one({64, 172}, "Q8_0").type, DType::F16);
   EXPECT_NE(one({64, 172}, "Q8_0").note.find("172"), std::string::npos);
   EXPECT_EQ(one({64, 172}, "BF16").type, DType::BF16);  // plain types have no block
@@ -112,9 +115,30 @@ TEST(GgufTypeRules, FileTypeNames) {
   EXPECT_EQ(find_gguf_file_type("q4_k_m")->llama_ftype, 15u);
   EXPECT_EQ(find_gguf_file_type("IQ4_XS")->default_type, DType::IQ4_XS);
   EXPECT_TRUE(find_gguf_file_type("Q2_K_S")->needs_imatrix);
-  EXPECT_FALSE(find_gguf_file_type("IQ2_XXS"));
+  EXPECT_EQ(find_gguf_file_type("iq2_m")->default_type, DType::IQ2_S);
+  EXPECT_EQ(find_gguf_file_type("IQ2_S")->default_type, DType::IQ2_XS);
+  EXPECT_EQ(find_gguf_file_type("IQ3_XS")->default_type, DType::IQ3_S);
+  EXPECT_EQ(find_gguf_file_type("IQ1_M")->llama_ftype, 31u);
+  EXPECT_FALSE(find_gguf_file_type("Q1_0"));
   EXPECT_FALSE(find_gguf_file_type("Q4_K_MM"));
   EXPECT_NE(gguf_file_type_list().find("Q5_K_M"), std::string::npos);
+}
+
+// llama-quantize's tensor_requires_imatrix: the grid i-quants (but IQ3_S) everywhere except
+// token_embd / output, Q2_K only in Q2_K_S files.
+TEST(GgufTypeRules, WhichTensorsNeedAnImatrix) {
+  const auto q2ks = *find_gguf_file_type("Q2_K_S"), q2k = *find_gguf_file_type("Q2_K");
+  const auto iq2 = *find_gguf_file_type("IQ2_XXS");
+  EXPECT_TRUE(tensor_requires_imatrix("blk.0.ffn_up.weight", DType::Q2_K, q2ks));
+  EXPECT_FALSE(tensor_requires_imatrix("blk.0.ffn_up.weight", DType::Q2_K, q2k));
+  for (DType t :
+       {DType::IQ1_S, DType::IQ1_M, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_XXS}) {
+    EXPECT_TRUE(tensor_requires_imatrix("blk.3.attn_q.weight", t, iq2)) << name(t);
+    EXPECT_FALSE(tensor_requires_imatrix("output.weight", t, iq2)) << name(t);
+    EXPECT_FALSE(tensor_requires_imatrix("token_embd.weight", t, iq2)) << name(t);
+  }
+  EXPECT_FALSE(tensor_requires_imatrix("blk.3.attn_q.weight", DType::IQ3_S, iq2));
+  EXPECT_FALSE(tensor_requires_imatrix("blk.3.attn_q.weight", DType::Q4_K, iq2));
 }
 
 TEST(GgufTypeRules, LlamaQuantizeOrder) {
