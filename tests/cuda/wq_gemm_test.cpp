@@ -169,7 +169,7 @@ TEST(CudaWqGemm, AllLayoutsMatchReference) {
           if (act_order && group == k) continue;  // act-order needs groups
           RandomWeight rw(kind, n, k, group, zeros > 0, act_order, rng, zeros == 2);
           auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
-          for (int64_t m : {1, 3, 16, 17, 64, 67}) {
+          for (int64_t m : {1, 3, 16, 17, 33, 64, 67, 130}) {
             RunOptions o;
             o.act = variant % 2 ? kc::ActType::kF16 : kc::ActType::kBf16;
             o.out = variant % 3 == 0 ? kc::OutType::kF32 : kc::OutType::kBf16;
@@ -185,7 +185,7 @@ TEST(CudaWqGemm, AllLayoutsMatchReference) {
         }
 }
 
-// Llama-shaped weights, m up to a few passes of the 64-row kernel.
+// Llama-shaped weights, m from the decode kernel to the wide-tile kernel's split-k launches.
 TEST(CudaWqGemm, RealShapes) {
   LOWBIT_REQUIRE_GPU();
   std::mt19937 rng(12);
@@ -200,7 +200,9 @@ TEST(CudaWqGemm, RealShapes) {
                         {WqKind::kInt4, 1024, 14336, 128, false, false, 5},
                         {WqKind::kInt4, 6144, 4096, 4096, false, false, 33},
                         {WqKind::kInt8, 4096, 4096, 4096, false, false, 7},
-                        {WqKind::kInt8, 2048, 4096, 128, true, true, 131}};
+                        {WqKind::kInt8, 2048, 4096, 128, true, true, 131},
+                        {WqKind::kInt4, 4096, 4096, 128, false, false, 64},
+                        {WqKind::kInt8, 1024, 14336, 14336, false, false, 96}};
   for (const Case& c : cases) {
     RandomWeight rw(c.kind, c.n, c.k, c.group, c.zeros, c.act_order, rng);
     auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
@@ -209,6 +211,41 @@ TEST(CudaWqGemm, RealShapes) {
     run_and_check(rw, *w, c.m, o, rng,
                   fmt::format("{} [{}, {}] group {} m {}", kernels::cpu::wq_kind_name(c.kind), c.n,
                               c.k, c.group, c.m));
+  }
+}
+
+// The m > 16 wide-tile kernel (256 columns × 32/64/128 rows, k split over a cluster): n not a
+// multiple of 256 (partial last column block), k-step counts that split unevenly, m at and
+// around each tile height and past one 128-row pass, every group size and layout option.
+TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(16);
+  struct Case {
+    WqKind kind;
+    int64_t n, k, group;
+    bool zeros, act_order;
+  };
+  const Case cases[] = {
+      {WqKind::kInt4, 320, 544, 32, true, false},    {WqKind::kInt4, 448, 1024, 64, false, true},
+      {WqKind::kInt4, 64, 2080, 2080, false, false}, {WqKind::kInt4, 768, 4096, 128, true, false},
+      {WqKind::kInt8, 320, 544, 544, false, false},  {WqKind::kInt8, 512, 1056, 32, true, true}};
+  int variant = 0;
+  for (const Case& c : cases) {
+    RandomWeight rw(c.kind, c.n, c.k, c.group, c.zeros, c.act_order, rng, c.zeros && variant % 2);
+    auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+    for (int64_t m : {17, 31, 32, 48, 64, 65, 100, 128, 129, 256}) {
+      RunOptions o;
+      o.act = variant % 2 ? kc::ActType::kF16 : kc::ActType::kBf16;
+      o.out = variant % 3 == 0 ? kc::OutType::kF32 : kc::OutType::kBf16;
+      o.bias = variant % 4 == 1;
+      o.pad_x = variant % 5 == 2 ? 8 : 0;
+      o.pad_y = variant % 5 == 3 ? 5 : 0;
+      ++variant;
+      run_and_check(rw, *w, m, o, rng,
+                    fmt::format("{} [{}, {}] group {} zeros {} act-order {} m {} act {}",
+                                kernels::cpu::wq_kind_name(c.kind), c.n, c.k, c.group, c.zeros,
+                                c.act_order, m, act_name(o.act)));
+    }
   }
 }
 
@@ -226,7 +263,10 @@ TEST(CudaWqGemm, DequantizePlusCublasLargeM) {
   };
   const Case cases[] = {{WqKind::kInt4, 256, 512, 64, true, true, 4096},
                         {WqKind::kInt8, 192, 256, 32, false, false, 1000},
-                        {WqKind::kInt4, 1024, 1024, 1024, false, false, 257}};
+                        {WqKind::kInt4, 1024, 1024, 1024, false, false, 257},
+                        // k-steps not a multiple of the dequantizer's 8 per block
+                        {WqKind::kInt4, 128, 544, 32, true, false, 70},
+                        {WqKind::kInt8, 64, 544, 544, false, false, 90}};
   for (const Case& c : cases) {
     RandomWeight rw(c.kind, c.n, c.k, c.group, c.zeros, c.act_order, rng);
     auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);

@@ -9,8 +9,10 @@
 // into mma B fragments in registers and issues mma.sync m16n8k16 (fp32 accumulate). At the end
 // the WK partial sums meet in shared memory.
 // Configurations: m <= 16: MT 1, WN 1, S 6, SPW 2 (the decode path: two independent steps per
-// warp and stage halve the per-byte overhead of waits, barriers and copy issue); m > 16:
-// MT 4, WN 2, S 4, SPW 1, in passes of 64 rows.
+// warp and stage halve the per-byte overhead of waits, barriers and copy issue); m > 16: the
+// wide-tile kernel of wq_gemm_wide.cu (256 columns × up to 128 rows, k split over a cluster);
+// where the GPU's shared memory cannot hold its tiles, MT 4, WN 2, S 4, SPW 1 here, in passes
+// of 64 rows.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -19,189 +21,13 @@
 #include "core/error.h"
 #include "kernels/cuda/common/cuda_check.h"
 #include "kernels/cuda/gemm/wq_gemm.h"
+#include "kernels/cuda/gemm/wq_gemm_device.cuh"
 #include "kernels/cuda/gemm/wq_gemm_layout.h"
 
 namespace lowbit::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-struct KernelArgs {
-  const uint4* codes;
-  const void* params;
-  bool has_zeros;
-  const void* x;  // [m, k] 16-bit, row stride ldx (packed column order)
-  int64_t ldx;
-  const float* bias;
-  void* y;
-  int64_t ldy;
-  bool out_f32;
-  int m, n, k;
-  int group_shift;  // scale group of k-step i: i >> group_shift
-};
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
-template <bool kF16>
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  if constexpr (kF16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-// (h − zoff)·scale + c on two 16-bit lanes at once: h − zoff = q − round(z) is exact and
-// c = −(z − round(z))·scale (0 for integer zeros), so one rounding for integer zeros.
-template <bool kF16>
-__device__ __forceinline__ uint32_t sub_fma2(uint32_t h, uint32_t zoff2, uint32_t scale2,
-                                             uint32_t c2) {
-  if constexpr (kF16) {
-    __half2 r =
-        __hfma2(__hsub2(*reinterpret_cast<__half2*>(&h), *reinterpret_cast<__half2*>(&zoff2)),
-                *reinterpret_cast<__half2*>(&scale2), *reinterpret_cast<__half2*>(&c2));
-    return *reinterpret_cast<uint32_t*>(&r);
-  } else {
-    __nv_bfloat162 r = __hfma2(
-        __hsub2(*reinterpret_cast<__nv_bfloat162*>(&h), *reinterpret_cast<__nv_bfloat162*>(&zoff2)),
-        *reinterpret_cast<__nv_bfloat162*>(&scale2), *reinterpret_cast<__nv_bfloat162*>(&c2));
-    return *reinterpret_cast<uint32_t*>(&r);
-  }
-}
-
-template <bool kF16>
-__device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t scale2, uint32_t c2) {
-  if constexpr (kF16) {
-    __half2 r = __hfma2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&scale2),
-                        *reinterpret_cast<__half2*>(&c2));
-    return *reinterpret_cast<uint32_t*>(&r);
-  } else {
-    __nv_bfloat162 r =
-        __hfma2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&scale2),
-                *reinterpret_cast<__nv_bfloat162*>(&c2));
-    return *reinterpret_cast<uint32_t*>(&r);
-  }
-}
-
-// Word j of a 16-byte code load (selects, never a local-memory array).
-__device__ __forceinline__ uint32_t word_of(const uint4& q, int j) {
-  return j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
-}
-
-template <bool kF16>
-__device__ __forceinline__ uint32_t pack2(float a, float b) {
-  if constexpr (kF16) {
-    __half2 r = __floats2half2_rn(a, b);
-    return *reinterpret_cast<uint32_t*>(&r);
-  } else {
-    __nv_bfloat162 r = __floats2bfloat162_rn(a, b);
-    return *reinterpret_cast<uint32_t*>(&r);
-  }
-}
-
-// Per lane, the group parameters of its 4 columns (nt = 0..3): scale and zero offset, each
-// duplicated into both 16-bit halves; int8 keeps the zero as a float (2^23 + z).
-struct GroupParams {
-  uint32_t scale2[4];
-  uint32_t zoff2[4];
-  uint32_t c2[4];  // −(z − round(z))·scale
-  float zf[4];
-};
-
-template <bool kInt8, bool kF16>
-__device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, bool has_zeros) {
-  if (has_zeros) {
-    const uint4 v0 = *reinterpret_cast<const uint4*>(src);
-    const uint4 v1 = *reinterpret_cast<const uint4*>(src + 16);
-    const uint32_t e[4] = {v0.x, v0.z, v1.x, v1.z}, c[4] = {v0.y, v0.w, v1.y, v1.w};
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      p.scale2[nt] = __byte_perm(e[nt], 0, 0x1010);
-      p.c2[nt] = __byte_perm(c[nt], 0, 0x1010);
-      if constexpr (kInt8) {
-        p.zf[nt] = 8388608.0f + float(int16_t(e[nt] >> 16));
-      } else {
-        p.zoff2[nt] = __byte_perm(e[nt], 0, 0x3232);
-      }
-    }
-  } else {
-    const uint2 v = *reinterpret_cast<const uint2*>(src);
-    const uint32_t e[2] = {v.x, v.y};
-    // Symmetric: z = 8 (int4) / 128 (int8).
-    const uint32_t zoff = kF16 ? 0x64086408u : 0x43084308u;  // 1024 + 8 / 128 + 8
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      p.scale2[nt] = __byte_perm(e[nt / 2], 0, (nt & 1) ? 0x3232 : 0x1010);
-      p.zoff2[nt] = zoff;
-      p.c2[nt] = 0;
-      p.zf[nt] = 8388608.0f + 128.0f;
-    }
-  }
-}
-
-// The mma B fragments of one k16 half `ks` (int4: 0 or 1; int8: 0) of a lane's 16-byte code
-// word: bfrag[nt] = the (k 2t, 2t+1) and (k 2t+8, 2t+9) pairs of column nt·8 + g, decoded as
-// (q − z)·s with one rounding.
-template <bool kInt8, bool kF16>
-__device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const GroupParams& gp,
-                                                 uint32_t (&bfrag)[4][2]) {
-  if constexpr (kInt8) {
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      const uint32_t w = word_of(q, nt);
-      const float f0 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7440)) - gp.zf[nt];
-      const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
-      const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
-      const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
-      bfrag[nt][0] = fma2<kF16>(pack2<kF16>(f0, f1), gp.scale2[nt], gp.c2[nt]);
-      bfrag[nt][1] = fma2<kF16>(pack2<kF16>(f2, f3), gp.scale2[nt], gp.c2[nt]);
-    }
-  } else {
-    constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
-#pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      const uint32_t w = word_of(q, ks * 2 + jj);
-      const int na = 2 * jj, nb = 2 * jj + 1;
-      const uint32_t h0 = (w & 0x000F000Fu) | kBias;
-      const uint32_t h1 = ((w >> 4) & 0x000F000Fu) | kBias;
-      const uint32_t h2 = ((w >> 8) & 0x000F000Fu) | kBias;
-      const uint32_t h3 = ((w >> 12) & 0x000F000Fu) | kBias;
-      bfrag[na][0] = sub_fma2<kF16>(h0, gp.zoff2[na], gp.scale2[na], gp.c2[na]);
-      bfrag[na][1] = sub_fma2<kF16>(h1, gp.zoff2[na], gp.scale2[na], gp.c2[na]);
-      bfrag[nb][0] = sub_fma2<kF16>(h2, gp.zoff2[nb], gp.scale2[nb], gp.c2[nb]);
-      bfrag[nb][1] = sub_fma2<kF16>(h3, gp.zoff2[nb], gp.scale2[nb], gp.c2[nb]);
-    }
-  }
-}
+using namespace wq_device;
 
 template <bool kInt8, int MT, int WN, int S, int SPW>
 struct Tile {
@@ -430,16 +256,52 @@ __global__ void dequantize_kernel(const uint4* __restrict__ codes,
   }
 }
 
-// Largest dynamic shared memory a block may opt into on the current device (227 KB on H100,
-// 163 KB on A100, 99 KB on Ada).
-int max_optin_smem() {
-  static const int bytes = [] {
-    int dev = 0, v = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    return v;
-  }();
-  return bytes;
+// Without act-order: one block per (column group, 8 consecutive k-steps); warp w decodes the
+// 16-byte words of step s0 + w exactly as the GEMM kernel does into a shared [32 n, 8 steps of
+// k] tile (rows padded by 16 bytes: the 4-byte fragment stores are conflict-free), then the
+// block writes each row of the tile with 16-byte stores (512 B per row for int4).
+template <bool kInt8, bool kF16>
+__global__ void __launch_bounds__(kThreads)
+    dequantize_tile_kernel(const uint4* __restrict__ codes, const uint8_t* __restrict__ params,
+                           bool has_zeros, uint16_t* __restrict__ out, int n, int k,
+                           int group_shift) {
+  constexpr int kStep = kInt8 ? 16 : 32;
+  constexpr int kSteps = kThreads / 32;   // steps per block
+  constexpr int kTileK = kSteps * kStep;  // 256 (int4) / 128 (int8)
+  constexpr int kLd = kTileK + 8;         // elements per shared row
+  __shared__ __align__(16) uint16_t tile[32 * kLd];
+  const int cgs = n / 32, nsteps = k / kStep;
+  const int cg = blockIdx.y, s0 = blockIdx.x * kSteps;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int step = s0 + warp;
+  if (step < nsteps) {
+    const int pstride = has_zeros ? 256 : 64;
+    GroupParams gp;
+    read_params<kInt8, kF16>(
+        gp, params + (int64_t(step >> group_shift) * cgs + cg) * pstride + g * (has_zeros ? 32 : 8),
+        has_zeros);
+    const uint4 q = codes[(int64_t(step) * cgs + cg) * 32 + lane];
+#pragma unroll
+    for (int ks = 0; ks < (kInt8 ? 1 : 2); ++ks) {
+      uint32_t bfrag[4][2];
+      decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          *reinterpret_cast<uint32_t*>(
+              &tile[(nt * 8 + g) * kLd + warp * kStep + ks * 16 + 2 * t + 8 * h]) = bfrag[nt][h];
+    }
+  }
+  __syncthreads();
+  constexpr int kRowChunks = kTileK / 8;  // 16-byte chunks per row
+  const int valid_k = min(kTileK, (nsteps - s0) * kStep);
+  for (int i = threadIdx.x; i < 32 * kRowChunks; i += kThreads) {
+    const int r = i / kRowChunks, c = (i % kRowChunks) * 8;
+    if (c < valid_k)
+      *reinterpret_cast<uint4*>(out + int64_t(cg * 32 + r) * k + int64_t(s0) * kStep + c) =
+          *reinterpret_cast<const uint4*>(&tile[r * kLd + c]);
+  }
 }
 
 // Launches one configuration; false (nothing launched) if its shared memory does not fit.
@@ -466,6 +328,7 @@ bool launch(const KernelArgs& a, cudaStream_t stream) {
 template <bool kInt8, bool kF16>
 void dispatch_rows(const KernelArgs& a, cudaStream_t stream) {
   if (a.m <= 16 && launch<kInt8, kF16, 1, 1, 6, 2>(a, stream)) return;
+  if (a.m > 16 && launch_wide(a, kInt8, kF16, stream)) return;
   if (!launch<kInt8, kF16, 4, 2, 4, 1>(a, stream))
     fail("wq_gemm: the GPU's {} bytes of shared memory per block are too few", max_optin_smem());
 }
@@ -539,6 +402,24 @@ void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t 
   const int n = int(w.n), k = int(w.k);
   const bool z = im.has_zeros;
   const bool int8 = w.kind == cpu::WqKind::kInt8, f16 = act == ActType::kF16;
+  if (!perm && reinterpret_cast<uintptr_t>(w_out) % 16 == 0) {
+    // Source order = packed order: the tiled kernel with 16-byte row stores.
+    const dim3 grid(unsigned((w.k / wq_step_k(w.kind) + 7) / 8), unsigned(w.n / 32));
+    if (int8 && f16)
+      dequantize_tile_kernel<true, true>
+          <<<grid, kThreads, 0, stream>>>(codes, params, z, out, n, k, shift);
+    else if (int8)
+      dequantize_tile_kernel<true, false>
+          <<<grid, kThreads, 0, stream>>>(codes, params, z, out, n, k, shift);
+    else if (f16)
+      dequantize_tile_kernel<false, true>
+          <<<grid, kThreads, 0, stream>>>(codes, params, z, out, n, k, shift);
+    else
+      dequantize_tile_kernel<false, false>
+          <<<grid, kThreads, 0, stream>>>(codes, params, z, out, n, k, shift);
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    return;
+  }
   if (int8 && f16)
     dequantize_kernel<true, true>
         <<<blocks, 256, 0, stream>>>(codes, params, z, perm, out, n, k, shift);
@@ -554,8 +435,11 @@ void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t 
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
-// H100, bench/gpu_wq_gemm_bench.cpp (2026-11-23): the direct kernel beats dequantize + cuBLASLt
-// up to m = 128 on every Llama-3 shape; at m = 256 the dense path is faster on most.
-int64_t wq_gemm_max_fast_rows(const WqGpuWeight&) { return 128; }
+// H100, bench/gpu_wq_gemm_bench.cpp (2026-11-23, wide-tile kernel + tiled dequantizer): the
+// direct kernel beats dequantize + cuBLASLt up to m = 128 on weights of 48M+ elements (14336 ×
+// 4096 at m = 128: 100 µs against 105; 8192 × 57344: 438 against 760) but only up to m = 64
+// on smaller ones (4096 × 4096 at m = 128: 34 against 26; 4096 × 6144: 56 against 40); at
+// m = 256 the dense path wins or ties on every shape.
+int64_t wq_gemm_max_fast_rows(const WqGpuWeight& w) { return w.n * w.k >= (48 << 20) ? 128 : 64; }
 
 }  // namespace lowbit::kernels::cuda

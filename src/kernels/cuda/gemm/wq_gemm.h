@@ -9,11 +9,13 @@
 // ((q − z)·s with the exponent-bias trick, exact for integer zeros) right before the mma.
 // Act-order (GPTQ desc_act) columns are reordered at pack time and x is gathered once per call.
 //
-// Configurations: m ≤ 16, 32 columns × 16 rows per block (the decode path); m > 16, 64 × 64 in
-// passes of 64 rows (correct for any m, slow beyond ~128). Above wq_gemm_max_fast_rows() callers
-// should dequantize with wq_dequantize into a bf16/f16 [n, k] matrix and use cuBLASLt
-// (GemmRunner). Shared memory: the m ≤ 16 configuration needs up to 168 KB; where the GPU offers
-// less (A100 163 KB: m = 16; Ada 99 KB: m > 4) it falls back to the 64-row configuration.
+// Configurations: m ≤ 16, 32 columns × 16 rows per block (the decode path); m > 16, 256 columns
+// × 32/64/128 rows per block with k split over a thread-block cluster on sm_90 when the tiles
+// alone cannot fill the GPU (wq_gemm_wide.cu; correct for any m, in passes). Above
+// wq_gemm_max_fast_rows() callers should dequantize with wq_dequantize into a bf16/f16 [n, k]
+// matrix and use cuBLASLt (GemmRunner). Shared memory: the m ≤ 16 configuration needs up to
+// 168 KB, the wide one up to 132 KB; where the GPU offers less (A100 163 KB: m = 16; Ada 99 KB)
+// they fall back to a 64 × 64 configuration in passes of 64 rows.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -66,7 +68,7 @@ std::unique_ptr<WqGpuWeight> wq_gemm_clone(const WqGpuWeight& w, cudaStream_t st
 // Scratch: act-order weights gather x into a buffer owned by the weight, grown on the first
 // call with a larger m (cudaMalloc then); calls with m no larger than an earlier call allocate
 // nothing and are CUDA-graph safe. Not for concurrent calls on one act-order weight from two
-// streams. No other scratch (no split-k: one launch, reduction inside the block).
+// streams. No other scratch (split-k partial sums meet in the cluster's shared memory).
 void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
              void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream);
 
