@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <random>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -159,6 +160,83 @@ TEST_F(GgufExport, UsesTheImatrixAndChecksItsSize) {
   } catch (const Error& err) {
     EXPECT_NE(std::string(err.what()).find("blk.0.attn_q.weight"), std::string::npos);
   }
+}
+
+// The grid i-quants on rows of 256 (stories260K's rows fall back): a 2-layer llama-shaped
+// GGUF of random weights. Types that need importance weights are refused without an imatrix,
+// naming the tensor; with one every block tensor gets its i-quant type and decodes close.
+TEST(GgufExportIQuants, NeedAnImatrixAndDecodeClose) {
+  const std::string in_path = temp("iq_in.gguf");
+  const std::vector<std::string> names = {"blk.0.attn_q.weight", "blk.0.ffn_up.weight",
+                                          "blk.1.attn_q.weight", "blk.1.ffn_up.weight"};
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g(0.f, 0.05f);
+  {
+    GgufWriter w;
+    w.set_string("general.architecture", "llama");
+    w.set_u32("llama.block_count", 2);
+    w.set_u32("llama.attention.head_count", 4);
+    w.set_u32("llama.attention.head_count_kv", 4);
+    for (const std::string& n : names) {
+      std::vector<float> x(256 * 256);
+      for (float& v : x) v = g(rng);
+      std::vector<uint8_t> bytes(x.size() * 4);
+      std::memcpy(bytes.data(), x.data(), bytes.size());
+      w.add_tensor(n, DType::F32, {256, 256}, bytes);
+    }
+    w.write(in_path);
+  }
+  auto in = GgufFile::open(in_path);
+  Imatrix m;
+  m.datasets = {"test"};
+  m.chunk_count = 1;
+  m.chunk_size = 16;
+  for (const std::string& n : names) {
+    ImatrixEntry e;
+    e.in_sum2.resize(256);
+    for (float& v : e.in_sum2) v = std::fabs(g(rng)) * 100 + 0.1f;
+    e.counts = {1.f};
+    m.entries[n] = e;
+  }
+  const std::string out = temp("iq_out.gguf");
+  for (const char* ft : {"IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M", "IQ3_XXS"}) {
+    GgufExportOptions o;
+    o.file_type = ft;
+    try {
+      plan_gguf_export(*in, o);
+      ADD_FAILURE() << ft << " without an imatrix";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("blk.0."), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("importance matrix"), std::string::npos) << e.what();
+    }
+  }
+  struct Want {
+    const char* ft;
+    bool imatrix;
+    DType q_type;  // blk.*.attn_q's type
+    double max_err;
+  };
+  for (const Want& want :
+       {Want{"IQ3_S", false, DType::IQ3_S, 0.25}, Want{"IQ3_XXS", true, DType::IQ3_XXS, 0.3},
+        Want{"IQ2_M", true, DType::IQ2_S, 0.4}, Want{"IQ2_XS", true, DType::IQ2_XS, 0.45},
+        Want{"IQ2_XXS", true, DType::IQ2_XXS, 0.5}, Want{"IQ1_M", true, DType::IQ1_M, 0.65},
+        Want{"IQ1_S", true, DType::IQ1_S, 0.7}}) {
+    GgufExportOptions o;
+    o.file_type = want.ft;
+    o.pure = true;
+    o.imatrix = want.imatrix ? &m : nullptr;
+    export_gguf(*in, out, o);
+    auto q = GgufFile::open(out);
+    for (const std::string& n : names) {
+      const TensorView* t = q->find_tensor(n);
+      ASSERT_NE(t, nullptr);
+      EXPECT_EQ(t->dtype, want.q_type) << want.ft << " " << n;
+      EXPECT_LT(rel_rms(values(*in->find_tensor(n)), values(*t)), want.max_err)
+          << want.ft << " " << n;
+    }
+    std::filesystem::remove(out);
+  }
+  std::filesystem::remove(in_path);
 }
 
 TEST(GgufImatrix, RoundTripAndImportance) {

@@ -46,7 +46,7 @@ void quantize_row_iq3_xxs(const float* x, BlockIQ3_XXS* y, int64_t n, const floa
       }
       float scale =
           iq_search_block(search, kBlock, xval, weight, waux, max, max / (2 * kMaxQ - 1), L);
-      if (scale < 0) {  // cannot happen with xval >= 0 mostly; ggml flips signs if it does
+      if (scale < 0) {  // rare (only parity-flipped xval are negative): flip the signs
         scale = -scale;
         for (uint8_t& s : block_signs) s = uint8_t(~s & 127);
       }

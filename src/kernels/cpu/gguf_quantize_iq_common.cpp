@@ -2,6 +2,7 @@
 #include "kernels/cpu/gguf_quantize_iq_common.h"
 
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
