@@ -249,6 +249,24 @@ TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
   }
 }
 
+// The decode kernel's two-blocks-per-SM pipeline (m 9..16 with more column groups than SMs).
+TEST(CudaWqGemm, DecodeRowsWithManyColumnGroupsMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(17);
+  int variant = 0;
+  for (WqKind kind : {WqKind::kInt4, WqKind::kInt8}) {
+    RandomWeight rw(kind, 8192, 320, 32, kind == WqKind::kInt4, false, rng);
+    auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+    for (int64_t m : {8, 9, 16}) {
+      RunOptions o;
+      o.act = variant % 2 ? kc::ActType::kF16 : kc::ActType::kBf16;
+      o.bias = variant++ % 3 == 1;
+      run_and_check(rw, *w, m, o, rng,
+                    fmt::format("{} [8192, 320] m {}", kernels::cpu::wq_kind_name(kind), m));
+    }
+  }
+}
+
 // wq_dequantize gives the same weights the kernel uses, in input order; with cuBLASLt it is
 // the large-m path (m up to 4096).
 TEST(CudaWqGemm, DequantizePlusCublasLargeM) {
