@@ -243,7 +243,8 @@ int run_eval(const EvalOptions& o) {
   // --kv-cache-dtype applies to the quantized side, like --quantization (CPU: the comparison;
   // the speed children keep f32 caches).
   if (!on_gpu)
-    q.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype));
+    q.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype),
+                                engine::kv_scale_granularity(o.device.cuda.kv_cache_scales));
   engine::check_same_vocabulary(q, ref);
   const auto& tok = ref.require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);

@@ -47,7 +47,8 @@ int run_generate(const GenerateOptions& o) {
   engine::LoadedModel m =
       engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
   if (!on_gpu)
-    m.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype));
+    m.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype),
+                                engine::kv_scale_granularity(o.device.cuda.kv_cache_scales));
   const tokenizer::Tokenizer& tok = m.require_tokenizer();
 
   std::vector<int32_t> prompt;

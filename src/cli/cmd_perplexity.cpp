@@ -36,7 +36,8 @@ int run_perplexity(const PerplexityOptions& o) {
   engine::LoadedModel m =
       engine::load_model(o.model.model, {o.model.quantization, true, !on_gpu}, registry);
   if (!on_gpu)
-    m.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype));
+    m.model->set_kv_cache_dtype(engine::cpu_kv_cache_dtype(o.device.cuda.kv_cache_dtype),
+                                engine::kv_scale_granularity(o.device.cuda.kv_cache_scales));
   const auto& tok = m.require_tokenizer();
   std::vector<int32_t> tokens = tok.encode(text, true, /*parse_special=*/false);
   int32_t bos = tok.adds_bos() && tok.bos_id() ? *tok.bos_id() : -1;

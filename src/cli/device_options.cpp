@@ -11,6 +11,11 @@ void add_device_options(CLI::App& cmd, DeviceOptions& o) {
                  "fp8, fp8_e4m3, fp8_e5m2 (scales from the first prompt when the checkpoint has "
                  "none); the CPU rounds its fp32 cache through the same types")
       ->check(CLI::IsMember({"auto", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
+  cmd.add_option("--kv-cache-scales", o.cuda.kv_cache_scales,
+                 "FP8 KV scales computed from the first prompt: tensor (one key and one value "
+                 "scale per layer; auto, the default) or head (one per layer and KV head); "
+                 "scales stored in the checkpoint are used as they are")
+      ->check(CLI::IsMember({"auto", "tensor", "head"}));
   cmd.add_option("--gpu-memory-utilization", o.cuda.gpu_memory_utilization,
                  "share of GPU memory for weights + KV cache (default 0.9)")
       ->check(CLI::Range(0.01, 1.0));

@@ -1,5 +1,5 @@
-// `--device`, `--kv-cache-dtype`, `--gpu-memory-utilization`: the options shared by commands
-// that can run a model on the CUDA backend.
+// `--device`, `--kv-cache-dtype`, `--kv-cache-scales`, `--gpu-memory-utilization`: the options
+// shared by commands that can run a model on the CUDA backend.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -26,6 +26,7 @@ std::unique_ptr<models::CudaLlamaModel> upload(const LoadedModel& m, int64_t con
                                                const CudaRunOptions& o) {
   models::CudaOptions co;
   co.kv_cache_dtype = o.kv_cache_dtype;
+  co.kv_cache_scales = o.kv_cache_scales;
   co.gpu_memory_utilization = o.gpu_memory_utilization;
   co.cuda_graphs = o.cuda_graphs;
   co.max_context = context;

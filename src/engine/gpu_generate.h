@@ -14,7 +14,8 @@
 namespace lowbit::engine {
 
 struct CudaRunOptions {
-  std::string kv_cache_dtype = "auto";  // auto | bf16 | fp8 | fp8_e4m3 | fp8_e5m2
+  std::string kv_cache_dtype = "auto";   // auto | bf16 | fp8 | fp8_e4m3 | fp8_e5m2
+  std::string kv_cache_scales = "auto";  // computed FP8 scales: auto (= tensor) | tensor | head
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;
 };

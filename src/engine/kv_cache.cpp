@@ -8,13 +8,11 @@
 namespace lowbit::engine {
 namespace {
 
-bool is_fp8(KvCacheDtype d) { return d == KvCacheDtype::kFp8E4M3 || d == KvCacheDtype::kFp8E5M2; }
-
-float fp8_max(KvCacheDtype d) { return d == KvCacheDtype::kFp8E4M3 ? 448.0f : 57344.0f; }
-
-float amax(const float* x, int64_t n) {
+// max |x| over rows [n] of one head: x[t · stride + d] for d < head_dim.
+float head_amax(const float* x, int64_t n, int64_t stride, int64_t head_dim) {
   float m = 0;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t d = 0; d < head_dim; ++d) m = std::max(m, std::fabs(x[t * stride + d]));
   return m;
 }
 
@@ -34,6 +32,58 @@ float round_through(KvCacheDtype d, float x, float scale) {
 }
 
 }  // namespace
+
+bool is_fp8(KvCacheDtype d) { return d == KvCacheDtype::kFp8E4M3 || d == KvCacheDtype::kFp8E5M2; }
+
+float fp8_max(KvCacheDtype d) { return d == KvCacheDtype::kFp8E4M3 ? 448.0f : 57344.0f; }
+
+KvScaleGranularity kv_scale_granularity(const std::string& name) {
+  if (name == "auto" || name == "tensor") return KvScaleGranularity::kTensor;
+  if (name == "head") return KvScaleGranularity::kHead;
+  fail("--kv-cache-scales '{}' is not known; expected auto, tensor or head", name);
+}
+
+const char* kv_scale_granularity_name(KvScaleGranularity g) {
+  return g == KvScaleGranularity::kHead ? "head" : "tensor";
+}
+
+void KvScales::calibrate(int64_t layer, int64_t n, int64_t head_dim, const float* keys,
+                         const float* values, float fmax) {
+  const int64_t H = num_kv_heads, row = H * head_dim;
+  float* ks = k.data() + layer * H;
+  float* vs = v.data() + layer * H;
+  for (int64_t g = 0; g < H; ++g) {
+    ks[g] = head_amax(keys + g * head_dim, n, row, head_dim);
+    vs[g] = head_amax(values + g * head_dim, n, row, head_dim);
+  }
+  if (granularity == KvScaleGranularity::kTensor) {
+    std::fill(ks, ks + H, *std::max_element(ks, ks + H));
+    std::fill(vs, vs + H, *std::max_element(vs, vs + H));
+  }
+  // An all-zero head would give scale 0 (and 0/0 later): keep a tiny positive scale, as the GPU.
+  for (int64_t g = 0; g < H; ++g) {
+    ks[g] = std::max(ks[g], 1e-12f) / fmax;
+    vs[g] = std::max(vs[g], 1e-12f) / fmax;
+  }
+}
+
+KvCache::KvCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity,
+                 KvCacheDtype dtype, std::shared_ptr<KvScales> scales)
+    : num_kv_heads_(num_kv_heads),
+      head_dim_(head_dim),
+      capacity_(capacity),
+      layer_stride_(num_kv_heads * capacity * head_dim),
+      dtype_(dtype),
+      keys_(size_t(num_layers * num_kv_heads * capacity * head_dim)),
+      values_(keys_.size()),
+      scales_(std::move(scales)) {
+  if (!scales_)
+    scales_ = std::make_shared<KvScales>(num_layers, num_kv_heads, KvScaleGranularity::kTensor);
+  LOWBIT_CHECK(scales_->num_kv_heads == num_kv_heads &&
+                   int64_t(scales_->k.size()) == num_layers * num_kv_heads,
+               "KV scales for {} values of {} heads, cache of {} layers × {} heads",
+               scales_->k.size(), scales_->num_kv_heads, num_layers, num_kv_heads);
+}
 
 KvCacheDtype cpu_kv_cache_dtype(const std::string& name) {
   if (name == "auto" || name == "f32") return KvCacheDtype::kF32;
@@ -63,21 +113,20 @@ uint64_t KvCache::bytes() const {
   return 2 * keys_.size() * per;
 }
 
-std::pair<float, float> KvCache::scales(int64_t layer) const {
+std::pair<float, float> KvCache::scales(int64_t layer, int64_t head) const {
   if (!is_fp8(dtype_)) return {1.0f, 1.0f};
-  return {k_scale_[size_t(layer)], v_scale_[size_t(layer)]};
+  const size_t i = size_t(layer * num_kv_heads_ + head);
+  return {scales_->k[i], scales_->v[i]};
 }
 
 void KvCache::write(int64_t layer, int64_t first, int64_t n, const float* k, const float* v) {
   LOWBIT_CHECK(first >= 0 && first + n <= capacity_, "rows {}..{} outside the capacity {}", first,
                first + n, capacity_);
-  const int64_t row = num_kv_heads_ * head_dim_;
-  float& ks = k_scale_[size_t(layer)];
-  float& vs = v_scale_[size_t(layer)];
-  if (is_fp8(dtype_) && ks == 0.0f) {  // first tokens of this layer: calibrate, as the GPU does
-    ks = std::max(amax(k, n * row), 1e-12f) / fp8_max(dtype_);
-    vs = std::max(amax(v, n * row), 1e-12f) / fp8_max(dtype_);
-  }
+  // First tokens of an uncalibrated layer: calibrate, as the GPU does.
+  if (is_fp8(dtype_) && !scales_->ready(layer))
+    scales_->calibrate(layer, n, head_dim_, k, v, fp8_max(dtype_));
+  const float* k_scales = scales_->k.data() + layer * num_kv_heads_;
+  const float* v_scales = scales_->v.data() + layer * num_kv_heads_;
   for (int64_t t = 0; t < n; ++t)
     for (int64_t g = 0; g < num_kv_heads_; ++g) {
       const float* ksrc = k + (t * num_kv_heads_ + g) * head_dim_;
@@ -90,8 +139,8 @@ void KvCache::write(int64_t layer, int64_t first, int64_t n, const float* k, con
         continue;
       }
       for (int64_t d = 0; d < head_dim_; ++d) {
-        kdst[d] = round_through(dtype_, ksrc[d], ks);
-        vdst[d] = round_through(dtype_, vsrc[d], vs);
+        kdst[d] = round_through(dtype_, ksrc[d], k_scales[g]);
+        vdst[d] = round_through(dtype_, vsrc[d], v_scales[g]);
       }
     }
 }

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/vec.h"
+#include "models/kv_scales.h"
 #include "models/weight_source.h"
 
 namespace lowbit::models {
@@ -82,12 +83,22 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightSource& src,
     freq_factors.assign(p, p + c.rope_dim / 2);
   }
   inv_freq_ = rope_inv_freq(c, freq_factors);
+  checkpoint_kv_scales_ = read_checkpoint_kv_scales(src, c.num_layers, c.num_kv_heads);
+  set_kv_cache_dtype(engine::KvCacheDtype::kF32);
   if (progress) progress(total, total);
+}
+
+void LlamaModel::set_kv_cache_dtype(engine::KvCacheDtype dtype,
+                                    engine::KvScaleGranularity granularity) {
+  kv_dtype_ = dtype;
+  kv_scales_ = checkpoint_kv_scales_ ? std::make_shared<engine::KvScales>(*checkpoint_kv_scales_)
+                                     : std::make_shared<engine::KvScales>(
+                                           config_.num_layers, config_.num_kv_heads, granularity);
 }
 
 engine::KvCache LlamaModel::make_cache(int64_t capacity) const {
   return engine::KvCache(config_.num_layers, config_.num_kv_heads, config_.head_dim, capacity,
-                         kv_dtype_);
+                         kv_dtype_, kv_scales_);
 }
 
 uint64_t LlamaModel::weight_bytes() const {

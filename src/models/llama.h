@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -27,9 +28,15 @@ class LlamaModel {
   const ModelConfig& config() const { return config_; }
   // A cache for `capacity` tokens in this model's KV dtype (f32 unless set below).
   engine::KvCache make_cache(int64_t capacity) const;
-  // `--kv-cache-dtype` on the CPU (engine/kv_cache.h): caches made from now on store keys and
-  // values rounded through bf16 or FP8, as the CUDA backend's cache does.
-  void set_kv_cache_dtype(engine::KvCacheDtype dtype) { kv_dtype_ = dtype; }
+  // `--kv-cache-dtype` / `--kv-cache-scales` on the CPU (engine/kv_cache.h): caches made from
+  // now on store keys and values rounded through bf16 or FP8, as the CUDA backend's cache does.
+  // FP8 scales: the checkpoint's when it has them (models/kv_scales.h; then `granularity` is
+  // not used), else computed from the first prompt and shared by all later caches.
+  void set_kv_cache_dtype(engine::KvCacheDtype dtype, engine::KvScaleGranularity granularity =
+                                                          engine::KvScaleGranularity::kTensor);
+  // The FP8 scales caches of this model use (calibrated ones are 0 until the first prompt).
+  const engine::KvScales& kv_scales() const { return *kv_scales_; }
+  bool has_checkpoint_kv_scales() const { return checkpoint_kv_scales_.has_value(); }
 
   // Runs `tokens` at positions cache.length() .. + n - 1, appending their keys/values.
   // logits: [n, vocab] when all_logits, else [1, vocab] for the last token only.
@@ -50,6 +57,8 @@ class LlamaModel {
 
   ModelConfig config_;
   engine::KvCacheDtype kv_dtype_ = engine::KvCacheDtype::kF32;
+  std::optional<engine::KvScales> checkpoint_kv_scales_;
+  std::shared_ptr<engine::KvScales> kv_scales_;
   kernels::cpu::WeightMatrix embedding_{};
   uint64_t embedding_bytes_ = 0;
   std::vector<Layer> layers_;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -18,6 +19,7 @@
 #include "kernels/cuda/gemm/w8a8_gemm.h"
 #include "kernels/cuda/ops/elementwise.h"
 #include "kernels/cuda/ops/sampling.h"
+#include "models/kv_scales.h"
 #include "models/weight_source.h"
 #include "nn/linear.h"
 #include "quant/dense_weight_method.h"
@@ -196,6 +198,8 @@ struct CudaLlamaModel::Impl {
   ModelConfig cfg;
   CudaOptions opt;
   kc::KvDtype kv_dtype = kc::KvDtype::kBf16;
+  engine::KvScaleGranularity kv_granularity = engine::KvScaleGranularity::kTensor;
+  bool kv_scales_from_checkpoint = false;
   int sms = 0;
   int64_t qkv_width = 0, q_width = 0, kv_width = 0, max_context = 0, max_blocks_per_seq = 0;
   kc::Stream stream;
@@ -226,7 +230,7 @@ struct CudaLlamaModel::Impl {
   // KV cache pool: k and v each [layers, blocks, kv_heads, block_size, head_dim].
   int64_t num_blocks = 0;
   uint64_t layer_pool_bytes = 0;
-  DeviceBuffer k_pool, v_pool, kv_scales;  // kv_scales: [2, layers] (k then v)
+  DeviceBuffer k_pool, v_pool, kv_scales;  // kv_scales: [2, layers, kv_heads] (k then v)
   bool scales_ready = false;
   std::vector<int32_t> free_blocks;
   struct Seq {
@@ -470,24 +474,7 @@ struct CudaLlamaModel::Impl {
     count_bytes_per_token();
   }
 
-  // Checkpoint KV scales (vLLM's self_attn.k_scale / v_scale), all layers or none.
-  std::vector<float> checkpoint_kv_scales(const WeightSource& src) {
-    std::vector<float> k, v;
-    for (int64_t l = 0; l < cfg.num_layers; ++l) {
-      const TensorView* ks = src.find(layer_name(l, "self_attn.k_scale"));
-      const TensorView* vs = src.find(layer_name(l, "self_attn.v_scale"));
-      if (!ks || !vs) return {};
-      auto kf = float_values(*ks), vf = float_values(*vs);
-      if (!kf || !vf || kf->size() != 1 || vf->size() != 1 || !((*kf)[0] > 0) || !((*vf)[0] > 0))
-        fail("{}: layer {} KV scales must be positive scalars (F32/F16/BF16)", src.path(), l);
-      k.push_back((*kf)[0]);
-      v.push_back((*vf)[0]);
-    }
-    k.insert(k.end(), v.begin(), v.end());
-    return k;
-  }
-
-  void alloc_runtime(const std::vector<float>& ckpt_scales) {
+  void alloc_runtime(const std::optional<engine::KvScales>& ckpt_scales) {
     const ModelConfig& c = cfg;
     const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
     max_step = opt.max_step_tokens;
@@ -523,7 +510,7 @@ struct CudaLlamaModel::Impl {
     h_ids = kc::PinnedBuffer(size_t(opt.max_sequences) * 4);
     uniforms = DeviceBuffer(size_t(opt.max_sequences) * 4, "sampling uniforms");
     h_uniforms = kc::PinnedBuffer(size_t(opt.max_sequences) * 4);
-    amax = DeviceBuffer(2 * 4, "KV amax");
+    amax = DeviceBuffer(size_t(2 * c.num_kv_heads) * 4, "KV amax");
     // Workspace for split attention: the most splits any step shape can ask for.
     workspace_floats = 0;
     for (int64_t rows = 1; rows <= n; ++rows) {
@@ -533,13 +520,16 @@ struct CudaLlamaModel::Impl {
     }
     workspace = DeviceBuffer(size_t(workspace_floats) * 4, "attention workspace");
 
-    // KV scales: checkpoint values, 1 for bf16, else calibrated on the first prompt.
-    kv_scales = DeviceBuffer(size_t(2 * c.num_layers) * 4, "KV scales");
-    std::vector<float> scales(size_t(2 * c.num_layers), 1.0f);
+    // KV scales [2, layers, kv_heads]: checkpoint values, 1 for bf16, else calibrated on the
+    // first prompt (per head or per tensor: kv_granularity).
+    kv_scales = DeviceBuffer(size_t(2 * c.num_layers * c.num_kv_heads) * 4, "KV scales");
+    std::vector<float> scales(size_t(2 * c.num_layers * c.num_kv_heads), 1.0f);
     scales_ready = true;
     if (kv_dtype != kc::KvDtype::kBf16) {
-      if (!ckpt_scales.empty()) {
-        scales = ckpt_scales;
+      if (ckpt_scales) {
+        std::copy(ckpt_scales->k.begin(), ckpt_scales->k.end(), scales.begin());
+        std::copy(ckpt_scales->v.begin(), ckpt_scales->v.end(),
+                  scales.begin() + int64_t(ckpt_scales->k.size()));
       } else {
         std::fill(scales.begin(), scales.end(), 0.0f);
         scales_ready = false;
@@ -605,8 +595,9 @@ struct CudaLlamaModel::Impl {
     kc::PagedKvLayer v;
     v.k = k_pool.get<uint8_t>() + uint64_t(l) * layer_pool_bytes;
     v.v = v_pool.get<uint8_t>() + uint64_t(l) * layer_pool_bytes;
-    v.k_scale = kv_scales.get<float>() + l;
-    v.v_scale = kv_scales.get<float>() + cfg.num_layers + l;
+    v.k_scale = kv_scales.get<float>() + l * cfg.num_kv_heads;
+    v.v_scale = kv_scales.get<float>() + (cfg.num_layers + l) * cfg.num_kv_heads;
+    v.scale_stride = 1;
     v.dtype = kv_dtype;
     v.num_blocks = int32_t(num_blocks);
     v.num_kv_heads = int32_t(cfg.num_kv_heads);
@@ -706,13 +697,13 @@ struct CudaLlamaModel::Impl {
       if (scales_ready) {
         kc::rope_kv_write(r, cache, st);
       } else {
-        // FP8 without checkpoint scales: rotate, measure max|k|, max|v|, then store.
+        // FP8 without checkpoint scales: rotate, measure max|k|, max|v| (per head), then store.
         r.store = false;
         kc::rope_kv_write(r, cache, st);
-        kc::calibrate_kv_scales(qkvb, n, r.num_heads, r.num_kv_heads, r.head_dim,
-                                kc::kv_fp8_max(kv_dtype), amax.get<float>(),
-                                const_cast<float*>(cache.k_scale),
-                                const_cast<float*>(cache.v_scale), st);
+        kc::calibrate_kv_scales(
+            qkvb, n, r.num_heads, r.num_kv_heads, r.head_dim, kc::kv_fp8_max(kv_dtype),
+            kv_granularity == engine::KvScaleGranularity::kHead, amax.get<float>(),
+            const_cast<float*>(cache.k_scale), const_cast<float*>(cache.v_scale), st);
         r.rotate = false;
         r.store = true;
         kc::rope_kv_write(r, cache, st);
@@ -775,8 +766,12 @@ CudaLlamaModel::CudaLlamaModel(const ModelConfig& config, const WeightSource& so
         "one has {}.{}",
         source.path(), quant.name(), quant.min_capability() / 10, quant.min_capability() % 10,
         cc / 10, cc % 10);
-  std::vector<float> ckpt_scales = m.checkpoint_kv_scales(source);
-  m.kv_dtype = parse_kv_dtype(options.kv_cache_dtype, !ckpt_scales.empty());
+  std::optional<engine::KvScales> ckpt_scales =
+      read_checkpoint_kv_scales(source, config.num_layers, config.num_kv_heads);
+  m.kv_dtype = parse_kv_dtype(options.kv_cache_dtype, ckpt_scales.has_value());
+  m.kv_granularity = ckpt_scales ? ckpt_scales->granularity
+                                 : engine::kv_scale_granularity(options.kv_cache_scales);
+  m.kv_scales_from_checkpoint = ckpt_scales.has_value();
   m.alloc_weights();
   m.load(source, quant);
   m.alloc_runtime(ckpt_scales);
@@ -797,6 +792,7 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::random(const ModelConfig& config
   Impl& m = *impl;
   m.init_shapes(config, options);
   m.kv_dtype = parse_kv_dtype(options.kv_cache_dtype, false);
+  m.kv_granularity = engine::kv_scale_granularity(options.kv_cache_scales);
   m.alloc_weights();
   // Uniform weights with the variance of a trained layer (±sqrt(3/in)); norms near 1.
   cudaStream_t st = m.stream.get();
@@ -862,7 +858,7 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::random(const ModelConfig& config
   m.stream.synchronize();
   m.upload_inv_freq({});
   m.count_bytes_per_token();
-  m.alloc_runtime({});
+  m.alloc_runtime(std::nullopt);
   return std::unique_ptr<CudaLlamaModel>(new CudaLlamaModel(std::move(impl)));
 }
 
@@ -887,12 +883,17 @@ std::string CudaLlamaModel::describe() const {
       const std::string f = kernels::gpu_weight_format_name(part.lin.format());
       if (formats.find(f) == std::string::npos) formats += (formats.empty() ? "" : "+") + f;
     }
+  std::string kv = kv_cache_dtype();
+  if (m.kv_dtype != kc::KvDtype::kBf16)
+    kv += fmt::format(" with per-{} scales from {}",
+                      engine::kv_scale_granularity_name(m.kv_granularity),
+                      m.kv_scales_from_checkpoint ? "the checkpoint" : "the first prompt");
   return fmt::format(
       "CUDA: {:.1f} MiB of weights (linear layers {}); KV cache {} blocks × {} tokens ({}, "
       "{:.1f} MiB), max context {}",
       double(m.weight_bytes) / 1048576.0, formats.empty() ? "none" : formats, m.num_blocks,
-      kBlockSize, kv_cache_dtype(),
-      double(m.layer_pool_bytes) * 2 * double(m.cfg.num_layers) / 1048576.0, m.max_context);
+      kBlockSize, kv, double(m.layer_pool_bytes) * 2 * double(m.cfg.num_layers) / 1048576.0,
+      m.max_context);
 }
 
 std::vector<std::pair<std::string, std::string>> CudaLlamaModel::linear_kernels(
@@ -1044,7 +1045,7 @@ void CudaLlamaModel::fill_kv_cache_random(uint64_t seed) {
   } else {
     kc::fill_random_fp8(m.k_pool.get<uint8_t>(), bytes, seed, st);
     kc::fill_random_fp8(m.v_pool.get<uint8_t>(), bytes, seed + 1, st);
-    std::vector<float> scales(size_t(2 * m.cfg.num_layers), 1.0f / 64);
+    std::vector<float> scales(size_t(2 * m.cfg.num_layers * m.cfg.num_kv_heads), 1.0f / 64);
     LOWBIT_CUDA_CHECK(cudaMemcpyAsync(m.kv_scales.get(), scales.data(), scales.size() * 4,
                                       cudaMemcpyHostToDevice, st));
     m.stream.synchronize();
@@ -1060,14 +1061,16 @@ void CudaLlamaModel::assume_cached_context(int s, int64_t length) {
   m.seqs[size_t(s)].length = length;
 }
 
-std::pair<float, float> CudaLlamaModel::kv_scales(int64_t layer) const {
+std::pair<std::vector<float>, std::vector<float>> CudaLlamaModel::kv_scales(int64_t layer) const {
   const Impl& m = *impl_;
   if (layer < 0 || layer >= m.cfg.num_layers)
     fail("layer {} is outside 0..{}", layer, m.cfg.num_layers - 1);
-  float k = 0, v = 0;
+  const int64_t H = m.cfg.num_kv_heads;
+  std::vector<float> k(static_cast<size_t>(H)), v(static_cast<size_t>(H));
   m.stream.synchronize();
-  kc::copy_to_host(&k, m.kv_scales.get<float>() + layer, 4);
-  kc::copy_to_host(&v, m.kv_scales.get<float>() + m.cfg.num_layers + layer, 4);
+  kc::copy_to_host(k.data(), m.kv_scales.get<float>() + layer * H, size_t(H) * 4);
+  kc::copy_to_host(v.data(), m.kv_scales.get<float>() + (m.cfg.num_layers + layer) * H,
+                   size_t(H) * 4);
   return {k, v};
 }
 

@@ -3,7 +3,8 @@
 // awq, gptq, compressed-tensors, bitsandbytes int8 and online int4 / int8; FP8 W8A8 from online
 // fp8), each run by the kernel kernels/gpu_kernel_registry.h chooses per call size; embedding
 // and lm_head in bf16; the residual stream in fp32, other activations in bf16,
-// a paged KV cache in bf16 or FP8 (e4m3 / e5m2, per-tensor scales per layer), GQA attention
+// a paged KV cache in bf16 or FP8 (e4m3 / e5m2, a key and a value scale per layer and KV head:
+// from the checkpoint, else from the first prompt per head or per layer), GQA attention
 // over it for prefill and decode, and CUDA graphs for batched greedy decode steps.
 // This header has no CUDA types; the implementation lives in llama_cuda.cpp.
 #pragma once
@@ -25,12 +26,13 @@ namespace lowbit::models {
 class WeightSource;
 
 struct CudaOptions {
-  std::string kv_cache_dtype = "auto";  // auto | bf16 | fp8 (= fp8_e4m3) | fp8_e4m3 | fp8_e5m2
-  double gpu_memory_utilization = 0.9;  // share of the GPU's memory lowbit may hold in all
-  int64_t max_context = 0;              // tokens per sequence; 0 = the model's max_position
-  int64_t max_sequences = 1;            // sequences held in the cache at once
-  int64_t max_step_tokens = 1024;       // prefill is run in chunks of at most this many tokens
-  bool cuda_graphs = true;              // replay decode steps as CUDA graphs
+  std::string kv_cache_dtype = "auto";   // auto | bf16 | fp8 (= fp8_e4m3) | fp8_e4m3 | fp8_e5m2
+  std::string kv_cache_scales = "auto";  // computed FP8 scales: auto (= tensor) | tensor | head
+  double gpu_memory_utilization = 0.9;   // share of the GPU's memory lowbit may hold in all
+  int64_t max_context = 0;               // tokens per sequence; 0 = the model's max_position
+  int64_t max_sequences = 1;             // sequences held in the cache at once
+  int64_t max_step_tokens = 1024;        // prefill is run in chunks of at most this many tokens
+  bool cuda_graphs = true;               // replay decode steps as CUDA graphs
   int device = 0;
 };
 
@@ -102,8 +104,9 @@ class CudaLlamaModel {
   void fill_kv_cache_random(uint64_t seed);
   void assume_cached_context(int seq, int64_t length);
 
-  // Per-tensor KV scales of a layer (1, 1 for bf16; 0, 0 before FP8 calibration).
-  std::pair<float, float> kv_scales(int64_t layer) const;
+  // KV scales of a layer, [num_kv_heads] each for keys and values (all 1 for bf16, 0 before
+  // FP8 calibration; equal across heads with per-tensor scales).
+  std::pair<std::vector<float>, std::vector<float>> kv_scales(int64_t layer) const;
 
  private:
   struct Impl;

@@ -20,6 +20,7 @@ struct AttnCase {
   std::vector<int32_t> ctx_lens;  // one query token each; token t belongs to sequence t % seqs
   int seqs;
   int splits;
+  bool per_head_scales = false;  // FP8: a key and a value scale per kv head (else one per layer)
 };
 
 double decode_elem(kc::KvDtype d, const std::vector<uint8_t>& raw, size_t i, float scale) {
@@ -65,8 +66,14 @@ void run_case(const AttnCase& c, std::mt19937& rng) {
                                                          : fp8_e5m2_to_f32(b)) > 448);
       }
   }
-  const float k_scale = c.dtype == kc::KvDtype::kBf16 ? 1.0f : 0.004f;
-  const float v_scale = c.dtype == kc::KvDtype::kBf16 ? 1.0f : 0.006f;
+  // Scales per kv head; with per-layer scales every head uses head 0's. Per head they span a
+  // factor 9, as heads' ranges do in real models.
+  std::vector<float> k_scales(size_t(c.kv_heads)), v_scales(size_t(c.kv_heads));
+  for (int g = 0; g < c.kv_heads; ++g) {
+    const int f = c.per_head_scales ? 1 + (g * 5) % 9 : 1;
+    k_scales[size_t(g)] = c.dtype == kc::KvDtype::kBf16 ? 1.0f : 0.004f * float(f);
+    v_scales[size_t(g)] = c.dtype == kc::KvDtype::kBf16 ? 1.0f : 0.006f / float(f);
+  }
   const int64_t q_stride = int64_t(c.heads + 2 * c.kv_heads) * hd;  // q inside a qkv row
   auto q = round_bf16(random_floats(size_t(n * q_stride), rng, -2, 2));
   std::vector<int32_t> token_seq(static_cast<size_t>(n));
@@ -75,7 +82,9 @@ void run_case(const AttnCase& c, std::mt19937& rng) {
   auto dq = upload(to_bf16(q));
   auto dk = upload(k_raw), dv = upload(v_raw);
   auto dtab = upload(tables), dseq = upload(token_seq), dctx = upload(c.ctx_lens);
-  auto dscales = upload(std::vector<float>{k_scale, v_scale});
+  std::vector<float> scales = k_scales;
+  scales.insert(scales.end(), v_scales.begin(), v_scales.end());
+  auto dscales = upload(scales);
   auto dout = poisoned(size_t(n) * c.heads * hd * 2);
   kc::DeviceBuffer ws(
       size_t(std::max<int64_t>(1, kc::attention_workspace_floats(n, c.heads, hd, c.splits))) * 4,
@@ -84,7 +93,8 @@ void run_case(const AttnCase& c, std::mt19937& rng) {
   cache.k = dk.get();
   cache.v = dv.get();
   cache.k_scale = dscales.get<float>();
-  cache.v_scale = dscales.get<float>() + 1;
+  cache.v_scale = dscales.get<float>() + c.kv_heads;
+  cache.scale_stride = c.per_head_scales ? 1 : 0;
   cache.dtype = c.dtype;
   cache.num_blocks = num_blocks;
   cache.num_kv_heads = c.kv_heads;
@@ -121,7 +131,7 @@ void run_case(const AttnCase& c, std::mt19937& rng) {
         double dot = 0;
         for (int d = 0; d < hd; ++d)
           dot += double(q[size_t(t * q_stride + h * hd + d)]) *
-                 decode_elem(c.dtype, k_raw, idx(p, d), k_scale);
+                 decode_elem(c.dtype, k_raw, idx(p, d), k_scales[size_t(g)]);
         s[size_t(p)] = dot / std::sqrt(double(hd));
         mx = std::max(mx, s[size_t(p)]);
       }
@@ -130,13 +140,13 @@ void run_case(const AttnCase& c, std::mt19937& rng) {
       for (int d = 0; d < hd; ++d) {
         double o = 0;
         for (int p = 0; p < len; ++p)
-          o += s[size_t(p)] * decode_elem(c.dtype, v_raw, idx(p, d), v_scale);
+          o += s[size_t(p)] * decode_elem(c.dtype, v_raw, idx(p, d), v_scales[size_t(g)]);
         ref[size_t((t * c.heads + h) * hd + d)] = o / sum;
       }
     }
-  EXPECT_LT(rel_error(out, ref), 8e-3)
-      << "heads " << c.heads << "/" << c.kv_heads << " hd " << hd << " dtype "
-      << kc::kv_dtype_name(c.dtype) << " splits " << c.splits;
+  EXPECT_LT(rel_error(out, ref), 8e-3) << "heads " << c.heads << "/" << c.kv_heads << " hd " << hd
+                                       << " dtype " << kc::kv_dtype_name(c.dtype) << " splits "
+                                       << c.splits << (c.per_head_scales ? " per-head scales" : "");
 }
 
 TEST(CudaAttention, PagedMatchesReference) {
@@ -166,6 +176,25 @@ TEST(CudaAttention, PagedMatchesReference) {
       // FP8 head dims that are not a multiple of 16 (8-byte loads): 8 and 72
       {8, 4, 8, kc::KvDtype::kFp8E4M3, {1, 2, 3, 4, 5, 6, 7, 8, 9}, 1, 1},
       {6, 2, 72, kc::KvDtype::kFp8E5M2, {191, 47}, 2, 3},
+  };
+  for (const auto& c : cases) run_case(c, rng);
+}
+
+// FP8 caches with a scale per kv head (PagedKvLayer::scale_stride 1): every kernel variant
+// (16-byte loads with the transposing reduction, the generic one, 8-byte loads), GQA 1 to 12,
+// one split and many.
+TEST(CudaAttention, PerHeadFp8ScalesMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(23);
+  const AttnCase cases[] = {
+      {32, 8, 128, kc::KvDtype::kFp8E4M3, {1001, 77, 5}, 3, 1, true},
+      {32, 8, 128, kc::KvDtype::kFp8E5M2, {700, 33}, 2, 9, true},
+      {16, 2, 64, kc::KvDtype::kFp8E4M3, {611, 97}, 2, 6, true},
+      {8, 8, 64, kc::KvDtype::kFp8E5M2, {333, 31}, 2, 1, true},
+      {12, 1, 80, kc::KvDtype::kFp8E4M3, {257, 3}, 1, 2, true},
+      {6, 2, 72, kc::KvDtype::kFp8E4M3, {191, 47}, 2, 3, true},
+      {9, 3, 8, kc::KvDtype::kFp8E5M2, {1, 2, 3, 4, 5, 6, 7, 8, 9}, 1, 1, true},
+      {4, 4, 256, kc::KvDtype::kFp8E4M3, {40, 3}, 2, 16, true},
   };
   for (const auto& c : cases) run_case(c, rng);
 }

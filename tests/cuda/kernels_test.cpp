@@ -1,10 +1,12 @@
 // GPU kernels against plain CPU references (double accumulation) on random data and odd
-// shapes: bf16 GEMV / cuBLASLt GEMM, embedding, add + RMSNorm, SiLU·mul, RoPE + KV write.
+// shapes: bf16 GEMV / cuBLASLt GEMM, embedding, add + RMSNorm, SiLU·mul, RoPE + KV write
+// (FP8 scales per layer or per kv head), FP8 KV scale calibration.
 #include <gtest/gtest.h>
 
 #include <numbers>
 
 #include "cuda_test_util.h"
+#include "engine/kv_cache.h"
 #include "kernels/cuda/gemm/linear.h"
 #include "kernels/cuda/ops/elementwise.h"
 #include "models/model_config.h"
@@ -133,6 +135,7 @@ struct RopeCase {
   int heads, kv_heads, head_dim, rope_dim;
   bool neox, llama3, qk_norm;
   kc::KvDtype dtype;
+  bool per_head_scales = false;  // FP8 scale per kv head (scale_stride 1), else one per layer
 };
 
 TEST(CudaOps, RopeAndPagedKvWrite) {
@@ -143,6 +146,8 @@ TEST(CudaOps, RopeAndPagedKvWrite) {
       {4, 2, 64, 64, false, true, false, kc::KvDtype::kBf16},
       {6, 2, 128, 128, true, true, true, kc::KvDtype::kFp8E4M3},
       {3, 1, 80, 40, true, false, false, kc::KvDtype::kFp8E5M2},
+      {6, 3, 128, 128, true, true, true, kc::KvDtype::kFp8E4M3, true},
+      {4, 2, 72, 36, false, false, false, kc::KvDtype::kFp8E5M2, true},
   };
   for (const auto& rc : cases) {
     models::ModelConfig cfg;
@@ -169,13 +174,20 @@ TEST(CudaOps, RopeAndPagedKvWrite) {
     const int eb = kc::kv_dtype_bytes(rc.dtype);
     const size_t cache_elems = size_t(num_blocks) * rc.kv_heads * bs * hd;
     auto d_k = poisoned(cache_elems * eb), d_v = poisoned(cache_elems * eb);
-    const float scales[2] = {0.011f, 0.007f};
-    auto d_scales = upload(std::vector<float>(scales, scales + 2));
+    // k scales of the kv heads, then v scales (one each unless per head).
+    const int groups = rc.per_head_scales ? rc.kv_heads : 1;
+    std::vector<float> scales(size_t(2 * groups));
+    for (int g = 0; g < groups; ++g) {
+      scales[size_t(g)] = 0.011f * float(1 + 2 * g);
+      scales[size_t(groups + g)] = 0.007f * float(1 + g);
+    }
+    auto d_scales = upload(scales);
     kc::PagedKvLayer cache;
     cache.k = d_k.get();
     cache.v = d_v.get();
     cache.k_scale = d_scales.get<float>();
-    cache.v_scale = d_scales.get<float>() + 1;
+    cache.v_scale = d_scales.get<float>() + groups;
+    cache.scale_stride = rc.per_head_scales ? 1 : 0;
     cache.dtype = rc.dtype;
     cache.num_blocks = num_blocks;
     cache.num_kv_heads = rc.kv_heads;
@@ -238,13 +250,61 @@ TEST(CudaOps, RopeAndPagedKvWrite) {
           }
           const int64_t g = is_v ? hh - rc.heads - rc.kv_heads : hh - rc.heads;
           const size_t idx = size_t(((slot / bs * rc.kv_heads + g) * bs + slot % bs) * hd + d);
-          got = decode(is_v ? v_raw : k_raw, idx, is_v ? scales[1] : scales[0]);
-          const double scale = rc.dtype == kc::KvDtype::kBf16 ? 0 : (is_v ? scales[1] : scales[0]);
+          const float hs = scales[size_t((is_v ? groups : 0) + (rc.per_head_scales ? g : 0))];
+          got = decode(is_v ? v_raw : k_raw, idx, hs);
+          const double scale = rc.dtype == kc::KvDtype::kBf16 ? 0 : hs;
           ASSERT_NEAR(got, v[size_t(d)], tol_rel * std::abs(v[size_t(d)]) + 1.5e-2 + scale * 0.02)
               << (is_v ? "v" : "k") << " t=" << t << " head=" << g << " d=" << d;
         }
       }
   }
+}
+
+// FP8 scale calibration on the GPU against the CPU cache's rule (engine::KvScales::calibrate)
+// on the same bf16 keys and values: per kv head and per layer, heads of different ranges, an
+// odd head_dim and more rows than one block takes.
+TEST(CudaOps, KvScaleCalibrationMatchesCpuRule) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(31);
+  struct Case {
+    int64_t n;
+    int heads, kv_heads, head_dim;
+  };
+  for (const Case c : {Case{7, 6, 3, 40}, Case{1500, 32, 8, 128}, Case{3, 2, 2, 8}})
+    for (bool per_head : {true, false})
+      for (kc::KvDtype dtype : {kc::KvDtype::kFp8E4M3, kc::KvDtype::kFp8E5M2}) {
+        const int total = c.heads + 2 * c.kv_heads, hd = c.head_dim;
+        auto qkv = round_bf16(random_floats(size_t(c.n * total * hd), rng, -1, 1));
+        // Head h of k and v spans ±(1 + 3h) and ±1/(1 + h).
+        std::vector<float> k(size_t(c.n * c.kv_heads * hd)), v(k.size());
+        for (int64_t t = 0; t < c.n; ++t)
+          for (int g = 0; g < c.kv_heads; ++g)
+            for (int d = 0; d < hd; ++d) {
+              float* kp = &qkv[size_t((t * total + c.heads + g) * hd + d)];
+              float* vp = &qkv[size_t((t * total + c.heads + c.kv_heads + g) * hd + d)];
+              *kp = bf16_to_f32(f32_to_bf16(*kp * float(1 + 3 * g)));
+              *vp = bf16_to_f32(f32_to_bf16(*vp / float(1 + g)));
+              k[size_t((t * c.kv_heads + g) * hd + d)] = *kp;
+              v[size_t((t * c.kv_heads + g) * hd + d)] = *vp;
+            }
+        engine::KvScales want(
+            1, c.kv_heads,
+            per_head ? engine::KvScaleGranularity::kHead : engine::KvScaleGranularity::kTensor);
+        want.calibrate(0, c.n, hd, k.data(), v.data(), kc::kv_fp8_max(dtype));
+        auto d_qkv = upload(to_bf16(qkv));
+        auto d_amax = poisoned(size_t(2 * c.kv_heads) * 4);
+        auto d_scales = poisoned(size_t(2 * c.kv_heads) * 4);
+        kc::calibrate_kv_scales(d_qkv.get<bf16>(), c.n, c.heads, c.kv_heads, hd,
+                                kc::kv_fp8_max(dtype), per_head, d_amax.get<float>(),
+                                d_scales.get<float>(), d_scales.get<float>() + c.kv_heads, nullptr);
+        auto got = download<float>(d_scales, size_t(2 * c.kv_heads));
+        for (int g = 0; g < c.kv_heads; ++g) {
+          EXPECT_EQ(got[size_t(g)], want.k[size_t(g)])
+              << "k head " << g << " n " << c.n << (per_head ? " per head" : " per layer");
+          EXPECT_EQ(got[size_t(c.kv_heads + g)], want.v[size_t(g)])
+              << "v head " << g << " n " << c.n << (per_head ? " per head" : " per layer");
+        }
+      }
 }
 
 }  // namespace

@@ -169,8 +169,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int num_slots = 32 >> lpp_log2;
   const int d0 = sub * EPL;
   const bool dim_on = d0 < hd;
-  const float k_scale = D == KvDtype::kBf16 ? 1.0f : *c.k_scale;
-  const float v_scale = D == KvDtype::kBf16 ? 1.0f : *c.v_scale;
+  // This kv head's dequantization scales (per layer or per head: c.scale_stride).
+  const float k_scale = D == KvDtype::kBf16 ? 1.0f : c.k_scale[kvh * c.scale_stride];
+  const float v_scale = D == KvDtype::kBf16 ? 1.0f : c.v_scale[kvh * c.scale_stride];
 
   // q of the block's heads, pre-multiplied by softmax scale · K dequant scale · log2 e.
   float q[GC][EPL];

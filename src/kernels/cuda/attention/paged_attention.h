@@ -1,7 +1,7 @@
 // Attention of query tokens over a paged KV cache (decode and prefill alike): query token t of
 // sequence token_seq[t] attends to positions 0 .. ctx_lens[t] - 1 of its sequence (causal
 // prefill gives token at position p a context of p + 1). GQA: num_heads / num_kv_heads query
-// heads share one kv head. KV in bf16 or FP8 (e4m3 / e5m2) with per-tensor scales.
+// heads share one kv head. KV in bf16 or FP8 (e4m3 / e5m2) with per-layer or per-head scales.
 //
 // Work split (flash-decoding): one block of 4 warps per (token, kv head, chunk of query heads
 // (up to 8 for bf16, 4 for FP8), split of the context); each warp streams its share of the

@@ -90,7 +90,7 @@ __device__ void store_kv(void* cache, const float* scale, const PagedKvLayer& c,
   using T = typename KvElem<D>::T;
   const int64_t block = slot / c.block_size, offset = slot % c.block_size;
   const int64_t index = ((block * c.num_kv_heads + head) * c.block_size + offset) * c.head_dim + d;
-  float v = D == KvDtype::kBf16 ? value : value / *scale;
+  float v = D == KvDtype::kBf16 ? value : value / scale[head * c.scale_stride];
   static_cast<T*>(cache)[index] = float_to_kv<D>(v);
 }
 
@@ -162,30 +162,44 @@ __device__ __forceinline__ void atomic_max_nonneg(float* addr, float v) {
   atomicMax(reinterpret_cast<int*>(addr), __float_as_int(v));
 }
 
+// amax[h] = max |k| and amax[num_kv_heads + h] = max |v| of kv head h = blockIdx.y over the n
+// rows; blocks along x split the rows' n · head_dim elements of that head.
 __global__ void kv_amax_kernel(const bf16* qkv, int64_t n, int32_t num_heads, int32_t num_kv_heads,
                                int32_t head_dim, float* amax) {
   const int64_t row_width = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
-  const int64_t kv_width = int64_t(num_kv_heads) * head_dim;
-  const int64_t k0 = int64_t(num_heads) * head_dim;
+  const int h = blockIdx.y;
+  const int64_t k0 = int64_t(num_heads + h) * head_dim;
+  const int64_t v0 = int64_t(num_heads + num_kv_heads + h) * head_dim;
   float mk = 0.0f, mv = 0.0f;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * kv_width;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n * head_dim;
        i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t r = i / kv_width, c = i % kv_width;
-    mk = fmaxf(mk, fabsf(__bfloat162float(qkv[r * row_width + k0 + c])));
-    mv = fmaxf(mv, fabsf(__bfloat162float(qkv[r * row_width + k0 + kv_width + c])));
+    const int64_t r = i / head_dim, d = i % head_dim;
+    mk = fmaxf(mk, fabsf(__bfloat162float(qkv[r * row_width + k0 + d])));
+    mv = fmaxf(mv, fabsf(__bfloat162float(qkv[r * row_width + v0 + d])));
   }
   mk = warp_max(mk);
   mv = warp_max(mv);
   if ((threadIdx.x & 31) == 0) {
-    atomic_max_nonneg(&amax[0], mk);
-    atomic_max_nonneg(&amax[1], mv);
+    atomic_max_nonneg(&amax[h], mk);
+    atomic_max_nonneg(&amax[num_kv_heads + h], mv);
   }
 }
 
-__global__ void kv_scale_kernel(const float* amax, float fp8_max, float* k_scale, float* v_scale) {
-  // An all-zero tensor would give scale 0 (and 0/0 later): keep a tiny positive scale.
-  *k_scale = fmaxf(amax[0], 1e-12f) / fp8_max;
-  *v_scale = fmaxf(amax[1], 1e-12f) / fp8_max;
+// One thread per kv head: scale = amax / fp8_max, per head or (per_head false) the max over all
+// heads, written to every head.
+__global__ void kv_scale_kernel(const float* amax, int32_t num_kv_heads, bool per_head,
+                                float fp8_max, float* k_scale, float* v_scale) {
+  for (int h = threadIdx.x; h < num_kv_heads; h += blockDim.x) {
+    float mk = amax[h], mv = amax[num_kv_heads + h];
+    if (!per_head)
+      for (int g = 0; g < num_kv_heads; ++g) {
+        mk = fmaxf(mk, amax[g]);
+        mv = fmaxf(mv, amax[num_kv_heads + g]);
+      }
+    // An all-zero head would give scale 0 (and 0/0 later): keep a tiny positive scale.
+    k_scale[h] = fmaxf(mk, 1e-12f) / fp8_max;
+    v_scale[h] = fmaxf(mv, 1e-12f) / fp8_max;
+  }
 }
 
 __global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* ids) {
@@ -302,15 +316,17 @@ void rope_kv_write(const RopeKvArgs& a, const PagedKvLayer& cache, cudaStream_t 
 }
 
 void calibrate_kv_scales(const bf16* qkv, int64_t n, int32_t num_heads, int32_t num_kv_heads,
-                         int32_t head_dim, float fp8_max, float* amax_scratch, float* k_scale,
-                         float* v_scale, cudaStream_t stream) {
-  LOWBIT_CUDA_CHECK(cudaMemsetAsync(amax_scratch, 0, 2 * sizeof(float), stream));
-  int64_t total = n * int64_t(num_kv_heads) * head_dim;
-  unsigned grid = grid_for(total) > 1024 ? 1024 : grid_for(total);
-  kv_amax_kernel<<<grid, kThreads, 0, stream>>>(qkv, n, num_heads, num_kv_heads, head_dim,
-                                                amax_scratch);
+                         int32_t head_dim, float fp8_max, bool per_head, float* amax_scratch,
+                         float* k_scale, float* v_scale, cudaStream_t stream) {
+  LOWBIT_CUDA_CHECK(
+      cudaMemsetAsync(amax_scratch, 0, 2 * size_t(num_kv_heads) * sizeof(float), stream));
+  const int64_t per_head_elems = n * int64_t(head_dim);
+  const unsigned blocks = grid_for(per_head_elems) > 256 ? 256 : grid_for(per_head_elems);
+  kv_amax_kernel<<<dim3(blocks, unsigned(num_kv_heads)), kThreads, 0, stream>>>(
+      qkv, n, num_heads, num_kv_heads, head_dim, amax_scratch);
   LOWBIT_CUDA_CHECK_LAUNCH();
-  kv_scale_kernel<<<1, 1, 0, stream>>>(amax_scratch, fp8_max, k_scale, v_scale);
+  kv_scale_kernel<<<1, 32, 0, stream>>>(amax_scratch, num_kv_heads, per_head, fp8_max, k_scale,
+                                        v_scale);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 

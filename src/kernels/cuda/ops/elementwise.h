@@ -51,12 +51,15 @@ struct RopeKvArgs {
 };
 void rope_kv_write(const RopeKvArgs& args, const PagedKvLayer& cache, cudaStream_t stream);
 
-// FP8 scale calibration from the first prompt: k_scale = max|k| / fp8_max and likewise for v,
-// over the k and v columns of qkv ([n, (heads + 2·kv_heads) · head_dim], already rotated).
-// `amax_scratch` holds 2 floats.
+// FP8 scale calibration from the first prompt over the k and v columns of qkv
+// ([n, (heads + 2·kv_heads) · head_dim], already rotated): per_head, k_scale[h] = max|k| over
+// the n rows of kv head h / fp8_max (likewise v); else every k_scale[h] = the max over all kv
+// heads / fp8_max (one scale per layer). k_scale, v_scale: [num_kv_heads] each (the layer's
+// PagedKvLayer with scale_stride 1); `amax_scratch` holds 2 · num_kv_heads floats. The same
+// rule as the CPU cache's (engine::KvScales::calibrate).
 void calibrate_kv_scales(const bf16* qkv, int64_t n, int32_t num_heads, int32_t num_kv_heads,
-                         int32_t head_dim, float fp8_max, float* amax_scratch, float* k_scale,
-                         float* v_scale, cudaStream_t stream);
+                         int32_t head_dim, float fp8_max, bool per_head, float* amax_scratch,
+                         float* k_scale, float* v_scale, cudaStream_t stream);
 
 // ids[r] = argmax over logits[r, :vocab] (fp32; first index on ties).
 void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* ids,
