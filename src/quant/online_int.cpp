@@ -3,9 +3,13 @@
 // process_weights_after_loading and packed for the shared weight-only kernels
 // (kernels/cpu/wq_linear.h); activations stay fp32.
 //   int8: symmetric, one scale per output channel (like vLLM's / torchao's int8 weight-only).
-//   int4: asymmetric with zero points per group of 128 input columns (or the largest group that
-//         divides in_features, see int4_group_size), the AWQ/GPTQ layout.
-// lm_head stays unquantized, as every HF quantizer leaves it by default (FORMATS.md §12.1).
+//   int4: asymmetric with zero points per group of 128 input columns (or the largest multiple
+//         of 32 that divides in_features, see int4_group_size), the AWQ/GPTQ layout; a layer
+//         no such group divides stays unquantized, as llama-quantize keeps it in F16.
+// lm_head becomes int8 per channel under both, as llama-quantize's Q4_0/Q8_0 files keep their
+// output matrix at 8 bits (HF quantizers leave it in 16 bits, FORMATS.md §12.1).
+#include <cstdio>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -49,15 +53,30 @@ class OnlineIntConfig : public QuantConfig {
   std::vector<std::string> supported_act_dtypes() const override { return {"f32"}; }
   int min_capability() const override { return -1; }
   std::vector<std::string> config_filenames() const override { return {}; }
-  std::shared_ptr<const LinearMethod> get_quant_method(const LinearLayer&,
+  std::shared_ptr<const LinearMethod> get_quant_method(const LinearLayer& layer,
                                                        const std::string& prefix) const override {
-    if (prefix == "lm_head") return nullptr;
+    if (prefix == "lm_head") return lm_head_method_;
+    if (bits_ == 4 && int4_group_size(layer.in_features) == 0) {
+      std::call_once(skip_notice_, [&] {
+        std::fprintf(stderr,
+                     "lowbit: int4: %s (in_features %lld) and any other layer whose in_features "
+                     "is not a multiple of 32 stay unquantized (int4 groups are multiples of "
+                     "32)\n",
+                     prefix.c_str(), static_cast<long long>(layer.in_features));
+      });
+      return nullptr;
+    }
     return method_;
   }
 
  private:
   int bits_;
   std::shared_ptr<const OnlineIntMethod> method_;
+  // lm_head is quantized to int8 per output channel under both methods, as llama-quantize keeps
+  // the output matrix at 6-8 bits: it is the largest matrix of small models (a third of
+  // SmolLM2-135M), read whole for every token, and int4 would cost it most quality.
+  std::shared_ptr<const OnlineIntMethod> lm_head_method_ = std::make_shared<OnlineIntMethod>(8);
+  mutable std::once_flag skip_notice_;
 };
 
 MethodInfo online_int_info(int bits, std::string description) {

@@ -162,9 +162,7 @@ int64_t int4_group_size(int64_t k) {
   LOWBIT_CHECK(k > 0, "k {}", k);
   for (int64_t g = 128; g >= 32; g -= 32)
     if (k % g == 0) return g;
-  for (int64_t g = std::min<int64_t>(k, 128); g > 1; --g)
-    if (k % g == 0) return g;
-  return 1;
+  return 0;
 }
 
 namespace {

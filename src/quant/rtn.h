@@ -35,7 +35,9 @@ QuantizedWeight rtn_int8_per_channel(const float* w, int64_t n, int64_t k);
 QuantizedWeight rtn_int4_grouped(const float* w, int64_t n, int64_t k, int64_t group_size);
 
 // The group `int4` uses for a layer with k input columns: 128 when it divides k, else the
-// largest multiple of 32 below 128 that does, else the largest divisor of k up to 128.
+// largest multiple of 32 below 128 that does (576 -> 96); 0 when no multiple of 32 divides k
+// (k = 172): every int4 format groups by multiples of 32 (GPTQ/AWQ 32/64/128, ggml's 32-element
+// blocks) and llama-quantize keeps such a tensor in F16, so `int4` leaves the layer unquantized.
 int64_t int4_group_size(int64_t k);
 
 // bitsandbytes 4-bit (NF4 / FP4) quantization like bnb's quantize_4bit: the flattened weight is

@@ -8,6 +8,7 @@
 
 #include "engine/model_loader.h"
 #include "quant/rtn.h"
+#include "quant/weight_only_method.h"
 #include "quant_test_util.h"
 #include "test_paths.h"
 
@@ -128,9 +129,9 @@ TEST(Rtn, Int4GroupSize) {
   EXPECT_EQ(int4_group_size(96), 96);
   EXPECT_EQ(int4_group_size(64), 64);
   EXPECT_EQ(int4_group_size(160), 32);
-  EXPECT_EQ(int4_group_size(172), 86);  // no multiple of 32 divides 172 = 4 · 43
-  EXPECT_EQ(int4_group_size(7), 7);
-  EXPECT_EQ(int4_group_size(1), 1);
+  EXPECT_EQ(int4_group_size(172), 0);  // no multiple of 32 divides 172 = 4 · 43: left unquantized
+  EXPECT_EQ(int4_group_size(7), 0);
+  EXPECT_EQ(int4_group_size(1), 0);
 }
 
 TEST(Rtn, Nf4BlocksMatchNearestTableEntry) {
@@ -248,7 +249,10 @@ TEST(OnlineMethods, LayerMatchesDequantizedWeight) {
         bias = random_floats(size_t(c.n), rng);
         src.add_float(prefix + ".bias", DType::F32, {c.n}, bias);
       }
+      // int4 leaves a layer no multiple of 32 divides (k = 172, 7) in its float dtype.
+      const bool int4_skips = method == "int4" && int4_group_size(c.k) == 0;
       std::vector<double> ref = method == "int8" ? int8_reference(w, c.n, c.k)
+                                : int4_skips     ? std::vector<double>(w.begin(), w.end())
                                 : method == "int4"
                                     ? int4_reference(w, c.n, c.k, int4_group_size(c.k))
                                     : nf4_reference(w, 64);
@@ -257,7 +261,7 @@ TEST(OnlineMethods, LayerMatchesDequantizedWeight) {
   }
 }
 
-TEST(OnlineMethods, LmHeadStaysUnquantizedAndInfoIsFlagged) {
+TEST(OnlineMethods, LmHeadPolicyAndInfoIsFlagged) {
   for (const std::string method : {"int8", "int4", "bitsandbytes"}) {
     const MethodInfo* info = registry().find(method);
     ASSERT_NE(info, nullptr);
@@ -266,10 +270,26 @@ TEST(OnlineMethods, LmHeadStaysUnquantizedAndInfoIsFlagged) {
     auto config = registry().make(method, json::object());
     LinearLayer layer;
     layer.prefix = "lm_head";
-    EXPECT_EQ(config->get_quant_method(layer, "lm_head"), nullptr);
+    layer.in_features = 576;
+    layer.out_features = 1000;
+    // int4 and int8 keep lm_head at int8 per channel (as llama-quantize keeps output at 8
+    // bits); bitsandbytes leaves it unquantized, as transformers does.
+    auto lm_head = config->get_quant_method(layer, "lm_head");
+    if (method == "bitsandbytes") {
+      EXPECT_EQ(lm_head, nullptr);
+    } else {
+      auto* wq = dynamic_cast<const WeightOnlyIntMethod*>(lm_head.get());
+      ASSERT_NE(wq, nullptr);
+      EXPECT_EQ(wq->method_name(), "int8");
+    }
     EXPECT_NE(config->get_quant_method(layer, "model.layers.0.self_attn.q_proj"), nullptr);
     EXPECT_EQ(config->get_moe_method(MoELayer{}, "model.layers.0.mlp"), nullptr);
   }
+  LinearLayer odd;
+  odd.in_features = 172;
+  odd.out_features = 64;
+  EXPECT_EQ(registry().make("int4", json::object())->get_quant_method(odd, "down_proj"), nullptr);
+  EXPECT_NE(registry().make("int8", json::object())->get_quant_method(odd, "down_proj"), nullptr);
   EXPECT_FALSE(registry().find("gguf")->quantizes_online);
   EXPECT_FALSE(registry().find("unquantized")->quantizes_online);
 }
@@ -278,14 +298,14 @@ TEST(OnlineMethods, Errors) {
   auto config = registry().make("int4", json::object());
   FakeSource src;
   const std::string prefix = "model.layers.0.mlp.down_proj";
-  std::vector<float> w(6 * 8, 0.5f);
-  w[13] = std::numeric_limits<float>::quiet_NaN();
-  src.add_float(prefix + ".weight", DType::F32, {6, 8}, w);
-  expect_error([&] { nn::load_linear(prefix, prefix, 8, 6, false, *config, src); },
+  std::vector<float> w(6 * 32, 0.5f);
+  w[32 + 5] = std::numeric_limits<float>::quiet_NaN();
+  src.add_float(prefix + ".weight", DType::F32, {6, 32}, w);
+  expect_error([&] { nn::load_linear(prefix, prefix, 32, 6, false, *config, src); },
                {prefix, "[1, 5]", "nan", "int4"});
   FakeSource q8;
-  q8.add(prefix + ".weight", DType::I8, {6, 8}, std::vector<int8_t>(48, 1));
-  expect_error([&] { nn::load_linear(prefix, prefix, 8, 6, false, *config, q8); },
+  q8.add(prefix + ".weight", DType::I8, {6, 32}, std::vector<int8_t>(6 * 32, 1));
+  expect_error([&] { nn::load_linear(prefix, prefix, 32, 6, false, *config, q8); },
                {"fake.safetensors", prefix + ".weight", "I8", "F32/F16/BF16"});
   expect_error(
       [&] {
@@ -352,7 +372,9 @@ TEST(OnlineMethods, TinyModelsRunCloseToFloat) {
       SCOPED_TRACE(path + " " + method);
       engine::LoadedModel m = engine::load_model(full, {method, false}, registry());
       EXPECT_EQ(m.quant->name(), method);
-      EXPECT_LT(m.model->weight_bytes(), base.model->weight_bytes());
+      // Per token: a tied model keeps its float embedding for lookups beside the int8 lm_head,
+      // so the total can grow on tiny models, but every step reads fewer bytes.
+      EXPECT_LT(m.model->weight_bytes_per_token(), base.model->weight_bytes_per_token());
       auto c = m.model->make_cache(int64_t(ids.size()));
       std::vector<float> logits;
       m.model->forward(ids, c, false, logits);
