@@ -90,11 +90,14 @@ struct Projection {
   quant::DecodedWeight wq;  // kWq
 };
 
+// `tensor_prefix` names the stored tensors when they differ from the layer (a tied lm_head reads
+// model.embed_tokens.weight); empty = `prefix`.
 Projection read_projection(const WeightSource& src, const quant::QuantConfig& qc,
-                           const std::string& prefix, int64_t n, int64_t k, bool has_bias) {
+                           const std::string& prefix, int64_t n, int64_t k, bool has_bias,
+                           const std::string& tensor_prefix = {}) {
   std::shared_ptr<const quant::LinearMethod> method;
-  quant::LinearLayer layer =
-      nn::load_linear_tensors(prefix, prefix, k, n, has_bias, qc, src, &method);
+  quant::LinearLayer layer = nn::load_linear_tensors(
+      prefix, tensor_prefix.empty() ? prefix : tensor_prefix, k, n, has_bias, qc, src, &method);
   Projection p;
   p.prefix = prefix;
   p.n = n;
@@ -225,6 +228,9 @@ struct CudaLlamaModel::Impl {
   };
   std::vector<Layer> layers;
   bf16 *embedding = nullptr, *lm_head = nullptr;
+  // The logits GEMM when the method quantizes lm_head (online int4/int8 keep it at int8, as
+  // the CPU does); empty = the bf16 `lm_head` above.
+  Group lm_head_q;
   float *final_norm = nullptr, *inv_freq = nullptr;
 
   // KV cache pool: k and v each [layers, blocks, kv_heads, block_size, head_dim].
@@ -326,7 +332,9 @@ struct CudaLlamaModel::Impl {
       for (const Group* g : {&L.qkv, &L.o, &L.gate_up, &L.down})
         for (const Part& p : *g) linear_bytes += p.lin.weight_bytes();
     const int64_t H = cfg.hidden_size;
-    weight_bytes_per_token = linear_bytes + uint64_t(cfg.vocab_size * H) * 2 + uint64_t(H) * 2;
+    uint64_t lm_head_bytes = uint64_t(cfg.vocab_size * H) * 2;
+    if (!lm_head_q.empty()) lm_head_bytes = lm_head_q.front().lin.weight_bytes();
+    weight_bytes_per_token = linear_bytes + lm_head_bytes + uint64_t(H) * 2;
   }
 
   // Adds a GpuLinear that owns its weight (quantized, or a bf16 fallback copy).
@@ -456,7 +464,11 @@ struct CudaLlamaModel::Impl {
     upload_bf16(embedding, tensor_floats(src, "model.embed_tokens.weight", {c.vocab_size, H}));
     vec("model.norm.weight", H, final_norm);
     const bool tied = c.tie_word_embeddings || !src.find("lm_head.weight");
-    if (tied) {
+    Projection head = read_projection(src, qc, "lm_head", c.vocab_size, H, false,
+                                      tied ? "model.embed_tokens" : "lm_head");
+    if (head.kind == Projection::kWq) {
+      lm_head_q = make_group(src, {head}, "lm_head");
+    } else if (tied) {
       lm_head = embedding;
     } else {
       lm_head = alloc<bf16>(c.vocab_size * H, "lm_head");
@@ -737,6 +749,11 @@ struct CudaLlamaModel::Impl {
   // logits rows [r0, r0 + rows) of h -> device logits [rows, vocab]
   void lm_head_rows(int64_t r0, int64_t rows) {
     const int64_t H = cfg.hidden_size, V = cfg.vocab_size;
+    if (!lm_head_q.empty()) {
+      lm_head_q.front().lin.forward(linear_context(), h.get<bf16>() + r0 * H, H, nullptr,
+                                    logits.get<float>(), V, kc::OutType::kF32, rows, stream.get());
+      return;
+    }
     gemm.linear(h.get<bf16>() + r0 * H, H, lm_head, nullptr, logits.get<float>(), V,
                 kc::OutType::kF32, rows, V, H, stream.get());
   }
@@ -849,7 +866,12 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::random(const ModelConfig& config
   }
   kc::fill_uniform(m.embedding, config.vocab_size * H, ++s, 1.0f, st);
   fill_vec(m.final_norm, H, 0.1f, 1.0f);
-  if (config.tie_word_embeddings) {
+  if (weights == "int4" || weights == "int8") {
+    // As from a checkpoint: the online methods keep lm_head at int8 per channel.
+    const quant::DecodedWeight head =
+        random_codes(kernels::cpu::WqKind::kInt8, config.vocab_size, H, seed + 7);
+    m.add_owned(m.lm_head_q, kc::GpuLinear::wq(head.source(), "lm_head", m.linear_options, st), 0);
+  } else if (config.tie_word_embeddings) {
     m.lm_head = m.embedding;
   } else {
     m.lm_head = m.alloc<bf16>(config.vocab_size * H, "lm_head");
