@@ -75,14 +75,14 @@ TEST_F(OnlineQuantPerplexity, BitsandbytesNf4) {
 }
 
 // --kv-cache-dtype on the CPU (engine/kv_cache.h): measured f32 6.6788, bf16 6.6781,
-// fp8_e4m3 6.9497, fp8_e5m2 8.0312 (per-layer scales from each chunk's first pass; this tiny
-// model is sensitive: SmolLM2-135M moves 26.2780 -> 26.4813 with e4m3, docs/benchmarks.md).
+// fp8_e4m3 6.9524, fp8_e5m2 8.1146 (per-layer scales from the first chunk, kept for the rest;
+// this tiny model is sensitive: SmolLM2-135M moves 26.2780 -> 26.3687 with e4m3, docs/cuda.md).
 TEST_F(OnlineQuantPerplexity, KvCacheDtypes) {
   EXPECT_NEAR(stories_perplexity("", engine::KvCacheDtype::kBf16), f32_, 0.005);
   const double e4m3 = stories_perplexity("", engine::KvCacheDtype::kFp8E4M3);
   EXPECT_GT(e4m3, f32_);
   EXPECT_LT(e4m3, 6.98);
-  EXPECT_LT(stories_perplexity("", engine::KvCacheDtype::kFp8E5M2), 8.1);
+  EXPECT_LT(stories_perplexity("", engine::KvCacheDtype::kFp8E5M2), 8.2);
 }
 
 }  // namespace
