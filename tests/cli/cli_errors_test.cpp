@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "models/kv_scale_checkpoint_util.h"
 #include "test_paths.h"
 
 namespace lowbit::testing {
@@ -132,6 +133,19 @@ TEST_F(CliErrors, PromptLongerThanContext) {
                    " --ctx-size 16 --max-tokens 4 --prompt 'Once upon a time there was a very "
                    "long story about a girl named Lily who liked to play in the park'",
                {"exceeds the context of 16 tokens"});
+}
+
+// An FP8 KV scale tensor of the wrong shape (models/kv_scales.h): the load names it.
+TEST_F(CliErrors, BadKvScaleTensor) {
+  std::map<std::string, ExtraTensor> extra;
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+    extra[p + "k_scale"] = {{3}, {0.01f, 0.02f, 0.03f}};  // 2 kv heads: [1] or [2] expected
+    extra[p + "v_scale"] = {{1}, {0.01f}};
+  }
+  const std::string dir = checkpoint_with_tensors("llama_linear_f32", "cli_bad_shape", extra);
+  expect_error("perplexity --model " + dir + " -f /dev/null --kv-cache-dtype fp8",
+               {"model.layers.0.self_attn.k_scale", "has shape [3]"});
 }
 
 TEST_F(CliErrors, BadSamplingValues) {
