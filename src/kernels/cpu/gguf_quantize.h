@@ -6,8 +6,9 @@
 //   * with one (`imatrix`: n_per_row non-negative weights, the mean squared activation of each
 //     input column): the weighted searches quantize_row_*_impl of the same types (Q8_0 ignores
 //     the weights, as ggml does).
-//   * the i-quants IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M (gguf_quantize_iq{1,2,3}.h)
-//     repeat ggml's lattice searches quantize_iq*; some of them need an importance matrix;
+//   * the i-quants IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M
+//     (gguf_quantize_iq{1,2,3}.h) repeat ggml's lattice searches quantize_iq*; some of them
+//     need an importance matrix;
 //   * TQ1_0, TQ2_0 and MXFP4 (gguf_quantize_tq_mxfp4.h) never use an importance matrix.
 // F32 / F16 / BF16 are plain conversions (fp16 and bf16 round to nearest even, NaN kept quiet).
 //
@@ -24,13 +25,13 @@ namespace lowbit::kernels::cpu {
 
 // Whether quantize_rows() can produce `t`.
 bool gguf_quantize_supports(DType t);
+// A comma-separated list of those types, for messages.
+std::string gguf_quantize_supported_list();
 // Whether quantizing to `t` needs an importance matrix: IQ2_XXS, IQ2_XS and IQ1_S (ggml's
 // quantizers assert one; ggml_quantize_requires_imatrix). llama-quantize demands one for more
 // tensors of its IQ file types (see io::tensor_requires_imatrix), but the quantizers of IQ3_*,
 // IQ2_S and IQ1_M run without one.
 bool gguf_quantize_requires_imatrix(DType t);
-// A comma-separated list of those types, for messages.
-std::string gguf_quantize_supported_list();
 
 // Quantizes `nrows` rows of `n_per_row` floats (row-major) into `t`, writing
 // nrows × dtype_bytes(t, n_per_row) bytes to dst. n_per_row must be a multiple of t's block
