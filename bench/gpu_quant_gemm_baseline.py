@@ -5,7 +5,7 @@
 # replays timed with CUDA events. Random data.
 # Writes CSV "op,k,n,m,us" (ops bf16, int4pack_mm, int_mm) to --out (and stdout).
 #
-#   python3 bench/gpu_quant_gemm_baseline.py [--quick] [--out torch.csv]
+#   python3 bench/gpu_quant_gemm_baseline.py [--quick] [--out torch.csv] [--shapes KxN,...] [--ms 1,4]
 import argparse
 import math
 
@@ -51,8 +51,14 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="")
     ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--shapes", default="", help="KxN,... (default: the bench's list)")
+    ap.add_argument("--ms", default="", help="m values, comma-separated")
     args = ap.parse_args()
     shapes, ms = (QUICK_SHAPES, QUICK_MS) if args.quick else (SHAPES, MS)
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    if args.ms:
+        ms = [int(v) for v in args.ms.split(",")]
     rows = ["op,k,n,m,us"]
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
     for k, n in shapes:

@@ -13,6 +13,7 @@
 // device call) ratios are against torch.matmul bf16 and torch._weight_int4pack_mm.
 //
 //   gpu_wq_gemm_bench [--quick] [--baseline torch.csv] [--reps 9] [--shape K N] [--m M]
+//                     [--ms 1,4] [--shapes 4096x6144,14336x4096]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -129,6 +130,7 @@ int main(int argc, char** argv) try {
   int reps = 9;
   std::string baseline_path;
   int64_t only_k = 0, only_n = 0, only_m = 0;
+  std::string ms_list, shapes_list;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick"))
       quick = true;
@@ -140,9 +142,15 @@ int main(int argc, char** argv) try {
       only_k = std::atoll(argv[++i]), only_n = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--m") && i + 1 < argc)
       only_m = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--ms") && i + 1 < argc)
+      ms_list = argv[++i];
+    else if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc)
+      shapes_list = argv[++i];
     else
-      fail("unknown argument {} (use --quick, --baseline FILE, --reps N, --shape K N, --m M)",
-           argv[i]);
+      fail(
+          "unknown argument {} (use --quick, --baseline FILE, --reps N, --shape K N, --m M, "
+          "--ms M,M.., --shapes KxN,KxN..)",
+          argv[i]);
   }
   std::vector<Shape> shapes = {{4096, 6144},  {4096, 4096}, {4096, 28672}, {14336, 4096},
                                {8192, 10240}, {8192, 8192}, {8192, 57344}, {28672, 8192}};
@@ -153,6 +161,20 @@ int main(int argc, char** argv) try {
   }
   if (only_k > 0) shapes = {{only_k, only_n}};
   if (only_m > 0) ms = {only_m};
+  if (!ms_list.empty()) {
+    ms.clear();
+    std::stringstream ss(ms_list);
+    for (std::string v; std::getline(ss, v, ',');) ms.push_back(std::atoll(v.c_str()));
+  }
+  if (!shapes_list.empty()) {
+    shapes.clear();
+    std::stringstream ss(shapes_list);
+    for (std::string v; std::getline(ss, v, ',');) {
+      const size_t x = v.find('x');
+      if (x == std::string::npos) fail("--shapes: '{}' is not KxN", v);
+      shapes.push_back({std::atoll(v.substr(0, x).c_str()), std::atoll(v.substr(x + 1).c_str())});
+    }
+  }
   bench::TorchBaseline base;
   if (!baseline_path.empty()) base = bench::read_torch_baseline(baseline_path);
 
@@ -208,12 +230,18 @@ int main(int argc, char** argv) try {
                         nullptr, y, n, kc::OutType::kBf16, m, n, k, st);
           });
       auto time_wq = [&](std::vector<std::unique_ptr<kc::WqGpuWeight>>& ws, double* direct_us,
-                         double* deq_us) {
+                         double* deq_us, double* gemv_us) {
         const double wbytes = double(kc::wq_gpu_bytes(*ws[0]));
         *direct_us = 0;
         if (m <= 1024)
           *direct_us = graph_us(st, calls_for(ws.size(), wbytes), reps, [&](int i) {
             kc::wq_gemm(*ws[size_t(i) % ws.size()], kc::ActType::kBf16, x, k, nullptr, y, n,
+                        kc::OutType::kBf16, m, st);
+          });
+        *gemv_us = 0;
+        if (m <= kc::kWqGemvMaxRows)
+          *gemv_us = graph_us(st, calls_for(ws.size(), wbytes), reps, [&](int i) {
+            kc::wq_gemv(*ws[size_t(i) % ws.size()], kc::ActType::kBf16, x, k, nullptr, y, n,
                         kc::OutType::kBf16, m, st);
           });
         *deq_us = 0;
@@ -226,11 +254,11 @@ int main(int argc, char** argv) try {
               });
         return wbytes;
       };
-      double w4_us, w4d_us, w8_us, w8d_us;
-      const double w4_bytes = time_wq(w4, &w4_us, &w4d_us);
-      const double w8_bytes = time_wq(w8, &w8_us, &w8d_us);
+      double w4_us, w4d_us, w4v_us, w8_us, w8d_us, w8v_us;
+      const double w4_bytes = time_wq(w4, &w4_us, &w4d_us, &w4v_us);
+      const double w8_bytes = time_wq(w8, &w8_us, &w8d_us, &w8v_us);
       auto best = [](double a, double b) { return a > 0 && (b <= 0 || a < b) ? a : b; };
-      const double w4b = best(w4_us, w4d_us), w8b = best(w8_us, w8d_us);
+      const double w4b = best(best(w4_us, w4d_us), w4v_us), w8b = best(best(w8_us, w8d_us), w8v_us);
       const double xbytes = double(m * k) * 2 + double(m * n) * 2;
       double torch_bf16 = 0, torch_i4 = 0;
       if (auto it = base.find({"bf16", k, n, m}); it != base.end()) torch_bf16 = it->second;
@@ -244,14 +272,21 @@ int main(int argc, char** argv) try {
       // % of the HBM bound of the direct kernel (the path that streams the codes once).
       const double w4_hbm = w4_us > 0 ? 100.0 * (w4_bytes + xbytes) / bw * 1e6 / w4_us : 0;
       const double w8_hbm = w8_us > 0 ? 100.0 * (w8_bytes + xbytes) / bw * 1e6 / w8_us : 0;
-      std::printf("%-6lld %-6lld %-5lld %9.1f %9s %9s %7.2fx %6.0f%% %9s %9s %7.2fx %6.0f%% %9s\n",
-                  (long long)k, (long long)n, (long long)m, bf16_us, w4c, w4dc, ref / w4b, w4_hbm,
-                  ti4, w8c, ref / w8b, w8_hbm, torch_bf16 > 0 ? "torch" : "lowbit");
+      // The decode GEMV (wq_gemv, m <= kWqGemvMaxRows): µs, × torch bf16, % of the same bound.
+      char gemv[96] = "";
+      if (w4v_us > 0)
+        std::snprintf(gemv, sizeof gemv, " | gemv w4 %.1f %.2fx %.0f%% w8 %.1f %.2fx %.0f%%",
+                      w4v_us, ref / w4v_us, 100.0 * (w4_bytes + xbytes) / bw * 1e6 / w4v_us, w8v_us,
+                      ref / w8v_us, 100.0 * (w8_bytes + xbytes) / bw * 1e6 / w8v_us);
+      std::printf(
+          "%-6lld %-6lld %-5lld %9.1f %9s %9s %7.2fx %6.0f%% %9s %9s %7.2fx %6.0f%% %9s%s\n",
+          (long long)k, (long long)n, (long long)m, bf16_us, w4c, w4dc, ref / w4b, w4_hbm, ti4, w8c,
+          ref / w8b, w8_hbm, torch_bf16 > 0 ? "torch" : "lowbit", gemv);
       std::printf(
           "RESULT k=%lld n=%lld m=%lld bf16_us=%.2f w4_us=%.2f w4deq_us=%.2f w8_us=%.2f "
-          "w8deq_us=%.2f torch_bf16_us=%.2f torch_int4_us=%.2f\n",
+          "w8deq_us=%.2f torch_bf16_us=%.2f torch_int4_us=%.2f w4gemv_us=%.2f w8gemv_us=%.2f\n",
           (long long)k, (long long)n, (long long)m, bf16_us, w4_us, w4d_us, w8_us, w8d_us,
-          torch_bf16, torch_i4);
+          torch_bf16, torch_i4, w4v_us, w8v_us);
       const double r = ref / w4b;
       if ((m <= 16 && r < 3.3) || (m == 64 && r < 2.0) || r < 0.95)
         below.push_back(fmt::format("k={} n={} m={}: W4A16 {:.2f}x bf16", k, n, m, r));

@@ -74,6 +74,15 @@ double wq_gemm_us(const GpuLinearShape& s, int64_t m) {
   return s.wq_fast_max_m > 0 && m > s.wq_fast_max_m ? t * 1000 : t;
 }
 
+// Decode GEMV on the same packed weight (m <= kWqGemvRows): one pass over the codes straight
+// to registers; H100 measurements in bench/gpu_wq_gemm_notes.md (above wq_gemm's m <= 16 rate,
+// which is counted at 0.85 here: 0.9 makes the GEMV the choice wherever it may run).
+double wq_gemv_us(const GpuLinearShape& s, int64_t m) {
+  const double bytes = double(s.n) * double(s.k) * weight_bits(s) / 8 + group_bytes(s) +
+                       double(m) * double(s.k + s.n) * 2;
+  return us(bytes / (kBandwidth * 0.9)) + kLaunchUs;
+}
+
 // Dequantize the whole weight into a bf16 scratch, then cuBLASLt: the dense GEMM plus one pass
 // reading the codes and writing n·k bf16.
 double wq_dequant_us(const GpuLinearShape& s, int64_t m) {
@@ -107,6 +116,7 @@ std::vector<GpuKernelInfo> make_kernels() {
   // bf16: the same two paths as GemmRunner::linear.
   k.push_back({"bf16_gemv", {F::kBf16}, 1, kBf16GemvRows, 80, bf16_gemv_us});
   k.push_back({"bf16_cublaslt", {F::kBf16}, 1, INT64_MAX, 80, bf16_cublaslt_us});
+  k.push_back({"wq_gemv", {F::kW4A16, F::kW8A16}, 1, kWqGemvRows, 80, wq_gemv_us});
   k.push_back({"wq_gemm", {F::kW4A16, F::kW8A16}, 1, INT64_MAX, 80, wq_gemm_us});
   k.push_back({"wq_dequant_cublaslt", {F::kW4A16, F::kW8A16}, 1, INT64_MAX, 80, wq_dequant_us});
   // W8A8 (kernels/cuda/gemm/w8a8_gemm.h): a GEMV reading the 8-bit weight with bf16

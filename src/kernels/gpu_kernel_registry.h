@@ -46,9 +46,11 @@ struct GpuLinearShape {
 };
 
 // The m limits of the GEMV paths, mirrored from the CUDA headers (gpu_linear.cpp asserts they
-// match): kGemvMaxRows (cuda/gemm/linear.h) and kW8GemvMaxRows (cuda/gemm/w8a8_gemm.h).
+// match): kGemvMaxRows (cuda/gemm/linear.h), kW8GemvMaxRows (cuda/gemm/w8a8_gemm.h) and
+// kWqGemvMaxRows (cuda/gemm/wq_gemm.h).
 inline constexpr int64_t kBf16GemvRows = 4;
 inline constexpr int64_t kW8GemvRows = 2;
+inline constexpr int64_t kWqGemvRows = 16;
 
 struct GpuKernelInfo {
   const char* name;  // stable: LOWBIT_DISABLE_KERNELS and `lowbit info --kernels` use it

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "cuda_test_util.h"
 #include "kernels/cuda/gemm/w8a8_gemm.h"
+#include "kernels/cuda/gemm/wq_gemm.h"
 #include "quant/weight_only_method.h"
 
 namespace lowbit::test {
@@ -139,7 +140,7 @@ TEST(GpuLinear, WeightOnlyMatchesReferenceOnEveryPath) {
                     c.zeros ? " zeros" : "", c.act_order ? " act-order" : "");
     // Default choice, and each kernel forced by disabling the other.
     for (std::vector<std::string> disabled :
-         {std::vector<std::string>{}, {"wq_gemm"}, {"wq_dequant_cublaslt"}}) {
+         {std::vector<std::string>{}, {"wq_gemv", "wq_gemm"}, {"wq_gemv", "wq_dequant_cublaslt"}}) {
       auto l = kc::GpuLinear::wq(q.source(), name, options(300, disabled), nullptr);
       ASSERT_EQ(l.format(),
                 c.kind == kcpu::WqKind::kInt4 ? GpuWeightFormat::kW4A16 : GpuWeightFormat::kW8A16);
@@ -158,14 +159,15 @@ TEST(GpuLinear, KernelChoiceFollowsSizeAndDisableList) {
   std::mt19937 rng(2);
   auto q = random_wq(kcpu::WqKind::kInt4, 1024, 1024, 128, true, false, rng);
   auto l = kc::GpuLinear::wq(q.source(), "layer", options(4096), nullptr);
-  EXPECT_STREQ(l.kernel_for(1), "wq_gemm");
-  EXPECT_STREQ(l.kernel_for(16), "wq_gemm");
+  EXPECT_STREQ(l.kernel_for(1), "wq_gemv");
+  EXPECT_STREQ(l.kernel_for(kc::kWqGemvMaxRows), "wq_gemv");
+  EXPECT_STREQ(l.kernel_for(kc::kWqGemvMaxRows + 1), "wq_gemm");
   EXPECT_STREQ(l.kernel_for(4096), "wq_dequant_cublaslt");
   EXPECT_EQ(l.scratch_elems_for(4096), 1024 * 1024);
   EXPECT_EQ(l.scratch_elems_for(1), 0);
 
   // LOWBIT_DISABLE_KERNELS, read from the environment as the model does.
-  setenv("LOWBIT_DISABLE_KERNELS", "wq_gemm", 1);
+  setenv("LOWBIT_DISABLE_KERNELS", "wq_gemv,wq_gemm", 1);
   auto no_gemm = kc::GpuLinear::wq(q.source(), "layer",
                                    options(64, kernels::disabled_kernels_from_env()), nullptr);
   unsetenv("LOWBIT_DISABLE_KERNELS");
@@ -173,8 +175,9 @@ TEST(GpuLinear, KernelChoiceFollowsSizeAndDisableList) {
 
   // Both wq kernels off: a bf16 copy runs (notice on stderr) and still computes W.
   ::testing::internal::CaptureStderr();
-  auto dense = kc::GpuLinear::wq(q.source(), "model.layers.3.mlp.down_proj",
-                                 options(64, {"wq_gemm", "wq_dequant_cublaslt"}), nullptr);
+  auto dense =
+      kc::GpuLinear::wq(q.source(), "model.layers.3.mlp.down_proj",
+                        options(64, {"wq_gemv", "wq_gemm", "wq_dequant_cublaslt"}), nullptr);
   const std::string notice = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(notice.find("model.layers.3.mlp.down_proj"), std::string::npos) << notice;
   EXPECT_NE(notice.find("running a bf16 copy"), std::string::npos) << notice;
@@ -187,15 +190,16 @@ TEST(GpuLinear, KernelChoiceFollowsSizeAndDisableList) {
 
   // Nothing left: the error names the layer, the shape and every kernel's reason.
   try {
-    kc::GpuLinear::wq(q.source(), "model.layers.3.mlp.down_proj",
-                      options(64, {"wq_gemm", "wq_dequant_cublaslt", "bf16_gemv", "bf16_cublaslt"}),
-                      nullptr);
+    kc::GpuLinear::wq(
+        q.source(), "model.layers.3.mlp.down_proj",
+        options(64, {"wq_gemv", "wq_gemm", "wq_dequant_cublaslt", "bf16_gemv", "bf16_cublaslt"}),
+        nullptr);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     const std::string msg = e.what();
-    for (const char* part :
-         {"model.layers.3.mlp.down_proj", "[1024, 1024]", "bf16_gemv: disabled",
-          "bf16_cublaslt: disabled", "wq_gemm: disabled", "wq_dequant_cublaslt: disabled"})
+    for (const char* part : {"model.layers.3.mlp.down_proj", "[1024, 1024]", "bf16_gemv: disabled",
+                             "bf16_cublaslt: disabled", "wq_gemv: disabled", "wq_gemm: disabled",
+                             "wq_dequant_cublaslt: disabled"})
       EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
   }
 }

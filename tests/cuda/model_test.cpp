@@ -402,12 +402,12 @@ TEST(CudaModel, RandomQuantizedModelsAgreeAcrossPaths) {
         << weights;
   }
 
-  // LOWBIT_DISABLE_KERNELS reaches the model: without wq_gemm the dequantize path runs, with
-  // the same result.
+  // LOWBIT_DISABLE_KERNELS reaches the model: without wq_gemv and wq_gemm the dequantize path
+  // runs, with the same result.
   models::CudaOptions opt;
   opt.max_step_tokens = 64;
   auto a = models::CudaLlamaModel::random(small_config(), 9, opt, "int4");
-  setenv("LOWBIT_DISABLE_KERNELS", "wq_gemm", 1);
+  setenv("LOWBIT_DISABLE_KERNELS", "wq_gemv,wq_gemm", 1);
   std::unique_ptr<models::CudaLlamaModel> b;
   try {
     b = models::CudaLlamaModel::random(small_config(), 9, opt, "int4");
@@ -416,7 +416,7 @@ TEST(CudaModel, RandomQuantizedModelsAgreeAcrossPaths) {
     throw;
   }
   unsetenv("LOWBIT_DISABLE_KERNELS");
-  EXPECT_NE(kernels_at(*a, 1).find("qkv_proj=wq_gemm"), std::string::npos) << kernels_at(*a, 1);
+  EXPECT_NE(kernels_at(*a, 1).find("qkv_proj=wq_gemv"), std::string::npos) << kernels_at(*a, 1);
   EXPECT_NE(kernels_at(*b, 1).find("qkv_proj=wq_dequant_cublaslt"), std::string::npos)
       << kernels_at(*b, 1);
   std::vector<int32_t> prompt = {5, 17, 99, 3, 250, 7};

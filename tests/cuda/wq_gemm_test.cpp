@@ -1,4 +1,4 @@
-// wq_gemm (W4A16 / W8A16 tensor-core GEMM) against the CPU reference
+// wq_gemm (W4A16 / W8A16 tensor-core GEMM) and wq_gemv (its decode GEMV) against the CPU reference
 // kernels::cpu::wq_linear_reference (float64 on the unpacked source) on random data: int4 and
 // int8, group sizes 32/64/128/per-channel, with and without zeros, act-order, bf16 and fp16
 // activations, odd m and real shapes; wq_dequantize (+ cuBLASLt for large m); bad input.
@@ -130,6 +130,7 @@ struct RunOptions {
   kc::OutType out = kc::OutType::kBf16;
   bool bias = false;
   int64_t pad_x = 0, pad_y = 0;  // extra row stride
+  bool gemv = false;             // wq_gemv (the decode GEMV) instead of wq_gemm
 };
 
 // Runs wq_gemm on random x and returns (x as the GPU saw it, y [m, ldy] as float).
@@ -146,8 +147,8 @@ void run_and_check(const RandomWeight& rw, const kc::WqGpuWeight& w, int64_t m, 
   auto db = upload(o.bias ? bias : std::vector<float>(1));
   const bool f32 = o.out == kc::OutType::kF32;
   auto dy = poisoned(size_t(m * ldy) * (f32 ? 4 : 2));
-  kc::wq_gemm(w, o.act, dx.get(), ldx, o.bias ? db.get<float>() : nullptr, dy.get(), ldy, o.out, m,
-              nullptr);
+  (o.gemv ? kc::wq_gemv : kc::wq_gemm)(w, o.act, dx.get(), ldx, o.bias ? db.get<float>() : nullptr,
+                                       dy.get(), ldy, o.out, m, nullptr);
   LOWBIT_CUDA_CHECK(cudaGetLastError());
   std::vector<float> y = f32 ? download<float>(dy, size_t(m * ldy))
                              : from_16(download<uint16_t>(dy, size_t(m * ldy)), o.act);
@@ -332,6 +333,109 @@ TEST(CudaWqGemm, DequantizePlusCublasLargeM) {
       run_and_check(rw, *w, c.m, o, rng, fmt::format("wq_gemm m {}", c.m));
     }
   }
+}
+
+// wq_gemv (the decode GEMV on the same packed weights): every layout the methods produce
+// (int4/int8, groups 32/64/128/k, no/integer/fractional zeros, act-order), every m it takes
+// (1..kWqGemvMaxRows: the one- and two-row-half A fragments), odd column-group and k-step
+// counts (n = 64·3, k = 544 = 17 int4 steps: warps with uneven step counts and partial batches).
+TEST(CudaWqGemv, AllLayoutsAndRowsMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(21);
+  int variant = 0;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{192, 512}, {64, 544}})
+    for (WqKind kind : {WqKind::kInt4, WqKind::kInt8})
+      for (int64_t group : {int64_t(32), int64_t(64), int64_t(128), k})
+        for (int zeros : {0, 1, 2})
+          for (bool act_order : {false, true}) {
+            if (k % group != 0 || (act_order && group == k)) continue;
+            RandomWeight rw(kind, n, k, group, zeros > 0, act_order, rng, zeros == 2);
+            auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+            for (int64_t m = 1; m <= kc::kWqGemvMaxRows; ++m) {
+              RunOptions o;
+              o.gemv = true;
+              o.act = variant % 2 ? kc::ActType::kF16 : kc::ActType::kBf16;
+              o.out = variant % 3 == 0 ? kc::OutType::kF32 : kc::OutType::kBf16;
+              o.bias = variant % 4 == 1;
+              o.pad_x = variant % 5 == 2 ? 24 : 0;
+              o.pad_y = variant % 5 == 3 ? 3 : 0;
+              ++variant;
+              run_and_check(
+                  rw, *w, m, o, rng,
+                  fmt::format("gemv {} [{}, {}] group {} zeros {} act-order {} m {} act {} "
+                              "out {}",
+                              kernels::cpu::wq_kind_name(kind), n, k, group, zeros, act_order, m,
+                              act_name(o.act), o.out == kc::OutType::kF32 ? "f32" : "16"));
+            }
+          }
+}
+
+// Llama-3-8B shapes at decode sizes, and an lm_head-like int8 per-channel weight with f32
+// logits (the online int4/int8 methods' lm_head path).
+TEST(CudaWqGemv, RealShapesMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(22);
+  struct Case {
+    WqKind kind;
+    int64_t n, k, group;
+    bool zeros;
+    int64_t m;
+    kc::OutType out;
+  };
+  const Case cases[] = {{WqKind::kInt4, 4096, 4096, 128, false, 1, kc::OutType::kBf16},
+                        {WqKind::kInt4, 1024, 14336, 128, true, 4, kc::OutType::kBf16},
+                        {WqKind::kInt8, 2048, 4096, 4096, false, 1, kc::OutType::kBf16},
+                        {WqKind::kInt8, 32064, 4096, 4096, false, 1, kc::OutType::kF32},
+                        {WqKind::kInt4, 6144, 4096, 128, false, 16, kc::OutType::kBf16}};
+  for (const Case& c : cases) {
+    RandomWeight rw(c.kind, c.n, c.k, c.group, c.zeros, false, rng, c.zeros);
+    auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+    RunOptions o;
+    o.gemv = true;
+    o.out = c.out;
+    run_and_check(rw, *w, c.m, o, rng,
+                  fmt::format("gemv {} [{}, {}] group {} m {}", kernels::cpu::wq_kind_name(c.kind),
+                              c.n, c.k, c.group, c.m));
+  }
+}
+
+// Rows past the GEMV's limit are refused with the limit in the message; graph capture works.
+TEST(CudaWqGemv, RowLimitAndGraphCapture) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(23);
+  RandomWeight rw(WqKind::kInt4, 256, 1024, 128, true, true, rng);
+  auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+  const int64_t m = kc::kWqGemvMaxRows;
+  auto xs = round_bf16(random_floats(size_t((m + 1) * 1024), rng));
+  auto dx = upload(to_bf16(xs));
+  auto dy = poisoned(size_t((m + 1) * 256) * 4);
+  try {
+    kc::wq_gemv(*w, kc::ActType::kBf16, dx.get(), 1024, nullptr, dy.get(), 256, kc::OutType::kF32,
+                m + 1, nullptr);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fmt::format("m = {}, expected 0..{}", m + 1, m)),
+              std::string::npos)
+        << e.what();
+  }
+  kc::Stream stream;
+  kc::wq_gemv(*w, kc::ActType::kBf16, dx.get(), 1024, nullptr, dy.get(), 256, kc::OutType::kF32, m,
+              stream.get());  // first call: act-order gather scratch
+  stream.synchronize();
+  LOWBIT_CUDA_CHECK(cudaMemset(dy.get(), 0xFF, dy.bytes()));
+  cudaGraph_t graph;
+  LOWBIT_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+  kc::wq_gemv(*w, kc::ActType::kBf16, dx.get(), 1024, nullptr, dy.get(), 256, kc::OutType::kF32, m,
+              stream.get());
+  LOWBIT_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+  cudaGraphExec_t exec;
+  LOWBIT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  LOWBIT_CUDA_CHECK(cudaGraphLaunch(exec, stream.get()));
+  stream.synchronize();
+  xs.resize(size_t(m * 1024));
+  expect_close(rw, xs, m, {}, download<float>(dy, size_t(m * 256)), 256, "gemv graph replay");
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
 }
 
 // After a first call with the largest m, calls capture into a CUDA graph (act-order included).

@@ -45,8 +45,9 @@ TEST(GpuKernelRegistry, W4A16SwitchesToDequantOnceAtLargeM) {
   for (auto [n, k] :
        {std::pair<int64_t, int64_t>{28672, 4096}, {4096, 14336}, {6144, 4096}, {1000, 333}}) {
     auto p = GpuKernelPlan::make(shape(F::kW4A16, n, k), {}, nullptr);
-    EXPECT_EQ(chosen(p, 1), "wq_gemm");
-    EXPECT_EQ(chosen(p, 16), "wq_gemm");
+    EXPECT_EQ(chosen(p, 1), "wq_gemv");
+    EXPECT_EQ(chosen(p, kWqGemvRows), "wq_gemv");
+    EXPECT_EQ(chosen(p, kWqGemvRows + 1), "wq_gemm");
     EXPECT_EQ(chosen(p, 64), "wq_gemm");
     bool dequant = false;
     for (int64_t m = 1; m <= 16384; m = m * 3 / 2 + 1) {
@@ -72,13 +73,15 @@ TEST(GpuKernelRegistry, W4A16CostAgainstBf16AtSmallAndLargeM) {
 }
 
 TEST(GpuKernelRegistry, DisabledKernelsSteerTheChoice) {
-  auto p = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096), {"wq_gemm"}, nullptr);
+  auto g = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096), {"wq_gemv"}, nullptr);
+  EXPECT_EQ(chosen(g, 1), "wq_gemm");
+  auto p = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096), {"wq_gemv", "wq_gemm"}, nullptr);
   EXPECT_EQ(chosen(p, 1), "wq_dequant_cublaslt");
   EXPECT_NE(p.reasons().find("wq_gemm: disabled by LOWBIT_DISABLE_KERNELS"), std::string::npos);
   EXPECT_TRUE(p.shape_refusals().empty());  // a user's choice is not a shape problem
 
-  auto none = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096), {"wq_gemm", "wq_dequant_cublaslt"},
-                                  nullptr);
+  auto none = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096),
+                                  {"wq_gemv", "wq_gemm", "wq_dequant_cublaslt"}, nullptr);
   EXPECT_TRUE(none.empty());
   EXPECT_EQ(chosen(none, 1), "none");
   EXPECT_NE(none.reasons().find("wq_dequant_cublaslt: disabled"), std::string::npos);
@@ -128,11 +131,13 @@ TEST(GpuKernelRegistry, CapabilityDecidesTheFp8Path) {
 
 TEST(GpuKernelRegistry, ShapeRefusalsAreRecordedForTheNotice) {
   auto p = GpuKernelPlan::make(shape(F::kW4A16, 4096, 100, 100), {}, [](const GpuKernelInfo& k) {
-    return std::string(k.name) == "wq_gemm" ? "k = 100 is not a multiple of 64" : "";
+    const std::string name = k.name;
+    return name == "wq_gemm" || name == "wq_gemv" ? "k = 100 is not a multiple of 64" : "";
   });
   EXPECT_EQ(chosen(p, 1), "wq_dequant_cublaslt");
-  ASSERT_EQ(p.shape_refusals().size(), 1u);
-  EXPECT_EQ(p.shape_refusals()[0].first, "wq_gemm");
+  ASSERT_EQ(p.shape_refusals().size(), 2u);
+  EXPECT_EQ(p.shape_refusals()[0].first, "wq_gemv");
+  EXPECT_EQ(p.shape_refusals()[1].first, "wq_gemm");
   EXPECT_NE(p.reasons().find("wq_gemm: k = 100 is not a multiple of 64"), std::string::npos);
 }
 

@@ -15,6 +15,7 @@ namespace lowbit::kernels::cuda {
 
 static_assert(kBf16GemvRows == kGemvMaxRows, "gpu_kernel_registry.h mirrors linear.h");
 static_assert(kW8GemvRows == kW8GemvMaxRows, "gpu_kernel_registry.h mirrors w8a8_gemm.h");
+static_assert(kWqGemvRows == kWqGemvMaxRows, "gpu_kernel_registry.h mirrors wq_gemm.h");
 
 struct GpuLinear::Owned {
   std::unique_ptr<Fp8GpuWeight> fp8;
@@ -256,7 +257,9 @@ void GpuLinear::forward(const GpuLinearContext& ctx, const __nv_bfloat16* x, int
       return;
     case F::kW4A16:
     case F::kW8A16:
-      if (std::strcmp(name, "wq_gemm") == 0) {
+      if (std::strcmp(name, "wq_gemv") == 0) {
+        wq_gemv(*owned_->wq, ActType::kBf16, x, ldx, bias, y, ldy, out_type, m, stream);
+      } else if (std::strcmp(name, "wq_gemm") == 0) {
         wq_gemm(*owned_->wq, ActType::kBf16, x, ldx, bias, y, ldy, out_type, m, stream);
       } else {
         LOWBIT_CHECK(ctx.scratch && ctx.scratch_elems >= n * kk,

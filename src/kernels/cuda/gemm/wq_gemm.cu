@@ -361,10 +361,15 @@ int group_shift(const WqGpuWeight& w) {
 
 }  // namespace
 
-void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
-             void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream) {
-  if (m < 0 || m > (int64_t(1) << 30))
-    fail("wq_gemm: weight [{}, {}]: m = {}, expected 0..2^30", w.n, w.k, m);
+namespace {
+
+// wq_gemm and wq_gemv: checks, act-order gather, then the GEMM family or the GEMV.
+void run_wq(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
+            void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream, bool gemv) {
+  const int64_t max_m = gemv ? kWqGemvMaxRows : (int64_t(1) << 30);
+  if (m < 0 || m > max_m)
+    fail("{}: weight [{}, {}]: m = {}, expected 0..{}", gemv ? "wq_gemv" : "wq_gemm", w.n, w.k, m,
+         max_m);
   if (m == 0) return;
   if (!x || !y) fail("wq_gemm: weight [{}, {}]: {} is null", w.n, w.k, !x ? "x" : "y");
   if (ldx < w.k || ldy < w.n)
@@ -400,10 +405,24 @@ void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, cons
   a.k = int(w.k);
   a.group_shift = group_shift(w);
   const bool int8 = w.kind == cpu::WqKind::kInt8, f16 = act == ActType::kF16;
-  if (int8)
+  if (gemv)
+    launch_gemv(a, int8, f16, stream);
+  else if (int8)
     f16 ? dispatch_rows<true, true>(a, stream) : dispatch_rows<true, false>(a, stream);
   else
     f16 ? dispatch_rows<false, true>(a, stream) : dispatch_rows<false, false>(a, stream);
+}
+
+}  // namespace
+
+void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
+             void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream) {
+  run_wq(w, act, x, ldx, bias, y, ldy, out_type, m, stream, false);
+}
+
+void wq_gemv(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
+             void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream) {
+  run_wq(w, act, x, ldx, bias, y, ldy, out_type, m, stream, true);
 }
 
 void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t stream) {

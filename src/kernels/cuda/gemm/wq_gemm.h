@@ -72,6 +72,14 @@ std::unique_ptr<WqGpuWeight> wq_gemm_clone(const WqGpuWeight& w, cudaStream_t st
 void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
              void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream);
 
+// The decode GEMV on the same packed weight (wq_gemv.cu): the same contract as wq_gemm for
+// m = 1..kWqGemvMaxRows (lowbit::Error above), the same per-fragment decode and rounding; the
+// codes stream straight to registers (no shared-memory pipeline), for m = 1 at close to the
+// copy bandwidth. Act-order weights gather x as wq_gemm does.
+inline constexpr int64_t kWqGemvMaxRows = 16;
+void wq_gemv(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
+             void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream);
+
 // Decodes the whole weight to a dense row-major [n, k] bf16/fp16 matrix (per `act`) in the
 // source's input-column order (act-order undone), for the large-m dequantize + cuBLASLt path.
 void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t stream);

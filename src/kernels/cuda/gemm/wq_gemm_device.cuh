@@ -140,11 +140,11 @@ struct GroupParams {
   float zf[4];
 };
 
+// From the raw entry: with zeros, the 32 bytes v0, v1; symmetric, the 8 bytes v0.x, v0.y.
 template <bool kInt8, bool kF16>
-__device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, bool has_zeros) {
+__device__ __forceinline__ void unpack_params(GroupParams& p, const uint4& v0, const uint4& v1,
+                                              bool has_zeros) {
   if (has_zeros) {
-    const uint4 v0 = *reinterpret_cast<const uint4*>(src);
-    const uint4 v1 = *reinterpret_cast<const uint4*>(src + 16);
     const uint32_t e[4] = {v0.x, v0.z, v1.x, v1.z}, c[4] = {v0.y, v0.w, v1.y, v1.w};
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
@@ -157,8 +157,7 @@ __device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, 
       }
     }
   } else {
-    const uint2 v = *reinterpret_cast<const uint2*>(src);
-    const uint32_t e[2] = {v.x, v.y};
+    const uint32_t e[2] = {v0.x, v0.y};
     // Symmetric: z = 8 (int4) / 128 (int8).
     const uint32_t zoff = kF16 ? 0x64086408u : 0x43084308u;  // 1024 + 8 / 128 + 8
 #pragma unroll
@@ -168,6 +167,18 @@ __device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, 
       p.c2[nt] = 0;
       p.zf[nt] = 8388608.0f + 128.0f;
     }
+  }
+}
+
+template <bool kInt8, bool kF16>
+__device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, bool has_zeros) {
+  if (has_zeros) {
+    unpack_params<kInt8, kF16>(p, *reinterpret_cast<const uint4*>(src),
+                               *reinterpret_cast<const uint4*>(src + 16), true);
+  } else {
+    const uint2 v = *reinterpret_cast<const uint2*>(src);
+    const uint4 v0 = make_uint4(v.x, v.y, 0, 0);
+    unpack_params<kInt8, kF16>(p, v0, v0, false);
   }
 }
 
@@ -221,5 +232,8 @@ inline int max_optin_smem() {
 // m > 16 (wq_gemm_wide.cu): launches the wide-tile kernel; false if the GPU's shared memory
 // cannot hold its tiles (nothing launched).
 bool launch_wide(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
+
+// m <= kWqGemvMaxRows (wq_gemv.cu): the decode GEMV, codes straight to registers.
+void launch_gemv(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
 
 }  // namespace lowbit::kernels::cuda::wq_device
