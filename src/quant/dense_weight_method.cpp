@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/cpu/ggml_linear.h"
 #include "kernels/cpu/linear.h"
 
 namespace lowbit::quant {
@@ -45,7 +46,10 @@ void DenseWeightMethod::process_weights_after_loading(LinearLayer& layer) const 
 
 void DenseWeightMethod::apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const {
   const auto& p = *static_cast<const Prepared*>(layer.prepared.get());
-  kernels::cpu::linear(p.weight, x, m, y);
+  if (activations_ == DenseActivations::kGgml)
+    kernels::cpu::linear_ggml(p.weight, x, m, y);
+  else
+    kernels::cpu::linear(p.weight, x, m, y);
   if (!p.bias.empty()) {
     const int64_t n = layer.out_features;
     for (int64_t r = 0; r < m; ++r)

@@ -1,8 +1,11 @@
 // Shared LinearMethod for weights stored as one [out, in] matrix in a format the CPU kernels
 // compute with directly (plain floats for `unquantized`, GGUF blocks for `gguf`): nothing to
 // repack, apply() is kernels::cpu::linear plus the optional fp32 bias.
+// Activations: `unquantized` multiplies fp32 activations (kFp32); `gguf` computes as ggml's CPU
+// backend (kGgml: F16 / BF16 weights see activations rounded to their type, ggml_linear.h).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,10 +13,15 @@
 
 namespace lowbit::quant {
 
+enum class DenseActivations : uint8_t { kFp32, kGgml };
+
 class DenseWeightMethod : public LinearMethod {
  public:
-  DenseWeightMethod(std::string method_name, std::vector<DType> weight_dtypes)
-      : method_name_(std::move(method_name)), weight_dtypes_(std::move(weight_dtypes)) {}
+  DenseWeightMethod(std::string method_name, std::vector<DType> weight_dtypes,
+                    DenseActivations activations = DenseActivations::kFp32)
+      : method_name_(std::move(method_name)),
+        weight_dtypes_(std::move(weight_dtypes)),
+        activations_(activations) {}
 
   std::vector<TensorSpec> create_weights(const LinearLayer& layer) const override;
   void process_weights_after_loading(LinearLayer& layer) const override;
@@ -23,6 +31,7 @@ class DenseWeightMethod : public LinearMethod {
  private:
   std::string method_name_;
   std::vector<DType> weight_dtypes_;
+  DenseActivations activations_;
 };
 
 }  // namespace lowbit::quant

@@ -22,7 +22,10 @@ class GgufConfig : public QuantConfig {
   std::vector<std::string> config_filenames() const override { return {}; }
   std::shared_ptr<const LinearMethod> get_quant_method(const LinearLayer&,
                                                        const std::string&) const override {
-    static const auto method = std::make_shared<DenseWeightMethod>("gguf", all_gguf_dtypes());
+    // ggml's arithmetic (F16/BF16 weights: activations rounded to the weight type), so that
+    // perplexity matches llama.cpp's on the same file.
+    static const auto method =
+        std::make_shared<DenseWeightMethod>("gguf", all_gguf_dtypes(), DenseActivations::kGgml);
     return method;
   }
 };

@@ -1,0 +1,27 @@
+// linear() with ggml's CPU arithmetic for the `gguf` method: ggml converts the activations to
+// its weight type's `vec_dot_type` before every dot product. For the block formats linear()
+// already does that (Q8_0 / Q8_1 / Q8_K blocks, q8_activation.h / kquant_dot.h); for F16 and
+// BF16 weights ggml rounds each activation to F16 / BF16 (round to nearest even, as ggml's
+// fp32 -> fp16 / bf16 conversion), multiplies (exact in fp32: the product of two 11- or 8-bit
+// mantissas fits in 24 bits) and accumulates in fp32 — which the fp32 kernels do on the
+// rounded copy. F32 weights stay fp32 (ggml's vec_dot_type for F32 is F32).
+// The `unquantized` method keeps plain linear(): HF checkpoints are compared with fp32
+// transformers.
+//   x: [m, k] fp32, y: [m, n] fp32 (as linear()).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/linear.h"
+
+namespace lowbit::kernels::cpu {
+
+// Rounds n fp32 values to `dtype` (F16 or BF16) and back, round to nearest even; other
+// dtypes: a plain copy.
+void round_activations_to(DType dtype, const float* x, int64_t n, float* out);
+
+// y[m, n] = x[m, k] · Wᵀ as ggml's CPU backend computes it (see above). With
+// exact_activations() set (tests, LOWBIT_EXACT_ACTIVATIONS=1) this is linear() unchanged.
+void linear_ggml(const WeightMatrix& w, const float* x, int64_t m, float* y);
+
+}  // namespace lowbit::kernels::cpu
