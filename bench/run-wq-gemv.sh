@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, one call: build (sm_90a) the W4A16/W8A16 tests and benchmarks; run the
 # wq_gemv / wq_gemm / GpuLinear / quantized-model tests; in the same run the decode-size GEMM
-# bench (8B shapes, m = 1 and 4; torch.matmul bf16 baseline) and the end-to-end decode bench
+# bench (8B shapes, m = 1, 4, 8, 16; torch.matmul bf16 baseline) and the end-to-end decode bench
 # with the GEMV enabled (after) and disabled (before); compute-sanitizer memcheck on the GEMV
 # tests last. Logs into $OUT (or build-gpu/gemv-logs).
 #
@@ -32,13 +32,18 @@ if [ $tests = 1 ]; then
   echo "tests: rc $? $(grep -E '^\[  (PASSED|FAILED) ' "$out/test.log" | tr '\n' ' ')"
   grep -E "Failure|error|FAILED" -A3 "$out/test.log" | head -30
 fi
-timeout 90 python3 bench/gpu_quant_gemm_baseline.py --shapes $shapes --ms 1,4 \
+timeout 90 python3 bench/gpu_quant_gemm_baseline.py --shapes $shapes --ms 1,4,8,16 \
   --out "$out/torch.csv" >"$out/torch.log" 2>&1
 echo "torch baseline: rc $? $(grep -c . "$out/torch.csv" 2>/dev/null) rows"
-timeout 120 build-gpu/bin/gpu_wq_gemm_bench --shapes $shapes --ms 1,4 \
+timeout 120 build-gpu/bin/gpu_wq_gemm_bench --shapes $shapes --ms 1,4,8,16 \
   --baseline "$out/torch.csv" >"$out/bench.log" 2>&1
 echo "wq bench: rc $?"
 grep -v '^RESULT' "$out/bench.log"
+# The GEMV's k-split (cluster size) forced to 1 and 4 at m = 1 (default: fill SMs · 2 slots).
+for knob in LOWBIT_WQ_GEMV_SPLITS=1 LOWBIT_WQ_GEMV_SPLITS=4; do
+  env $knob timeout 60 build-gpu/bin/gpu_wq_gemm_bench --shapes $shapes --ms 1 \
+    --baseline "$out/torch.csv" 2>&1 | grep -E "^[0-9]" | sed "s/^/$knob /"
+done
 args=(--quick --batches 1 --contexts 128 --weights bf16,int4,int8 --kv bf16 --attention-batches 1)
 timeout 150 build-gpu/bin/gpu_decode_bench "${args[@]}" >"$out/decode_after.log" 2>&1
 echo "decode (wq_gemv): rc $?"

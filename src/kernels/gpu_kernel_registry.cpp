@@ -75,12 +75,17 @@ double wq_gemm_us(const GpuLinearShape& s, int64_t m) {
 }
 
 // Decode GEMV on the same packed weight (m <= kWqGemvRows): one pass over the codes straight
-// to registers; H100 measurements in bench/gpu_wq_gemm_notes.md (above wq_gemm's m <= 16 rate,
-// which is counted at 0.85 here: 0.9 makes the GEMV the choice wherever it may run).
+// to registers. H100 (bench/gpu_wq_gemm_notes.md): W8A16 at 87–98% of the copy rate on the
+// large 8B shapes, 1.1–1.4× faster than wq_gemm, and the int8 8B decode 192 → 235 tok/s:
+// counted at 0.9 against wq_gemm's 0.85, so it is chosen. W4A16: alone 4–19% faster on three
+// of the four 8B shapes (5% slower on 4096 × 4096), yet the int4 8B decode ran 7% slower end to
+// end with it (253 against 270 tok/s, three runs; not understood): counted at 0.8, so wq_gemm
+// stays first and the GEMV runs W4A16 only where wq_gemm is disabled.
 double wq_gemv_us(const GpuLinearShape& s, int64_t m) {
   const double bytes = double(s.n) * double(s.k) * weight_bits(s) / 8 + group_bytes(s) +
                        double(m) * double(s.k + s.n) * 2;
-  return us(bytes / (kBandwidth * 0.9)) + kLaunchUs;
+  const double efficiency = s.format == F::kW8A16 ? 0.9 : 0.8;
+  return us(bytes / (kBandwidth * efficiency)) + kLaunchUs;
 }
 
 // Dequantize the whole weight into a bf16 scratch, then cuBLASLt: the dense GEMM plus one pass

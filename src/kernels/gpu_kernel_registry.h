@@ -46,11 +46,12 @@ struct GpuLinearShape {
 };
 
 // The m limits of the GEMV paths, mirrored from the CUDA headers (gpu_linear.cpp asserts they
-// match): kGemvMaxRows (cuda/gemm/linear.h), kW8GemvMaxRows (cuda/gemm/w8a8_gemm.h) and
-// kWqGemvMaxRows (cuda/gemm/wq_gemm.h).
+// match): kGemvMaxRows (cuda/gemm/linear.h) and kW8GemvMaxRows (cuda/gemm/w8a8_gemm.h).
 inline constexpr int64_t kBf16GemvRows = 4;
 inline constexpr int64_t kW8GemvRows = 2;
-inline constexpr int64_t kWqGemvRows = 16;
+// wq_gemv takes m <= kWqGemvMaxRows (16, cuda/gemm/wq_gemm.h) but is offered up to 8: at m = 16
+// the GEMM is faster on every 8B shape (H100, bench/gpu_wq_gemm_notes.md).
+inline constexpr int64_t kWqGemvRows = 8;
 
 struct GpuKernelInfo {
   const char* name;  // stable: LOWBIT_DISABLE_KERNELS and `lowbit info --kernels` use it

@@ -139,8 +139,10 @@ TEST(GpuLinear, WeightOnlyMatchesReferenceOnEveryPath) {
         fmt::format("{} [{}, {}] g{}{}{}", kcpu::wq_kind_name(c.kind), c.n, c.k, c.group,
                     c.zeros ? " zeros" : "", c.act_order ? " act-order" : "");
     // Default choice, and each kernel forced by disabling the other.
-    for (std::vector<std::string> disabled :
-         {std::vector<std::string>{}, {"wq_gemv", "wq_gemm"}, {"wq_gemv", "wq_dequant_cublaslt"}}) {
+    for (std::vector<std::string> disabled : {std::vector<std::string>{},
+                                              {"wq_gemm"},
+                                              {"wq_gemv", "wq_gemm"},
+                                              {"wq_gemv", "wq_dequant_cublaslt"}}) {
       auto l = kc::GpuLinear::wq(q.source(), name, options(300, disabled), nullptr);
       ASSERT_EQ(l.format(),
                 c.kind == kcpu::WqKind::kInt4 ? GpuWeightFormat::kW4A16 : GpuWeightFormat::kW8A16);
@@ -159,9 +161,14 @@ TEST(GpuLinear, KernelChoiceFollowsSizeAndDisableList) {
   std::mt19937 rng(2);
   auto q = random_wq(kcpu::WqKind::kInt4, 1024, 1024, 128, true, false, rng);
   auto l = kc::GpuLinear::wq(q.source(), "layer", options(4096), nullptr);
-  EXPECT_STREQ(l.kernel_for(1), "wq_gemv");
-  EXPECT_STREQ(l.kernel_for(kc::kWqGemvMaxRows), "wq_gemv");
-  EXPECT_STREQ(l.kernel_for(kc::kWqGemvMaxRows + 1), "wq_gemm");
+  EXPECT_STREQ(l.kernel_for(1), "wq_gemm");  // W4A16: the GEMM first (gpu_kernel_registry.cpp)
+  EXPECT_STREQ(l.kernel_for(16), "wq_gemm");
+  // W8A16 decodes with the GEMV up to its offered limit.
+  auto q8 = random_wq(kcpu::WqKind::kInt8, 1024, 1024, 1024, false, false, rng);
+  auto l8 = kc::GpuLinear::wq(q8.source(), "layer", options(4096), nullptr);
+  EXPECT_STREQ(l8.kernel_for(1), "wq_gemv");
+  EXPECT_STREQ(l8.kernel_for(kernels::kWqGemvRows), "wq_gemv");
+  EXPECT_STREQ(l8.kernel_for(kernels::kWqGemvRows + 1), "wq_gemm");
   EXPECT_STREQ(l.kernel_for(4096), "wq_dequant_cublaslt");
   EXPECT_EQ(l.scratch_elems_for(4096), 1024 * 1024);
   EXPECT_EQ(l.scratch_elems_for(1), 0);

@@ -45,9 +45,8 @@ TEST(GpuKernelRegistry, W4A16SwitchesToDequantOnceAtLargeM) {
   for (auto [n, k] :
        {std::pair<int64_t, int64_t>{28672, 4096}, {4096, 14336}, {6144, 4096}, {1000, 333}}) {
     auto p = GpuKernelPlan::make(shape(F::kW4A16, n, k), {}, nullptr);
-    EXPECT_EQ(chosen(p, 1), "wq_gemv");
-    EXPECT_EQ(chosen(p, kWqGemvRows), "wq_gemv");
-    EXPECT_EQ(chosen(p, kWqGemvRows + 1), "wq_gemm");
+    EXPECT_EQ(chosen(p, 1), "wq_gemm");  // W4A16: the GEMM first (measured end to end)
+    EXPECT_EQ(chosen(p, 16), "wq_gemm");
     EXPECT_EQ(chosen(p, 64), "wq_gemm");
     bool dequant = false;
     for (int64_t m = 1; m <= 16384; m = m * 3 / 2 + 1) {
@@ -72,8 +71,21 @@ TEST(GpuKernelRegistry, W4A16CostAgainstBf16AtSmallAndLargeM) {
   for (int64_t m : {4096, 8192}) EXPECT_LE(cost(q, m), cost(d, m) * 1.15) << m;
 }
 
+TEST(GpuKernelRegistry, W8A16DecodesWithTheGemvUpToItsLimit) {
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{28672, 4096}, {4096, 14336}, {128256, 4096}}) {
+    auto p = GpuKernelPlan::make(shape(F::kW8A16, n, k, k), {}, nullptr);
+    for (int64_t m = 1; m <= kWqGemvRows; ++m)
+      EXPECT_EQ(chosen(p, m), "wq_gemv") << n << " m " << m;
+    EXPECT_EQ(chosen(p, kWqGemvRows + 1), "wq_gemm") << n;
+  }
+  // W4A16 runs it where wq_gemm is disabled.
+  auto p4 = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096), {"wq_gemm"}, nullptr);
+  EXPECT_EQ(chosen(p4, 1), "wq_gemv");
+  EXPECT_EQ(chosen(p4, kWqGemvRows + 1), "wq_dequant_cublaslt");
+}
+
 TEST(GpuKernelRegistry, DisabledKernelsSteerTheChoice) {
-  auto g = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096), {"wq_gemv"}, nullptr);
+  auto g = GpuKernelPlan::make(shape(F::kW8A16, 4096, 4096, 4096), {"wq_gemv"}, nullptr);
   EXPECT_EQ(chosen(g, 1), "wq_gemm");
   auto p = GpuKernelPlan::make(shape(F::kW4A16, 4096, 4096), {"wq_gemv", "wq_gemm"}, nullptr);
   EXPECT_EQ(chosen(p, 1), "wq_dequant_cublaslt");

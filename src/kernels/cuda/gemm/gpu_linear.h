@@ -1,8 +1,8 @@
 // One linear layer's weight on the GPU in one representation, and the call that runs it with
 // the kernel kernels/gpu_kernel_registry.h chooses for the call's m:
 //   bf16 dense           bf16_gemv (m <= 4) | bf16_cublaslt       (GemmRunner::linear)
-//   W4A16 / W8A16        wq_gemv (m <= 16) | wq_gemm | wq_dequant_cublaslt (wq_gemm.h; the
-//                        last dequantizes into a shared bf16 scratch)
+//   W4A16 / W8A16        wq_gemv (m <= 8; W8A16) | wq_gemm | wq_dequant_cublaslt (wq_gemm.h;
+//                        the last dequantizes into a shared bf16 scratch)
 //                        (neither can take it: a bf16 copy made at load, the bf16 kernels)
 //   FP8 (3 scalings)     fp8_gemv (m <= 8) | fp8_cublaslt          (w8a8_gemm.h)
 //   INT8 W8A8            int8_gemv (m <= 8) | int8_cublaslt        (w8a8_gemm.h)

@@ -74,8 +74,9 @@ void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, cons
 
 // The decode GEMV on the same packed weight (wq_gemv.cu): the same contract as wq_gemm for
 // m = 1..kWqGemvMaxRows (lowbit::Error above), the same per-fragment decode and rounding; the
-// codes stream straight to registers (no shared-memory pipeline), for m = 1 at close to the
-// copy bandwidth. Act-order weights gather x as wq_gemm does.
+// codes stream straight to registers (no shared-memory pipeline): H100 m = 1, int8 at 66–97% of
+// the copy rate on the 8B shapes, int4 44–75% (bench/gpu_wq_gemm_notes.md). The kernel choice
+// offers it up to m = 8 (kWqGemvRows). Act-order weights gather x as wq_gemm does.
 inline constexpr int64_t kWqGemvMaxRows = 16;
 void wq_gemv(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
              void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream);

@@ -2,21 +2,29 @@
 // tensor-core GEMM (wq_gemm_layout.h), so prefill and decode share one copy of the weights.
 //
 // Why a second kernel: at m = 1 the GEMM moves its codes global → shared through a cp.async
-// pipeline with a block barrier per stage, ~45–67% of copy bandwidth on the 8B shapes. Here the
-// codes go straight to registers: a block (kWarps warps) owns one 32-column group over the
-// whole k; warp w takes k-steps w, w + kWarps, ... in batches of U steps, each lane issuing U
-// 16-byte ld.global.nc.L1::no_allocate loads (512 B per warp-step, coalesced) plus its group
-// parameters and its x pairs (L1/L2-resident, read by every block) before using any of them:
-// kWarps·U·512 B in flight per block (48–64 KB at 16 warps, U = 6–8). Each lane then decodes its
-// word into mma B fragments exactly as the GEMM does (same rounding: identical outputs per
-// fragment) and issues mma.sync m16n8k16 with x as the A operand: rows g (and g + 8 when m > 8) of
-// the A fragment hold x[row][k], the other rows are zero registers, so m = 1..16 cost the same mma
-// count as the GEMM's m <= 16 path but no shared-memory traffic. The kWarps partial tiles meet
-// in shared memory once at the end (fp32), + bias, bf16/f16/f32 out.
+// pipeline with a block barrier per stage, ~45–70% of copy bandwidth on the 8B shapes. Here the
+// codes go straight to registers: a block (8 warps, two blocks per SM) owns one 32-column group
+// over one k range; warp w takes k-steps w, w + 8, ... of the range in batches of U steps, each
+// lane issuing U 16-byte ld.global.nc.L1::no_allocate loads (512 B per warp-step, coalesced)
+// plus its group parameters and its x pairs (L1/L2-resident, read by every block) before using
+// any of them. Each lane then decodes its word into mma B fragments exactly as the GEMM does
+// (same rounding) and issues mma.sync m16n8k16 with x as the A operand: rows g (and g + 8 when
+// m > 8) of the A fragment hold x[row][k], the other rows are zero registers, so no shared
+// memory is touched in the loop. The 8 warps' partial tiles meet in shared memory (fp32); where
+// n / 32 column groups cannot fill the GPU (n = 4096: 128 groups), k is split over a
+// thread-block cluster and the partial sums meet through distributed shared memory (one
+// launch, no workspace); + bias, bf16/f16/f32 out.
 // Scale groups: a step (int4 32 k, int8 16 k) never straddles a group (group sizes are powers
 // of two >= 32, or k), so each step reads its own group's parameters (L1 hits after the first).
+// Measured and dropped (H100, bench/gpu_wq_gemm_notes.md): one 16-warp block per SM over the
+// whole k (every wave of blocks paid the full memory latency) and an L2 prefetch of the next
+// batch (prefetch.global.L2: up to 1.5× slower, the extra requests compete with the loads).
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include "kernels/cuda/common/cuda_check.h"
 #include "kernels/cuda/gemm/wq_gemm_device.cuh"
@@ -24,8 +32,14 @@
 namespace lowbit::kernels::cuda::wq_device {
 namespace {
 
-constexpr int kWarps = 16;
+namespace cg = cooperative_groups;
+
+// 8 warps per block, two blocks per SM (128 registers each): a block that finishes overlaps
+// with its neighbour still streaming.
+constexpr int kWarps = 8;
 constexpr int kGemvThreads = kWarps * 32;
+constexpr int kBlocksPerSm = 2;
+constexpr int kMaxSplits = 8;  // portable cluster size
 
 __device__ __forceinline__ uint4 ld_stream16(const uint4* p) {
   uint4 r;
@@ -41,7 +55,8 @@ __device__ __forceinline__ uint32_t ld_x2(const uint16_t* p, bool valid) {
 }
 
 template <bool kInt8, bool kF16, bool kZeros, bool kRows16>
-__global__ void __launch_bounds__(kGemvThreads, 1) wq_gemv_kernel(KernelArgs a) {
+__global__ void __launch_bounds__(kGemvThreads, kBlocksPerSm)
+    wq_gemv_kernel(KernelArgs a, int split_steps) {
   constexpr int kStep = kInt8 ? 16 : 32;
   constexpr int kHalves = kInt8 ? 1 : 2;  // k16 halves per step
   // Steps per warp in flight, as many as 128 registers hold without spilling (ptxas -v):
@@ -50,11 +65,14 @@ __global__ void __launch_bounds__(kGemvThreads, 1) wq_gemv_kernel(KernelArgs a) 
   constexpr int kPBytes = kZeros ? 32 : 8;
   constexpr int kRowsT = kRows16 ? 16 : 8;
   __shared__ float red[kWarps][kRowsT][33];
+  __shared__ float part[kRowsT * 32];  // this block's sum over its warps
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int cgs = a.n / 32, cg = blockIdx.x;
-  const int nsteps = a.k / kStep;
+  // k split over a cluster along z: this block's steps [s_lo, s_hi).
+  const int s_lo = blockIdx.z * split_steps;
+  const int nsteps = min(a.k / kStep, s_lo + split_steps);
   const int pstride = kZeros ? 256 : 64;
   const uint8_t* params =
       static_cast<const uint8_t*>(a.params) + int64_t(cg) * pstride + g * kPBytes;
@@ -72,7 +90,7 @@ __global__ void __launch_bounds__(kGemvThreads, 1) wq_gemv_kernel(KernelArgs a) 
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
 
-  for (int base = warp; base < nsteps; base += kWarps * U) {
+  for (int base = s_lo + warp; base < nsteps; base += kWarps * U) {
     uint4 q[U];
     uint4 p0[U], p1[U];
     uint32_t xa[U][kHalves][2], xb[U][kHalves][2];
@@ -130,10 +148,41 @@ __global__ void __launch_bounds__(kGemvThreads, 1) wq_gemv_kernel(KernelArgs a) 
   }
   __syncthreads();
   for (int i = threadIdx.x; i < a.m * 32; i += kGemvThreads) {
-    const int r = i / 32, c = i % 32;
     float v = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) v += red[w][r][c];
+    for (int w = 0; w < kWarps; ++w) v += red[w][i / 32][i % 32];
+    part[i] = v;
+  }
+  // Split k: after a cluster barrier rank q sums elements q, q + nranks·threads, ... over the
+  // cluster's partial sums (distributed shared memory); the second barrier keeps every block's
+  // shared memory alive until all have read it.
+  const int nranks = gridDim.z;
+  int rank = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cg::cluster_group cluster = cg::this_cluster();
+  if (nranks > 1) {
+    rank = int(cluster.block_rank());
+    cluster.sync();
+  } else {
+    __syncthreads();
+  }
+#else
+  __syncthreads();  // launched without clusters: nranks == 1
+#endif
+  for (int i = rank * kGemvThreads + threadIdx.x; i < a.m * 32; i += nranks * kGemvThreads) {
+    float v = part[i];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (nranks > 1) {
+      float o[kMaxSplits];
+#pragma unroll
+      for (int q = 0; q < kMaxSplits; ++q)
+        if (q < nranks && q != rank) o[q] = *cluster.map_shared_rank(part + i, q);
+#pragma unroll
+      for (int q = 0; q < kMaxSplits; ++q)
+        if (q < nranks && q != rank) v += o[q];
+    }
+#endif
+    const int r = i / 32, c = i % 32;
     const int col = cg * 32 + c;
     if (a.bias) v += a.bias[col];
     const int64_t o = int64_t(r) * a.ldy + col;
@@ -145,15 +194,71 @@ __global__ void __launch_bounds__(kGemvThreads, 1) wq_gemv_kernel(KernelArgs a) 
       static_cast<__nv_bfloat16*>(a.y)[o] = __float2bfloat16_rn(v);
     }
   }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (nranks > 1) cluster.sync();
+#endif
+}
+
+int env_int(const char* name, int fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  return v ? std::clamp(std::atoi(v), lo, hi) : fallback;
+}
+
+struct GpuFacts {
+  int sms = 0, cc_major = 0;
+};
+
+const GpuFacts& gpu_facts() {
+  static const GpuFacts facts = [] {
+    GpuFacts f;
+    int dev = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+    return f;
+  }();
+  return facts;
+}
+
+// k-splits (cluster size) for n / 32 column groups: as many as keep every block resident in
+// one wave (SMs · 2 slots), so a short n (4096: 128 groups on 132 SMs) still fills the GPU;
+// 1 where the groups alone fill it, and on GPUs without clusters. LOWBIT_WQ_GEMV_SPLITS
+// overrides it (measurements).
+int choose_splits(int cgs, int nsteps) {
+  static const int forced = env_int("LOWBIT_WQ_GEMV_SPLITS", 0, 0, kMaxSplits);
+  if (gpu_facts().cc_major < 9) return 1;
+  int splits =
+      forced > 0 ? forced : std::clamp(gpu_facts().sms * kBlocksPerSm / cgs, 1, kMaxSplits);
+  return std::clamp(std::min(splits, nsteps / kWarps), 1, kMaxSplits);
+}
+
+template <bool kInt8, bool kF16, bool kZeros, bool kRows16>
+void launch_kernel(const KernelArgs& a, cudaStream_t stream) {
+  const int cgs = a.n / 32, nsteps = a.k / (kInt8 ? 16 : 32);
+  int splits = choose_splits(cgs, nsteps);
+  const int split_steps = (nsteps + splits - 1) / splits;
+  splits = (nsteps + split_steps - 1) / split_steps;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(cgs), 1, unsigned(splits));
+  cfg.blockDim = dim3(kGemvThreads);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 1;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = unsigned(splits);
+  cfg.attrs = &attr;
+  cfg.numAttrs = splits > 1 ? 1 : 0;
+  LOWBIT_CUDA_CHECK(
+      cudaLaunchKernelEx(&cfg, wq_gemv_kernel<kInt8, kF16, kZeros, kRows16>, a, split_steps));
 }
 
 template <bool kInt8, bool kF16, bool kZeros>
 void launch_rows(const KernelArgs& a, cudaStream_t stream) {
   if (a.m > 8)
-    wq_gemv_kernel<kInt8, kF16, kZeros, true><<<a.n / 32, kGemvThreads, 0, stream>>>(a);
+    launch_kernel<kInt8, kF16, kZeros, true>(a, stream);
   else
-    wq_gemv_kernel<kInt8, kF16, kZeros, false><<<a.n / 32, kGemvThreads, 0, stream>>>(a);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+    launch_kernel<kInt8, kF16, kZeros, false>(a, stream);
 }
 
 template <bool kInt8, bool kF16>
