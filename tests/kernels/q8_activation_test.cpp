@@ -31,15 +31,16 @@ struct ExactScope {
   ~ExactScope() { set_exact_activations(saved); }
 };
 
-// quantize_row_q8_0_ref restated independently (llama.cpp ggml-quants.c), finite inputs.
-void restated_q8(const float* x, int8_t* q, float* d, int32_t* sum) {
+// quantize_row_q8_0_ref restated independently (llama.cpp ggml-quants.c), finite inputs; with
+// ggml_cpu, ggml's x86 quantize_row_q8_0 (AVX2: id = 127/amax, _mm256_round_ps nearest even).
+void restated_q8(const float* x, int8_t* q, float* d, int32_t* sum, bool ggml_cpu = false) {
   float amax = 0;
   for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
   *d = amax / 127;
-  const float id = *d ? 1.0f / *d : 0.0f;
+  const float id = ggml_cpu ? (amax ? 127.0f / amax : 0.0f) : (*d ? 1.0f / *d : 0.0f);
   *sum = 0;
   for (int j = 0; j < 32; ++j) {
-    q[j] = int8_t(std::roundf(x[j] * id));
+    q[j] = int8_t(ggml_cpu ? std::nearbyint(x[j] * id) : std::roundf(x[j] * id));
     *sum += q[j];
   }
 }
@@ -64,6 +65,9 @@ TEST(Q8Activation, MatchesGgufPyFixture) {
   quantize_row_q8_1_ref(x.data(), int64_t(rows) * k, mine1.data());
   EXPECT_EQ(std::memcmp(q80.data(), mine0.data(), size_t(nb) * 34), 0);
   EXPECT_EQ(std::memcmp(q81.data(), mine1.data(), size_t(nb) * 36), 0);
+  // The kernels quantize as ggml's x86 CPU backend (quantize_row_q8_1_ggml_cpu), which may
+  // differ from the reference bytes where x·id is within an ulp of a half.
+  quantize_row_q8_1_ggml_cpu(x.data(), int64_t(rows) * k, q81.data());
   // Every SIMD quantizer gives the same values in the kernel layout.
   for (Isa isa : available_isas()) {
     Q8Activations a;
@@ -102,8 +106,30 @@ TEST(Q8Activation, QuantizerBitExactOnRandomRows) {
         ASSERT_EQ(ref1[b].s, f32_to_f16(float(sum) * d));
         ASSERT_EQ(std::memcmp(ref1[b].qs, ref0[b].qs, 32), 0);
       }
+      std::vector<BlockQ8_0> cpu0(ref0.size());
+      std::vector<BlockQ8_1> cpu1(ref1.size());
+      quantize_row_q8_0_ggml_cpu(x.data(), 2 * k, cpu0.data());
+      quantize_row_q8_1_ggml_cpu(x.data(), 2 * k, cpu1.data());
+      for (size_t b = 0; b < cpu0.size(); ++b) {
+        int8_t q[32];
+        float d;
+        int32_t sum;
+        restated_q8(x.data() + 32 * b, q, &d, &sum, /*ggml_cpu=*/true);
+        ASSERT_EQ(std::memcmp(q, cpu0[b].qs, 32), 0);
+        ASSERT_EQ(cpu0[b].d, f32_to_f16(d));
+        ASSERT_EQ(cpu1[b].s, f32_to_f16(float(sum) * d));
+      }
       Q8Activations base;
       quantize_activations(Isa::kScalar, DType::Q5_1, x.data(), 2, k, &base);
+      for (int64_t i = 0; i < 2; ++i)  // the kernels' activations are ggml's x86 blocks
+        for (int64_t b = 0; b < k / 32; ++b) {
+          int64_t lo, hi;
+          q8_half_offsets(b, k / 32, &lo, &hi);
+          const int8_t* qs = base.qs.data() + i * k;
+          const BlockQ8_1& c = cpu1[size_t(i * k / 32 + b)];
+          ASSERT_EQ(std::memcmp(qs + lo, c.qs, 16), 0) << "k=" << k << " row " << i << " b " << b;
+          ASSERT_EQ(std::memcmp(qs + hi, c.qs + 16, 16), 0);
+        }
       for (Isa isa : available_isas()) {
         Q8Activations a;
         quantize_activations(isa, DType::Q5_1, x.data(), 2, k, &a);
@@ -127,8 +153,8 @@ void int8_reference(const WeightMatrix& w, const std::vector<float>& x, int64_t 
   mag.assign(size_t(m * w.n), 0);
   const bool has_min = w.dtype == DType::Q4_1 || w.dtype == DType::Q5_1;
   for (int64_t i = 0; i < m; ++i) {
-    quantize_row_q8_0_ref(x.data() + i * w.k, w.k, q0.data());
-    quantize_row_q8_1_ref(x.data() + i * w.k, w.k, q1.data());
+    quantize_row_q8_0_ggml_cpu(x.data() + i * w.k, w.k, q0.data());
+    quantize_row_q8_1_ggml_cpu(x.data() + i * w.k, w.k, q1.data());
     for (int64_t j = 0; j < w.n; ++j) {
       const auto* row = static_cast<const uint8_t*>(w.data) + size_t(j) * rb;
       const size_t bb = traits(w.dtype).block_bytes;

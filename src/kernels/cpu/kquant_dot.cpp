@@ -251,7 +251,7 @@ void q8_0_quantize_row(Isa isa, const float* x, int64_t nb, int8_t* qs, float* d
         break;
       default: {
         BlockQ8_0 blk;
-        quantize_row_q8_0_ref(x + 32 * b, 32, &blk);
+        quantize_row_q8_0_ggml_cpu(x + 32 * b, 32, &blk);
         std::memcpy(qs + 32 * b, blk.qs, 32);
         d[b] = f16_to_f32(blk.d);
         continue;

@@ -14,10 +14,14 @@ namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// One block of 32 as quantize_row_q8_{0,1}_ref: d = amax/127, q = roundf(x·(1/d)).
-// Returns d in fp32 (before fp16 rounding), NaN when the block holds a NaN/Inf (then q = 0).
-// The clamp and the id guard only matter where llama.cpp is undefined (d subnormal).
-float quantize_block_scalar(const float* x, int8_t* q, int32_t* sum) {
+// One block of 32. Returns d = amax/127 in fp32 (before fp16 rounding), NaN when the block
+// holds a NaN/Inf (then q = 0). Two roundings of x·id:
+//   ggml_cpu (what llama.cpp computes with on x86: quantize_row_q8_{0,1} in
+//     ggml-cpu/arch/x86/quants.c, AVX2 path): id = 127/amax, round to nearest even;
+//   ref (ggml-quants.c quantize_row_q8_{0,1}_ref, gguf-py): id = 1/d, roundf (ties away).
+// They differ where x·id lands within an ulp of a half. The clamp and the id guard only matter
+// where llama.cpp is undefined (amax subnormal).
+float quantize_block_scalar(const float* x, int8_t* q, int32_t* sum, bool ggml_cpu) {
   float amax = 0.0f;
   bool finite = true;
   for (int j = 0; j < 32; ++j) {
@@ -30,10 +34,11 @@ float quantize_block_scalar(const float* x, int8_t* q, int32_t* sum) {
     return kNaN;
   }
   const float d = amax / 127.0f;
-  float id = d != 0.0f ? 1.0f / d : 0.0f;
+  float id = ggml_cpu ? (amax != 0.0f ? 127.0f / amax : 0.0f) : (d != 0.0f ? 1.0f / d : 0.0f);
   if (!std::isfinite(id)) id = 0.0f;
   for (int j = 0; j < 32; ++j) {
-    const float v = std::min(127.0f, std::max(-127.0f, std::roundf(x[j] * id)));
+    const float r = ggml_cpu ? std::nearbyint(x[j] * id) : std::roundf(x[j] * id);
+    const float v = std::min(127.0f, std::max(-127.0f, r));
     q[j] = int8_t(v);
     *sum += q[j];
   }
@@ -47,7 +52,7 @@ int32_t weight_offset(DType t) { return t == DType::Q4_0 ? 8 : t == DType::Q5_0 
 void quantize_blocks_scalar(const float* x, int64_t nb, int8_t* qs, float* d, int32_t* sums) {
   int8_t q[32];
   for (int64_t b = 0; b < nb; ++b) {
-    d[b] = quantize_block_scalar(x + 32 * b, q, &sums[b]);
+    d[b] = quantize_block_scalar(x + 32 * b, q, &sums[b], /*ggml_cpu=*/true);
     int64_t lo, hi;
     q8_half_offsets(b, nb, &lo, &hi);
     std::memcpy(qs + lo, q, 16);
@@ -140,20 +145,37 @@ void validate(const WeightMatrix& w, int64_t m) {
 
 }  // namespace
 
-void quantize_row_q8_0_ref(const float* x, int64_t k, BlockQ8_0* y) {
+namespace {
+
+void quantize_row_q8_0_as(const float* x, int64_t k, BlockQ8_0* y, bool ggml_cpu) {
   for (int64_t b = 0; b < k / 32; ++b) {
     int32_t sum;
-    y[b].d = f16_of(quantize_block_scalar(x + 32 * b, y[b].qs, &sum));
+    y[b].d = f16_of(quantize_block_scalar(x + 32 * b, y[b].qs, &sum, ggml_cpu));
   }
 }
 
-void quantize_row_q8_1_ref(const float* x, int64_t k, BlockQ8_1* y) {
+void quantize_row_q8_1_as(const float* x, int64_t k, BlockQ8_1* y, bool ggml_cpu) {
   for (int64_t b = 0; b < k / 32; ++b) {
     int32_t sum;
-    const float d = quantize_block_scalar(x + 32 * b, y[b].qs, &sum);
+    const float d = quantize_block_scalar(x + 32 * b, y[b].qs, &sum, ggml_cpu);
     y[b].d = f16_of(d);
     y[b].s = f16_of(float(sum) * d);
   }
+}
+
+}  // namespace
+
+void quantize_row_q8_0_ref(const float* x, int64_t k, BlockQ8_0* y) {
+  quantize_row_q8_0_as(x, k, y, false);
+}
+void quantize_row_q8_1_ref(const float* x, int64_t k, BlockQ8_1* y) {
+  quantize_row_q8_1_as(x, k, y, false);
+}
+void quantize_row_q8_0_ggml_cpu(const float* x, int64_t k, BlockQ8_0* y) {
+  quantize_row_q8_0_as(x, k, y, true);
+}
+void quantize_row_q8_1_ggml_cpu(const float* x, int64_t k, BlockQ8_1* y) {
+  quantize_row_q8_1_as(x, k, y, true);
 }
 
 bool q8_activation_supports(DType t) {

@@ -7,7 +7,8 @@
 //   s_x = fp16(d_x·Σ q_x) (d_x in fp32 before its fp16 rounding, as quantize_row_q8_1_ref).
 // Block sums are exact integers; blocks are accumulated in fp32 (SIMD variants only reorder
 // that fp32 sum). Semantics follow ggml-quants.c quantize_row_q8_{0,1}_ref and
-// ggml-cpu/quants.c ggml_vec_dot_q*_q8_*_generic (FORMATS.md §8.5).
+// ggml-cpu/quants.c ggml_vec_dot_q*_q8_*_generic (FORMATS.md §8.5); the activation rounding
+// follows ggml's x86 CPU quantizer (quantize_row_q8_0_ggml_cpu below).
 // Where llama.cpp is undefined (a NaN/Inf in a block: float→int8 of NaN) this code stores
 // d = s = NaN and q = 0, so the NaN reaches that row's outputs and no other row.
 #pragma once
@@ -27,6 +28,11 @@ namespace lowbit::kernels::cpu {
 // llama.cpp's block bytes (quantize_row_q8_0_ref / quantize_row_q8_1_ref); k % 32 == 0.
 void quantize_row_q8_0_ref(const float* x, int64_t k, BlockQ8_0* y);
 void quantize_row_q8_1_ref(const float* x, int64_t k, BlockQ8_1* y);
+// What ggml's x86 CPU backend computes with (quantize_row_q8_{0,1} of ggml-cpu/arch/x86/
+// quants.c and the repacked GEMMs' quantize_mat_q8_0): id = 127/amax instead of 1/d and round
+// to nearest even instead of roundf. The kernels' activations (quantize_activations) are these.
+void quantize_row_q8_0_ggml_cpu(const float* x, int64_t k, BlockQ8_0* y);
+void quantize_row_q8_1_ggml_cpu(const float* x, int64_t k, BlockQ8_1* y);
 
 // Whether linear_q8*() handles `weight` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
 bool q8_activation_supports(DType weight);

@@ -190,13 +190,8 @@ void run(const WeightMatrix& w, const Q8Activations& a, float* y) {
   }
 }
 
-// roundf exactly: trunc, then ±1 where |frac| ≥ 0.5.
-inline __m256 round_away(__m256 v) {
-  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 f = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-  const __m256 up = _mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  return _mm256_add_ps(t, _mm256_and_ps(up, _mm256_or_ps(_mm256_set1_ps(1.0f), sign)));
+inline __m256 round_even(__m256 v) {
+  return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
 }  // namespace
@@ -224,15 +219,17 @@ void quantize_blocks(const float* x, int64_t nb, int8_t* qs, float* d, int32_t* 
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float db = _mm_cvtss_f32(m4) / 127.0f;
-    float id = db != 0.0f ? 1.0f / db : 0.0f;
+    // ggml's x86 quantize_row_q8_0: id = 127/amax, round to nearest even.
+    const float amax = _mm_cvtss_f32(m4);
+    const float db = amax / 127.0f;
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     if (!std::isfinite(id)) id = 0.0f;
     const __m256 vid = _mm256_set1_ps(id), lim = _mm256_set1_ps(127.0f),
                  nlim = _mm256_set1_ps(-127.0f);
     __m256i q[4];
     for (int j = 0; j < 4; ++j)
       q[j] = _mm256_cvtps_epi32(
-          _mm256_min_ps(lim, _mm256_max_ps(nlim, round_away(_mm256_mul_ps(v[j], vid)))));
+          _mm256_min_ps(lim, _mm256_max_ps(nlim, round_even(_mm256_mul_ps(v[j], vid)))));
     // int32 → int16 → int8; packs interleave 128-bit lanes, the permute restores order.
     const __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
     __m256i p8 = _mm256_packs_epi16(p16a, p16b);

@@ -426,13 +426,8 @@ void run(const WeightMatrix& w, const Q8Activations& a, float* y) {
   }
 }
 
-// Round half away from zero (roundf) exactly: trunc, then ±1 where |frac| ≥ 0.5.
-inline __m512 round_away(__m512 v) {
-  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_abs_ps(_mm512_sub_ps(v, t));
-  const __mmask16 up = _mm512_cmp_ps_mask(f, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-  const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
-  return _mm512_mask_add_ps(t, up, t, one);
+inline __m512 round_even(__m512 v) {
+  return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
 }  // namespace
@@ -451,12 +446,13 @@ void quantize_blocks(const float* x, int64_t nb, int8_t* qs, float* d, int32_t* 
       continue;
     }
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    // ggml's x86 quantize_row_q8_0: id = 127/amax, round to nearest even.
     const float db = amax / 127.0f;
-    float id = db != 0.0f ? 1.0f / db : 0.0f;
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     if (!std::isfinite(id)) id = 0.0f;
     const __m512 vid = _mm512_set1_ps(id), lim = _mm512_set1_ps(127.0f);
-    const __m512 q0 = _mm512_min_ps(lim, _mm512_max_ps(-lim, round_away(_mm512_mul_ps(v0, vid))));
-    const __m512 q1 = _mm512_min_ps(lim, _mm512_max_ps(-lim, round_away(_mm512_mul_ps(v1, vid))));
+    const __m512 q0 = _mm512_min_ps(lim, _mm512_max_ps(-lim, round_even(_mm512_mul_ps(v0, vid))));
+    const __m512 q1 = _mm512_min_ps(lim, _mm512_max_ps(-lim, round_even(_mm512_mul_ps(v1, vid))));
     const __m512i i0 = _mm512_cvtps_epi32(q0), i1 = _mm512_cvtps_epi32(q1);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + lo), _mm512_cvtepi32_epi8(i0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + hi), _mm512_cvtepi32_epi8(i1));
