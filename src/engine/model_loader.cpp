@@ -59,6 +59,9 @@ std::pair<std::string, json> checkpoint_quant_config(const fs::path& dir) {
       fail("{}: quantization_config has no 'quant_method' string", (dir / "config.json").string());
     return {method, q};
   }
+  // NVIDIA ModelOpt exports' hf_quant_config.json ({"quantization": {"quant_algo": ...}}).
+  if (fs::exists(dir / "hf_quant_config.json"))
+    return {"modelopt", read_json(dir / "hf_quant_config.json")};
   // Side files of older checkpoints, without a quant_method key: GPTQ's quantize_config.json
   // (AutoGPTQ) and AutoAWQ's quant_config.json ({"w_bit": 4, "q_group_size": 128, ...}).
   if (fs::exists(dir / "quantize_config.json")) {

@@ -23,6 +23,7 @@
 #include "models/weight_source.h"
 #include "nn/linear.h"
 #include "quant/dense_weight_method.h"
+#include "quant/fp8_checkpoint.h"
 #include "quant/fp8_online.h"
 #include "quant/registry.h"
 #include "quant/weight_only_method.h"
@@ -107,6 +108,11 @@ Projection read_projection(const WeightSource& src, const quant::QuantConfig& qc
     p.wq = w->decode(layer);
   } else if (dynamic_cast<const quant::OnlineFp8Method*>(method.get())) {
     p.kind = Projection::kFp8;
+  } else if (auto* f = dynamic_cast<const quant::Fp8CheckpointMethod*>(method.get())) {
+    fail(
+        "{}: layer {} holds FP8 checkpoint weights (method '{}', {}), which the CUDA backend "
+        "does not run yet; use --device cpu (it dequantizes them to bf16)",
+        src.path(), prefix, f->method_name(), f->scheme().label);
   } else if (!dynamic_cast<const quant::DenseWeightMethod*>(method.get())) {
     fail(
         "{}: layer {} uses quantization method '{}', which has no CUDA path (the CUDA backend "

@@ -10,8 +10,10 @@
 namespace lowbit::nn {
 namespace {
 
-// Equal rank and lengths, where quant::kAnyLength in `expected` accepts any length.
+// Equal rank and lengths, where quant::kAnyLength in `expected` accepts any length. An expected
+// [1] also accepts a scalar []: per-tensor scales are stored either way (FORMATS.md §4.1).
 bool shape_matches(const std::vector<int64_t>& found, const std::vector<int64_t>& expected) {
+  if (found.empty() && expected == std::vector<int64_t>{1}) return true;
   if (found.size() != expected.size()) return false;
   for (size_t i = 0; i < found.size(); ++i)
     if (expected[i] != quant::kAnyLength && found[i] != expected[i]) return false;

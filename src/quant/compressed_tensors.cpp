@@ -7,11 +7,22 @@
 //   weight_scale [N, K/G] (F16/BF16/F32), weight_g_idx I32 [K] (actorder group),
 //   weight_shape I64/I32 [2] = (N, K) (pack-quantized, checked when present)
 //   W[n, k] = (q − zp) · scale  (the +2^(b-1) offsets cancel)
+// W8A8 schemes (FORMATS.md §3.5): int weights (any of the above) with dynamic per-token int8
+// activations (W8A8 / INT8, W4A8), and float-quantized FP8 weights (quant/fp8_checkpoint.h):
+//   weight F8_E4M3 [N, K], weight_scale [1] (tensor) | [N, 1] (channel) |
+//   [ceil(N/bn), ceil(K/bk)] (block, block_structure [bn, bk]); activations none (FP8 W8A16),
+//   dynamic per token or per group (FP8_DYNAMIC, FP8_BLOCK) or static (FP8: input_scale [1]).
+// The CPU emulates the activation quantization (quant/act_quant.h); the CUDA backend runs the
+// int W8A8 schemes as W8A16 / W4A16 (no activation rounding) and refuses the FP8 ones.
 // Layers are chosen by config_groups[*].targets ("Linear", exact names, "re:" regexes) minus
-// `ignore`. Schemes that quantize activations (W8A8, W4A8), float weights (FP8, NVFP4, MXFP4),
-// sparse or rotated (transform_config) checkpoints are refused by name until they are supported.
+// `ignore`. NVFP4, MXFP4, static int8 activations, sparse or rotated (transform_config)
+// checkpoints are refused by name until they are supported.
+#include <mutex>
+
 #include "core/error.h"
+#include "quant/act_quant.h"
 #include "quant/config_fields.h"
+#include "quant/fp8_checkpoint.h"
 #include "quant/int_packing.h"
 #include "quant/registry.h"
 #include "quant/weight_only_method.h"
@@ -30,11 +41,93 @@ struct CtScheme {
   bool sym = true;
   int64_t group_size = -1;  // -1: channel (one group spanning K)
   bool g_idx = false;       // actorder "group": weight_g_idx present
+  ActQuant act;             // W8A8 / W4A8: dynamic per-token int8 activations
+  bool fp8 = false;         // float-quantized FP8 weights: `fp8_scheme` applies
+  Fp8Scheme fp8_scheme;
 };
 
 constexpr const char* kSupported =
-    "supported: integer weight-only schemes (W4A16, W4A16_ASYM, W8A16) in pack-quantized, "
-    "int-quantized or naive-quantized format";
+    "supported: integer schemes (W4A16, W4A16_ASYM, W8A16 in pack-quantized, int-quantized or "
+    "naive-quantized format; W8A8 / W4A8 with dynamic per-token int8 activations) and FP8 "
+    "schemes (FP8, FP8_DYNAMIC, FP8_BLOCK, FP8 W8A16 in float-quantized format)";
+
+// The activation quantization of `in` (input_activations) for weights of type `weight_type`.
+ActQuant parse_activations(const json& in, const std::string& where, const std::string& label,
+                           const std::string& weight_type) {
+  ConfigFields f(in, where + ".input_activations");
+  const std::string type = f.get_string({"type"}, "int");
+  const int64_t bits = f.get_int({"num_bits"}, 8);
+  if (bits != 8 || type != (weight_type == "float" ? "float" : "int"))
+    fail(
+        "{}: scheme {} quantizes input activations to {} {}-bit, which is not supported yet "
+        "(expected {} 8-bit activations with {} weights); {}",
+        where, label, type, bits, weight_type, weight_type, kSupported);
+  if (!f.get_bool({"symmetric"}, true))
+    fail("{}: asymmetric activation quantization (scheme {}) is not supported yet", f.where(),
+         label);
+  ActQuant a;
+  a.fp8 = type == "float";
+  const json dyn = f.object().value("dynamic", json(false));
+  if (!dyn.is_boolean())
+    fail("{}: dynamic {} (NVFP4-style local activation scales) is not supported for scheme {}",
+         f.where(), dyn.dump(), label);
+  const std::string strategy = f.get_string({"strategy"}, dyn.get<bool>() ? "token" : "tensor");
+  if (dyn.get<bool>()) {
+    a.kind = ActQuant::Kind::kDynamic;
+    if (strategy == "group") {
+      a.group = f.get_int({"group_size"}, 0);
+      if (a.group <= 0)
+        fail("{}: dynamic group activations with group_size {}, expected a positive size",
+             f.where(), a.group);
+    } else if (strategy != "token") {
+      fail("{}: dynamic activation strategy '{}' is not supported (expected 'token' or 'group')",
+           f.where(), strategy);
+    }
+  } else {
+    if (strategy != "tensor")
+      fail("{}: static activation strategy '{}' is not supported (expected 'tensor')", f.where(),
+           strategy);
+    if (!a.fp8)
+      fail(
+          "{}: static int8 activations (scheme {}) are not supported yet; dynamic per-token "
+          "int8 activations are",
+          f.where(), label);
+    a.kind = ActQuant::Kind::kStatic;
+  }
+  return a;
+}
+
+// The float-quantized FP8 weight scheme of `w` (type float, 8 bits).
+Fp8Scheme parse_fp8_weights(ConfigFields& wf, const std::string& label) {
+  if (!wf.get_bool({"symmetric"}, true))
+    fail("{}: asymmetric FP8 weights (scheme {}) are not supported", wf.where(), label);
+  if (!wf.object().value("dynamic", json(false)).is_boolean() || wf.get_bool({"dynamic"}, false))
+    fail("{}: dynamic weight quantization is not a stored format", wf.where());
+  Fp8Scheme s;
+  s.label = label;
+  std::string strategy = wf.get_string({"strategy"}, "");
+  if (strategy.empty()) strategy = !wf.has({"group_size"}) ? "tensor" : "channel";
+  if (strategy == "tensor") {
+    s.scales = Fp8Scheme::Scales::kTensor;
+  } else if (strategy == "channel") {
+    s.scales = Fp8Scheme::Scales::kChannel;
+  } else if (strategy == "block") {
+    const json bs = wf.object().value("block_structure", json());
+    if (!bs.is_array() || bs.size() != 2 || !bs[0].is_number_integer() ||
+        !bs[1].is_number_integer() || bs[0].get<int64_t>() <= 0 || bs[1].get<int64_t>() <= 0)
+      fail("{}: block_structure is {}, expected [rows, cols] of two positive integers", wf.where(),
+           bs.dump());
+    s.scales = Fp8Scheme::Scales::kBlock;
+    s.block_n = bs[0].get<int64_t>();
+    s.block_k = bs[1].get<int64_t>();
+  } else {
+    fail(
+        "{}: strategy '{}' is not supported for FP8 weights (expected 'tensor', 'channel' or "
+        "'block')",
+        wf.where(), strategy);
+  }
+  return s;
+}
 
 // The preset name (compressed-tensors quant_scheme.py) that weight / input args describe.
 std::string scheme_label(const json& w, const json* in) {
@@ -66,19 +159,29 @@ CtScheme parse_group(const std::string& name, const json& g, const std::string& 
   ConfigFields wf(*w, where + ".weights");
   const std::string label = scheme_label(*w, in);
   const std::string type = wf.get_string({"type"}, "int");
-  if (type != "int")
+  const bool fp8 = type == "float" && wf.get_int({"num_bits"}, 8) == 8;
+  if (type != "int" && !fp8)
     fail("{}: scheme {} ({} {}-bit weights) is not supported yet; {}", where, label, type,
          wf.get_int({"num_bits"}, 8), kSupported);
-  if (in)
-    fail("{}: scheme {} quantizes input activations ({} {}-bit), which is not supported yet; {}",
-         where, label, in->value("type", std::string("int")), in->value("num_bits", 8), kSupported);
   if (f.get_object("output_activations"))
     fail("{}: scheme {} quantizes output activations, which is not supported; {}", where, label,
          kSupported);
 
   CtScheme s;
   s.group = name;
+  if (in) s.act = parse_activations(*in, where, label, type);
   const std::string format = f.get_string({"format"}, global_format);
+  if (fp8) {
+    if (format != "float-quantized" && format != "naive-quantized")
+      fail(
+          "{}: format '{}' for FP8 weights (scheme {}), expected 'float-quantized' or "
+          "'naive-quantized'",
+          where, format, label);
+    s.fp8 = true;
+    s.fp8_scheme = parse_fp8_weights(wf, label);
+    s.fp8_scheme.act = s.act;
+    return s;
+  }
   if (format == "pack-quantized") {
     s.format = CtFormat::kPacked;
   } else if (format == "int-quantized" || format == "naive-quantized") {
@@ -151,6 +254,14 @@ class CtLinearMethod : public WeightOnlyIntMethod {
     return specs;
   }
 
+  // W8A8 / W4A8: the activations are rounded to int8 per token first (quant/act_quant.h).
+  void apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const override {
+    if (!s_.act.active()) return WeightOnlyIntMethod::apply(layer, x, m, y);
+    std::vector<float> xq(x, x + m * layer.in_features);
+    fake_quantize_activations(s_.act, 0.0f, xq.data(), m, layer.in_features);
+    WeightOnlyIntMethod::apply(layer, xq.data(), m, y);
+  }
+
   DecodedWeight decode(const LinearLayer& layer) const override {
     const int64_t K = layer.in_features, N = layer.out_features, G = group(layer);
     const int b = s_.bits;
@@ -209,7 +320,7 @@ class CtLinearMethod : public WeightOnlyIntMethod {
 };
 
 struct CtGroup {
-  std::shared_ptr<const CtLinearMethod> method;
+  std::shared_ptr<const LinearMethod> method;
   bool all_linear = false;  // targets holds the class name "Linear"
   std::vector<ModulePattern> targets;
 };
@@ -241,7 +352,12 @@ class CtConfig : public QuantConfig {
     if (!groups || groups->empty()) fail("{}: no config_groups (nothing is quantized)", f.where());
     for (const auto& [name, g] : groups->items()) {
       CtGroup group;
-      group.method = std::make_shared<CtLinearMethod>(parse_group(name, g, format));
+      CtScheme scheme = parse_group(name, g, format);
+      if (scheme.fp8)
+        group.method = std::make_shared<Fp8CheckpointMethod>("compressed-tensors",
+                                                             scheme.fp8_scheme, fp8_notice_);
+      else
+        group.method = std::make_shared<CtLinearMethod>(scheme);
       ConfigFields gf(g, "compressed-tensors config_groups." + name);
       for (const std::string& t : gf.get_strings({"targets"})) {
         if (t == "Linear")
@@ -273,14 +389,18 @@ class CtConfig : public QuantConfig {
  private:
   std::vector<ModulePattern> ignore_;
   std::vector<CtGroup> groups_;
+  std::shared_ptr<std::once_flag> fp8_notice_ = std::make_shared<std::once_flag>();
 };
 
 }  // namespace
 
 MethodInfo compressed_tensors_method_info() {
   return {"compressed-tensors",
-          "llm-compressor checkpoints, integer weight-only schemes (W4A16, W8A16; "
-          "pack-quantized, int-quantized, naive-quantized; channel or group scales)",
+          "llm-compressor checkpoints: integer schemes (W4A16, W8A16; pack-quantized, "
+          "int-quantized, naive-quantized; channel or group scales; W8A8 / W4A8 with dynamic "
+          "per-token int8 activations, emulated on the CPU, W8A16 on CUDA) and FP8 schemes "
+          "(float-quantized: tensor, channel or block weight scales; static, dynamic or no "
+          "activation quantization; CPU only, weights dequantized to bf16)",
           {"cpu"},
           [](const json& j) { return std::make_unique<CtConfig>(j); }};
 }

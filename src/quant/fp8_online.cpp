@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "quant/fp8_checkpoint.h"
 #include "quant/registry.h"
 
 namespace lowbit::quant {
@@ -57,15 +58,16 @@ MethodInfo fp8_method_info() {
   MethodInfo info;
   info.name = "fp8";
   info.description =
-      "online (CUDA only): FP8 e4m3 weights with a scale per output row, activations "
-      "quantized per token at run time (W8A8)";
-  info.backends = {"cuda"};
+      "FP8 e4m3 W8A8. Checkpoints (quant_method \"fp8\": per-tensor weight_scale with static "
+      "or dynamic activations, or weight_block_size blocks with weight_scale_inv): CPU, weights "
+      "dequantized to bf16, activation quantization emulated; the CUDA backend refuses them for "
+      "now. Online (--quantization fp8 on a float checkpoint, CUDA only): a scale per output "
+      "row, activations quantized per token at run time";
+  info.backends = {"cpu", "cuda"};
   info.from_config = [](const nlohmann::json& config) -> std::unique_ptr<QuantConfig> {
-    if (!config.is_object() || !config.empty())
-      fail(
-          "quantization method 'fp8' quantizes unquantized checkpoints while loading and takes "
-          "no quantization_config (found {}); FP8 checkpoints are a later issue",
-          config.dump());
+    if (!config.is_object())
+      fail("fp8 quantization_config is {}, expected an object", config.dump());
+    if (!config.empty()) return make_fp8_checkpoint_config(config);  // an FP8 checkpoint
     return std::make_unique<OnlineFp8Config>();
   };
   info.quantizes_online = true;

@@ -3,6 +3,8 @@
 // one scale per output row; activations are quantized per token at run time (dynamic scales).
 // FP8 tensor cores need compute capability 8.9 (Ada, Hopper). The CPU backend has no FP8
 // kernels: loading on the CPU fails saying to use --device cuda.
+// The registered `fp8` method also loads FP8 checkpoints (a non-empty quantization_config):
+// quant/fp8_checkpoint.h.
 #pragma once
 
 #include "quant/quant_method.h"

@@ -15,6 +15,7 @@ MethodRegistry MethodRegistry::builtin() {
   r.add(int4_method_info());
   r.add(bitsandbytes_method_info());
   r.add(fp8_method_info());
+  r.add(modelopt_method_info());
   return r;
 }
 

@@ -50,6 +50,7 @@ MethodInfo compressed_tensors_method_info();  // llm-compressor integer weight-o
 MethodInfo int8_method_info();                // online RTN int8, per output channel
 MethodInfo int4_method_info();                // online RTN int4, asymmetric, grouped
 MethodInfo bitsandbytes_method_info();        // NF4/FP4/LLM.int8 checkpoints; online NF4
-MethodInfo fp8_method_info();                 // online FP8 W8A8, CUDA only (quant/fp8_online.h)
+MethodInfo fp8_method_info();                 // FP8 checkpoints (CPU); online FP8 W8A8, CUDA only
+MethodInfo modelopt_method_info();            // NVIDIA ModelOpt FP8 exports (quant/modelopt.cpp)
 
 }  // namespace lowbit::quant

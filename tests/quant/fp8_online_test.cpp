@@ -18,14 +18,16 @@ TEST(OnlineFp8, RegisteredAsCudaOnlyOnlineMethod) {
   ASSERT_NE(info, nullptr);
   EXPECT_TRUE(info->quantizes_online);
   EXPECT_EQ(info->min_capability, 89);
-  EXPECT_EQ(info->backends, std::vector<std::string>{"cuda"});
+  // cpu: FP8 checkpoints (quant/fp8_checkpoint.h); the online method itself is CUDA-only.
+  EXPECT_EQ(info->backends, (std::vector<std::string>{"cpu", "cuda"}));
   auto config = r.make("fp8", nlohmann::json::object());
   EXPECT_EQ(config->name(), "fp8");
   EXPECT_EQ(config->min_capability(), 89);
   LinearLayer head;
   head.prefix = "lm_head";
   EXPECT_EQ(config->get_quant_method(head, "lm_head"), nullptr);  // stays bf16
-  EXPECT_THROW(r.make("fp8", nlohmann::json{{"activation_scheme", "static"}}), Error);
+  // A non-empty config is an FP8 checkpoint's, validated as such.
+  EXPECT_THROW(r.make("fp8", nlohmann::json{{"activation_scheme", "per-row"}}), Error);
 }
 
 TEST(OnlineFp8, CpuRefusesNamingTheCudaDevice) {
