@@ -100,7 +100,7 @@ MethodInfo modelopt_method_info() {
   info.from_config = [](const json& config) -> std::unique_ptr<QuantConfig> {
     return std::make_unique<ModelOptConfig>(config);
   };
-  info.min_capability = kFp8MinCapability;
+  info.min_capability = -1;  // CPU only for now (a CUDA path would need sm_89: min_capability())
   return info;
 }
 
