@@ -9,8 +9,9 @@ void add_device_options(CLI::App& cmd, DeviceOptions& o) {
   cmd.add_option("--kv-cache-dtype", o.cuda.kv_cache_dtype,
                  "KV cache: auto (CUDA: bf16, or fp8 with checkpoint scales; CPU: f32), bf16, "
                  "fp8, fp8_e4m3, fp8_e5m2 (scales from the first prompt when the checkpoint has "
-                 "none); the CPU rounds its fp32 cache through the same types")
-      ->check(CLI::IsMember({"auto", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
+                 "none); the CPU rounds its fp32 cache through the same types; f16 (CPU only): "
+                 "llama.cpp's default F16 cache with its CPU flash-attention arithmetic")
+      ->check(CLI::IsMember({"auto", "f16", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2"}));
   cmd.add_option("--kv-cache-scales", o.cuda.kv_cache_scales,
                  "FP8 KV scales computed from the first prompt: tensor (one key and one value "
                  "scale per layer; auto, the default) or head (one per layer and KV head); "

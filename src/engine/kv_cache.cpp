@@ -23,6 +23,8 @@ float round_through(KvCacheDtype d, float x, float scale) {
       return x;
     case KvCacheDtype::kBf16:
       return bf16_to_f32(f32_to_bf16(x));
+    case KvCacheDtype::kF16:
+      return f16_to_f32(f32_to_f16(x));
     case KvCacheDtype::kFp8E4M3:
       return fp8_e4m3_to_f32(f32_to_fp8(x / scale, true)) * scale;
     case KvCacheDtype::kFp8E5M2:
@@ -88,10 +90,13 @@ KvCache::KvCache(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int
 KvCacheDtype cpu_kv_cache_dtype(const std::string& name) {
   if (name == "auto" || name == "f32") return KvCacheDtype::kF32;
   if (name == "bf16") return KvCacheDtype::kBf16;
+  if (name == "f16") return KvCacheDtype::kF16;
   if (name == "fp8" || name == "fp8_e4m3") return KvCacheDtype::kFp8E4M3;
   if (name == "fp8_e5m2") return KvCacheDtype::kFp8E5M2;
-  fail("--kv-cache-dtype '{}' is not known; expected auto, f32, bf16, fp8, fp8_e4m3 or fp8_e5m2",
-       name);
+  fail(
+      "--kv-cache-dtype '{}' is not known; expected auto, f32, f16, bf16, fp8, fp8_e4m3 or "
+      "fp8_e5m2",
+      name);
 }
 
 const char* kv_cache_dtype_name(KvCacheDtype d) {
@@ -100,6 +105,8 @@ const char* kv_cache_dtype_name(KvCacheDtype d) {
       return "f32";
     case KvCacheDtype::kBf16:
       return "bf16";
+    case KvCacheDtype::kF16:
+      return "f16";
     case KvCacheDtype::kFp8E4M3:
       return "fp8_e4m3";
     case KvCacheDtype::kFp8E5M2:
@@ -109,7 +116,9 @@ const char* kv_cache_dtype_name(KvCacheDtype d) {
 }
 
 uint64_t KvCache::bytes() const {
-  const uint64_t per = dtype_ == KvCacheDtype::kF32 ? 4 : dtype_ == KvCacheDtype::kBf16 ? 2 : 1;
+  const uint64_t per = dtype_ == KvCacheDtype::kF32                                    ? 4
+                       : dtype_ == KvCacheDtype::kBf16 || dtype_ == KvCacheDtype::kF16 ? 2
+                                                                                       : 1;
   return 2 * keys_.size() * per;
 }
 

@@ -25,9 +25,11 @@
 
 namespace lowbit::engine {
 
-enum class KvCacheDtype : uint8_t { kF32, kBf16, kFp8E4M3, kFp8E5M2 };
+// kF16: llama.cpp's default cache; the CPU attention then computes as ggml's flash attention
+// with F16 K/V (kernels/cpu/flash_attn_f16.h), so GGUF perplexity matches llama-perplexity's.
+enum class KvCacheDtype : uint8_t { kF32, kBf16, kFp8E4M3, kFp8E5M2, kF16 };
 
-// "auto" (f32 on the CPU), "f32", "bf16", "fp8" (= fp8_e4m3), "fp8_e4m3", "fp8_e5m2".
+// "auto" (f32 on the CPU), "f32", "f16", "bf16", "fp8" (= fp8_e4m3), "fp8_e4m3", "fp8_e5m2".
 KvCacheDtype cpu_kv_cache_dtype(const std::string& name);
 const char* kv_cache_dtype_name(KvCacheDtype d);
 bool is_fp8(KvCacheDtype d);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/cpu/flash_attn_f16.h"
 #include "kernels/cpu/vec.h"
 #include "models/kv_scales.h"
 #include "models/weight_source.h"
@@ -167,10 +168,14 @@ void LlamaModel::attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCac
         const float* q = q_.data() + (t * nh + h) * hd;
         const float* keys = cache.keys(layer, h / group);
         const float* vals = cache.values(layer, h / group);
+        float* out = attn_.data() + (t * nh + h) * hd;
+        if (cache.dtype() == engine::KvCacheDtype::kF16) {  // as llama.cpp's CPU flash attention
+          kernels::cpu::attend_f16_online(q, keys, vals, len, hd, scale, out);
+          continue;
+        }
         for (int64_t p = 0; p < len; ++p)
           scores[p] = kernels::cpu::dot_f32(q, keys + p * hd, hd) * scale;
         kernels::cpu::softmax_f32(scores.data(), len);
-        float* out = attn_.data() + (t * nh + h) * hd;
         std::fill(out, out + hd, 0.0f);
         for (int64_t p = 0; p < len; ++p) kernels::cpu::axpy_f32(scores[p], vals + p * hd, out, hd);
       }
