@@ -4,6 +4,7 @@
 # wikitext-2 chunks, written as markdown + JSON to docs/quant-cards/.
 #
 # Usage:  bench/run-quant-cards.sh [--threads N] [--ctx C] [--chunks K] [--out DIR]
+#                                  [--methods "int4 int8 bitsandbytes"]
 # Model:  SmolLM2-135M-Instruct. The registry route ships it only as Q4_1 GGUF
 #         (scripts/fetch-default-model.sh), so the reference is that file's weights converted to
 #         BF16 by `lowbit quantize --type BF16`; every method then quantizes the same BF16
@@ -14,14 +15,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-THREADS=2 CTX=512 CHUNKS=40 OUT=docs/quant-cards
+THREADS=2 CTX=512 CHUNKS=40 OUT=docs/quant-cards METHODS="int4 int8 bitsandbytes"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --threads) THREADS="$2"; shift 2 ;;
     --ctx) CTX="$2"; shift 2 ;;
     --chunks) CHUNKS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --methods) METHODS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run-quant-cards: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -35,7 +37,7 @@ mkdir -p "$DIR" "$OUT"
 REF="$DIR/smollm2-lowbit-BF16.gguf"
 [[ -f "$REF" ]] || "$LOWBIT" quantize --model "$BASE" --out "$REF" --type BF16 >&2
 
-for method in int4 int8 bitsandbytes; do
+for method in $METHODS; do
   name=$method
   [[ $method == bitsandbytes ]] && name=nf4
   echo "== lowbit eval --quantization $method" >&2

@@ -107,8 +107,11 @@ uint64_t LlamaModel::weight_bytes() const {
   for (const auto& L : layers_)
     for (const nn::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
       total += l->weight_bytes();
-  bool tied = lm_head_.layer().tensors.at("weight").data == embedding_.data;
-  total += lm_head_.weight_bytes() + (tied ? 0 : embedding_bytes_);
+  // lm_head computes from the embedding's own storage only when it is tied and left as stored
+  // (same bytes); a quantized lm_head (online int4/int8) is a copy beside the embedding.
+  const bool shares_embedding = lm_head_.layer().tensors.at("weight").data == embedding_.data &&
+                                lm_head_.weight_bytes() == embedding_bytes_;
+  total += lm_head_.weight_bytes() + (shares_embedding ? 0 : embedding_bytes_);
   return total;
 }
 
