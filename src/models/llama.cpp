@@ -172,7 +172,10 @@ void LlamaModel::attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCac
         const float* keys = cache.keys(layer, h / group);
         const float* vals = cache.values(layer, h / group);
         float* out = attn_.data() + (t * nh + h) * hd;
-        if (cache.dtype() == engine::KvCacheDtype::kF16) {  // as llama.cpp's CPU flash attention
+        // f16 cache, as llama.cpp's CPU flash attention: batches of fewer than 64 queries take
+        // its per-query path (F16 query and accumulator, attend_f16_online); larger batches its
+        // tiled path, fp32 arithmetic on the F16 keys / values, as below.
+        if (cache.dtype() == engine::KvCacheDtype::kF16 && n < 64) {
           kernels::cpu::attend_f16_online(q, keys, vals, len, hd, scale, out);
           continue;
         }

@@ -1,7 +1,7 @@
 // attend_f16_online(): ggml's CPU flash attention with F16 K/V, against (1) a plain restatement
-// of ggml_compute_forward_flash_attn_ext_f16_one_chunk's F16 arithmetic (same result to the
-// bit) and (2) exact softmax attention in double (within F16 accumulation error), on random
-// non-zero data and odd lengths / head sizes.
+// of ggml_compute_forward_flash_attn_ext_f16_one_chunk's F16 arithmetic (the same up to the
+// order of the score sums) and (2) exact softmax attention in double (within F16 accumulation
+// error), on random non-zero data and odd lengths / head sizes.
 #include "kernels/cpu/flash_attn_f16.h"
 
 #include <gtest/gtest.h>
@@ -70,7 +70,10 @@ TEST(FlashAttnF16, MatchesGgmlRestatementAndExactAttention) {
     for (int64_t d = 0; d < hd; ++d) {
       double exact = 0;
       for (int64_t p = 0; p < len; ++p) exact += w[size_t(p)] / sum * v[size_t(p * hd + d)];
-      ASSERT_FLOAT_EQ(out[size_t(d)], want[size_t(d)]) << "d=" << d;
+      // Same arithmetic up to the score sum's order (dot_f32's SIMD order): a last-bit change
+      // of a score may move an F16 rounding of the accumulator, so allow two F16 ulps.
+      ASSERT_NEAR(out[size_t(d)], want[size_t(d)], 2e-3 * std::fabs(want[size_t(d)]) + 1e-6)
+          << "d=" << d;
       // F16 accumulation: a few F16 ulps of the running sum (values ~1, sum of weights ≥ 1).
       EXPECT_NEAR(out[size_t(d)], exact, 4e-3 * std::sqrt(double(len)) + 2e-3) << "d=" << d;
     }

@@ -1,4 +1,6 @@
 // One query row's attention as ggml's CPU flash attention computes it with an F16 KV cache
+// for batches of fewer than 64 queries (generation; ggml's tiled path for larger batches is
+// fp32 arithmetic on the F16 values, which the plain attention over an f16 cache already is)
 // (ggml-cpu/ops.cpp ggml_compute_forward_flash_attn_ext_f16_one_chunk, llama.cpp's default:
 // F16 K/V, flash attention on): the query is rounded to F16 (K's vec_dot_type), scores are
 // F16·F16 dot products accumulated in fp32, the softmax is online (running max M and sum S)
