@@ -37,10 +37,8 @@ void quantize_row_iq2_xxs(const float* x, BlockIQ2_XXS* y, int64_t n, const floa
       int8_t L[kBlock];
       iq_block_weights(kBlock, xb, qwbl + kBlock * ib, sigma2, 0.f, weight, waux);
       uint8_t block_signs[4];
-      for (int k = 0; k < 4; ++k)
-        block_signs[k] = iq_signs_even(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-      float max = xval[0];
-      for (int i = 1; i < kBlock; ++i) max = ggml_max(max, xval[i]);
+      iq_block_signs_even(kBlock, xb, weight, xval, block_signs);
+      const float max = iq_max(kBlock, xval);
       if (max < kGroupMaxEps) {
         scales[ib] = 0;
         continue;
@@ -99,10 +97,8 @@ void quantize_row_iq2_xs(const float* x, BlockIQ2_XS* y, int64_t n, const float*
       int8_t L[kBlock];
       iq_block_weights(kBlock, xb, qwbl + kBlock * ib, sigma2, 0.f, weight, waux);
       uint8_t block_signs[2];
-      for (int k = 0; k < 2; ++k)
-        block_signs[k] = iq_signs_even(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-      float max = xval[0];
-      for (int i = 1; i < kBlock; ++i) max = ggml_max(max, xval[i]);
+      iq_block_signs_even(kBlock, xb, weight, xval, block_signs);
+      const float max = iq_max(kBlock, xval);
       if (max < kGroupMaxEps) {
         scales[ib] = 0;
         continue;
@@ -158,8 +154,7 @@ void quantize_row_iq2_s(const float* x, BlockIQ2_S* y, int64_t n, const float* q
                        weight, waux);
       uint8_t block_signs[2];
       for (int k = 0; k < 2; ++k) block_signs[k] = iq_signs_plain(xb + 8 * k, xval + 8 * k);
-      float max = xval[0];
-      for (int i = 1; i < kBlock; ++i) max = ggml_max(max, xval[i]);
+      const float max = iq_max(kBlock, xval);
       if (max < kEpsS) {
         scales[ib] = 0;
         continue;

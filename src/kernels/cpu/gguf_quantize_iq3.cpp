@@ -36,10 +36,8 @@ void quantize_row_iq3_xxs(const float* x, BlockIQ3_XXS* y, int64_t n, const floa
       int8_t L[kBlock];
       iq_block_weights(kBlock, xb, qwbl ? qwbl + kBlock * ib : nullptr, sigma2, 0.f, weight, waux);
       uint8_t block_signs[4];
-      for (int k = 0; k < 4; ++k)
-        block_signs[k] = iq_signs_even(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-      float max = xval[0];
-      for (int i = 1; i < kBlock; ++i) max = ggml_max(max, xval[i]);
+      iq_block_signs_even(kBlock, xb, weight, xval, block_signs);
+      const float max = iq_max(kBlock, xval);
       if (max < kEpsXxs) {
         scales[ib] = 0;
         continue;
@@ -96,8 +94,7 @@ void quantize_row_iq3_s(const float* x, BlockIQ3_S* y, int64_t n, const float* q
       uint8_t block_signs[kSignBytes];
       for (int k = 0; k < kSignBytes; ++k)
         block_signs[k] = iq_signs_plain(xb + 8 * k, xval + 8 * k);
-      float max = xval[0];
-      for (int i = 1; i < kBlock; ++i) max = ggml_max(max, xval[i]);
+      const float max = iq_max(kBlock, xval);
       if (!max) {
         scales[ib] = 0;
         continue;

@@ -123,6 +123,17 @@ uint8_t iq_signs_even(const float* x8, const float* weight8, float* xval8) {
   return s & 127;
 }
 
+void iq_block_signs_even(int n, const float* xb, const float* weight, float* xval, uint8_t* signs) {
+  for (int k = 0; k < n / 8; ++k)
+    signs[k] = iq_signs_even(xb + 8 * k, weight + 8 * k, xval + 8 * k);
+}
+
+float iq_max(int n, const float* xval) {
+  float max = xval[0];
+  for (int i = 1; i < n; ++i) max = ggml_max(max, xval[i]);
+  return max;
+}
+
 float iq_search_block(const IqSearch& p, int n, const float* xval, const float* weight,
                       const float* waux, float denom, float scale, int8_t* L) {
   const int group = p.grid->group();

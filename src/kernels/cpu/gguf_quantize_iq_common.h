@@ -36,6 +36,11 @@ uint8_t iq_signs_plain(const float* x8, float* xval8);
 // derive the 8th): when the count is odd the element of least weight·x² keeps the wrong sign,
 // its xval becoming negative. Returns the 7 stored bits.
 uint8_t iq_signs_even(const float* x8, const float* weight8, float* xval8);
+// iq_signs_even over each group of 8 of an n-element block: signs[n / 8].
+void iq_block_signs_even(int n, const float* xb, const float* weight, float* xval, uint8_t* signs);
+
+// ggml's running MAX over xval[0..n) in order (the first of equal values wins).
+float iq_max(int n, const float* xval);
 
 // When the refit of step 2 runs and which groups it re-rounds.
 enum class IqRefit {
