@@ -3,6 +3,10 @@
 // against transformers run on the dequantized weights: logits within 1e-4 relative on the exact
 // activation path and identical greedy tokens. Fixtures: tests/fixtures/tiny_quant/, made by
 // tools/gen_quant_tiny_models.py (see its header for what each variant covers).
+// FP8 and W8A8 checkpoints (HF "fp8" per-tensor static and block-wise, compressed-tensors
+// FP8_DYNAMIC and INT8 W8A8, ModelOpt FP8 from hf_quant_config.json) run on the CPU with weights
+// dequantized and activations rounded as the scheme says, against transformers with the same
+// activation rounding in pre-hooks; fixtures made by tools/gen_fp8_tiny_models.py.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -36,6 +40,17 @@ TEST(QuantizedCheckpoints, CompressedTensorsW4A16Asym) {
 TEST(QuantizedCheckpoints, CompressedTensorsW8A16Qwen2) {
   check("ct_qwen2_w8a16", "compressed-tensors");
 }
+
+TEST(Fp8Checkpoints, HfPerTensorStaticLlama) { check("fp8_llama_static", "fp8"); }
+TEST(Fp8Checkpoints, HfBlockWiseLlama) { check("fp8_llama_block", "fp8"); }
+TEST(Fp8Checkpoints, CompressedTensorsFp8DynamicLlama) {
+  check("ct_llama_fp8_dynamic", "compressed-tensors");
+}
+TEST(Fp8Checkpoints, CompressedTensorsInt8W8A8Qwen2) {
+  check("ct_qwen2_int8_w8a8", "compressed-tensors");
+}
+// hf_quant_config.json only (no quantization_config); a wildcard excludes layer 1's MLP.
+TEST(Fp8Checkpoints, ModelOptFp8Llama) { check("modelopt_llama_fp8", "modelopt"); }
 
 // The default activation path (int8 blocks where the kernels use them) stays close and keeps
 // the greedy tokens of a model with comfortable margins.
