@@ -72,7 +72,8 @@ E4M3 = torch.float8_e4m3fn
 # another order than transformers (~1e-6 relative apart), so an element within ~1e-5 steps of a
 # midpoint can round the other way there and move the later logits by ~1e-2 (seed 303 of
 # ct_llama_fp8_dynamic did: -248.0003 between e4m3 240 and 256). Such a fixture is a reference
-# ambiguity, not a bug: pick another seed and check tests/models/quantized_checkpoints_test.cpp (Fp8Checkpoints.*).
+# ambiguity, not a bug: pick another seed and check Fp8Checkpoints.* in
+# tests/models/quantized_checkpoints_test.cpp.
 closest_tie = [1.0]
 
 
