@@ -10,10 +10,12 @@
 namespace lowbit::quant {
 namespace {
 
-// What process_weights_after_loading prepares: the kernel's view of W and an fp32 bias.
+// What process_weights_after_loading prepares: the kernel's view of W, an fp32 bias and (gguf
+// method, formats with a prompt GEMM) W repacked for it.
 struct Prepared {
   kernels::cpu::WeightMatrix weight;
-  std::vector<float> bias;  // empty when the layer has none
+  std::shared_ptr<const kernels::cpu::PackedGemmWeights> packed;  // null: no GEMM layout
+  std::vector<float> bias;                                        // empty when the layer has none
 };
 
 std::vector<float> to_f32(const TensorView& t) {
@@ -40,6 +42,8 @@ void DenseWeightMethod::process_weights_after_loading(LinearLayer& layer) const 
          reason);
   auto p = std::make_shared<Prepared>();
   p->weight = {w.dtype, w.data, layer.out_features, layer.in_features};
+  if (activations_ == DenseActivations::kGgml)
+    p->packed = kernels::cpu::prepare_linear_ggml(p->weight);
   if (auto it = layer.tensors.find("bias"); it != layer.tensors.end()) p->bias = to_f32(it->second);
   layer.prepared = p;
 }
@@ -47,7 +51,7 @@ void DenseWeightMethod::process_weights_after_loading(LinearLayer& layer) const 
 void DenseWeightMethod::apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const {
   const auto& p = *static_cast<const Prepared*>(layer.prepared.get());
   if (activations_ == DenseActivations::kGgml)
-    kernels::cpu::linear_ggml(p.weight, x, m, y);
+    kernels::cpu::linear_ggml_prepared(p.weight, p.packed.get(), x, m, y);
   else
     kernels::cpu::linear(p.weight, x, m, y);
   if (!p.bias.empty()) {

@@ -1,8 +1,11 @@
 #include "kernels/cpu/ggml_linear.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
+#include "core/error.h"
 #include "core/half.h"
 
 namespace lowbit::kernels::cpu {
@@ -29,6 +32,37 @@ void linear_ggml(const WeightMatrix& w, const float* x, int64_t m, float* y) {
   rounded.resize(size_t(m * w.k));
   round_activations_to(w.dtype, x, m * w.k, rounded.data());
   linear(w, rounded.data(), m, y);
+}
+
+namespace {
+
+// LOWBIT_PROMPT_GEMM=0 turns the repacked GEMM off (read once): A/B benchmarks, and a way back
+// to the row-wise kernels without a rebuild.
+bool prompt_gemm_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("LOWBIT_PROMPT_GEMM");
+    return !(v && std::string_view(v) == "0");
+  }();
+  return enabled;
+}
+
+}  // namespace
+
+std::shared_ptr<const PackedGemmWeights> prepare_linear_ggml(const WeightMatrix& w) {
+  if (!gemm_supports(w.dtype) || active_isa() < Isa::kAvx512 || !prompt_gemm_enabled())
+    return nullptr;
+  return std::make_shared<const PackedGemmWeights>(pack_gemm_weights(w));
+}
+
+void linear_ggml_prepared(const WeightMatrix& w, const PackedGemmWeights* packed, const float* x,
+                          int64_t m, float* y) {
+  if (packed && m >= 2 && !exact_activations() && active_isa() == Isa::kAvx512) {
+    if (packed->dtype != w.dtype || packed->n != w.n || packed->k != w.k)
+      fail("linear_ggml_prepared: packed {} [{}, {}] does not belong to the {} weight [{}, {}]",
+           name(packed->dtype), packed->n, packed->k, name(w.dtype), w.n, w.k);
+    return linear_gemm_isa(Isa::kAvx512, *packed, x, m, y);
+  }
+  linear_ggml(w, x, m, y);
 }
 
 }  // namespace lowbit::kernels::cpu

@@ -1,0 +1,179 @@
+// AVX-512 VNNI micro-kernel of the prompt GEMM (q8_gemm.h): M ≤ kPanel activation rows × one
+// tile of 16 weight rows. Per 32-element block, for each of the 8 groups of 4 elements, one
+// 64-byte register holds the 16 rows' unsigned weight bytes (decoded from the packed nibbles:
+// and / shift, IQ4_NL's table through vpshufb, Q5's 5th bits through a precomputed byte mask) and
+// each activation row adds one vpdpbusd with its 4 bytes broadcast from memory into its int32
+// block sum (seeded with −o·Σ q_x). Then per activation row: one int32 → fp32 conversion and
+// acc += (d_w·d_x)·Σ for the 16 columns, with separately rounded multiplies and adds (embedded
+// rounding intrinsics, which the compiler cannot contract into FMAs), so every output carries the
+// scalar reference's bits.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/gguf_grids.h"
+#include "kernels/cpu/q8_gemm.h"
+
+namespace lowbit::kernels::cpu::avx512 {
+namespace {
+
+constexpr int kRn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+constexpr int kPanel = 8;  // activation rows per micro-kernel call
+
+inline __m512 mul(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, kRn); }
+inline __m512 add(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, kRn); }
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// Weight decoders: group slots j (elements 4j..4j+3) and 4+j (elements 16+4j..) of one block.
+struct Nibbles {  // Q4_0, Q4_1: u = q
+  static constexpr size_t kQuantBytes = 256;
+  static void decode(const uint8_t* q, int j, __m512i table, __m512i& lo, __m512i& hi) {
+    const __m512i v = _mm512_load_si512(q + 64 * j), m4 = _mm512_set1_epi8(15);
+    lo = _mm512_and_si512(v, m4);
+    hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+  }
+};
+struct Fives {  // Q5_0, Q5_1: u = q | 5th bit << 4
+  static constexpr size_t kQuantBytes = 320;
+  static void decode(const uint8_t* q, int j, __m512i table, __m512i& lo, __m512i& hi) {
+    Nibbles::decode(q, j, table, lo, hi);
+    __mmask64 mlo, mhi;
+    std::memcpy(&mlo, q + 256 + 8 * j, 8);
+    std::memcpy(&mhi, q + 256 + 8 * (4 + j), 8);
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    lo = _mm512_mask_add_epi8(lo, mlo, lo, sixteen);
+    hi = _mm512_mask_add_epi8(hi, mhi, hi, sixteen);
+  }
+};
+struct Iq4nl {  // u = T[idx] + 128
+  static constexpr size_t kQuantBytes = 256;
+  static void decode(const uint8_t* q, int j, __m512i table, __m512i& lo, __m512i& hi) {
+    Nibbles::decode(q, j, table, lo, hi);
+    lo = _mm512_shuffle_epi8(table, lo);
+    hi = _mm512_shuffle_epi8(table, hi);
+  }
+};
+struct Bytes {  // Q8_0: u = q + 128, stored as is
+  static constexpr size_t kQuantBytes = 512;
+  static void decode(const uint8_t* q, int j, __m512i, __m512i& lo, __m512i& hi) {
+    lo = _mm512_load_si512(q + 64 * j);
+    hi = _mm512_load_si512(q + 64 * (4 + j));
+  }
+};
+
+// M activation rows from i0 × the tile at `qt` (its scales follow its quants); `cols` masks the
+// tile's valid columns of y (row stride ldy).
+template <class D, bool kMin, int M>
+void micro_kernel(const PackedGemmWeights& w, const uint8_t* qt, const GemmActivations& a,
+                  int64_t i0, __m512i table, float* y, int64_t ldy, __mmask16 cols) {
+  // Two integer chains per row when there are few rows: vpdpbusd's latency needs ≥ 8 in flight.
+  constexpr bool kSplit = M <= 4;
+  const int64_t nb = a.nb;
+  const uint8_t* st = qt + size_t(nb) * D::kQuantBytes;
+  const int8_t* x[M];
+  const float* dx[M];
+  const float* sx[M];
+  const int32_t* bias[M];
+  __m512 acc[M];
+  for (int i = 0; i < M; ++i) {
+    x[i] = a.qs.data() + (i0 + i) * a.k;
+    dx[i] = a.d.data() + (i0 + i) * nb;
+    sx[i] = kMin ? a.s.data() + (i0 + i) * nb : nullptr;
+    bias[i] = a.bias.data() + (i0 + i) * nb;
+    acc[i] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* q = qt + size_t(b) * D::kQuantBytes;
+    __m512i s0[M], s1[M];
+    for (int i = 0; i < M; ++i) {
+      s0[i] = _mm512_set1_epi32(bias[i][b]);
+      if constexpr (kSplit) s1[i] = _mm512_setzero_si512();
+    }
+    for (int j = 0; j < 4; ++j) {
+      __m512i lo, hi;
+      D::decode(q, j, table, lo, hi);
+      for (int i = 0; i < M; ++i) {
+        s0[i] = _mm512_dpbusd_epi32(s0[i], lo, bcast4(x[i] + 32 * b + 4 * j));
+        if constexpr (kSplit) {
+          s1[i] = _mm512_dpbusd_epi32(s1[i], hi, bcast4(x[i] + 32 * b + 16 + 4 * j));
+        } else {
+          s0[i] = _mm512_dpbusd_epi32(s0[i], hi, bcast4(x[i] + 32 * b + 16 + 4 * j));
+        }
+      }
+    }
+    const uint8_t* sb = st + size_t(b) * w.scale_bytes;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb)));
+    __m512 mw;
+    if constexpr (kMin)
+      mw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb + 32)));
+    for (int i = 0; i < M; ++i) {
+      const __m512i isum = kSplit ? _mm512_add_epi32(s0[i], s1[i]) : s0[i];
+      __m512 t = mul(mul(dw, _mm512_set1_ps(dx[i][b])), _mm512_cvtepi32_ps(isum));
+      if constexpr (kMin) t = add(t, mul(mw, _mm512_set1_ps(sx[i][b])));
+      acc[i] = add(acc[i], t);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm512_mask_storeu_ps(y + i * ldy, cols, acc[i]);
+}
+
+template <class D, bool kMin>
+void run(const PackedGemmWeights& w, const GemmActivations& a, float* y) {
+  __m512i table = _mm512_setzero_si512();
+  if (w.dtype == DType::IQ4_NL)
+    table = _mm512_xor_si512(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))),
+        _mm512_set1_epi8(char(0x80)));
+#pragma omp parallel for schedule(static) if (w.n * w.k * a.m > (int64_t(1) << 16))
+  for (int64_t t = 0; t < w.tiles; ++t) {
+    const uint8_t* qt = w.tile(t);
+    const int cols = int(std::min<int64_t>(16, w.n - 16 * t));
+    const __mmask16 mask = __mmask16((1u << cols) - 1);
+    for (int64_t i0 = 0; i0 < a.m; i0 += kPanel) {
+      float* out = y + i0 * w.n + 16 * t;
+      switch (std::min<int64_t>(kPanel, a.m - i0)) {
+#define LOWBIT_GEMM_ROWS(R)                                        \
+  case R:                                                          \
+    micro_kernel<D, kMin, R>(w, qt, a, i0, table, out, w.n, mask); \
+    break;
+        LOWBIT_GEMM_ROWS(8)
+        LOWBIT_GEMM_ROWS(7)
+        LOWBIT_GEMM_ROWS(6)
+        LOWBIT_GEMM_ROWS(5)
+        LOWBIT_GEMM_ROWS(4)
+        LOWBIT_GEMM_ROWS(3)
+        LOWBIT_GEMM_ROWS(2)
+        LOWBIT_GEMM_ROWS(1)
+#undef LOWBIT_GEMM_ROWS
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void q8_gemm(const PackedGemmWeights& w, const GemmActivations& a, float* y) {
+  switch (w.dtype) {
+    case DType::Q4_0:
+      return run<Nibbles, false>(w, a, y);
+    case DType::Q4_1:
+      return run<Nibbles, true>(w, a, y);
+    case DType::Q5_0:
+      return run<Fives, false>(w, a, y);
+    case DType::Q5_1:
+      return run<Fives, true>(w, a, y);
+    case DType::Q8_0:
+      return run<Bytes, false>(w, a, y);
+    default:
+      return run<Iq4nl, false>(w, a, y);
+  }
+}
+
+}  // namespace lowbit::kernels::cpu::avx512
