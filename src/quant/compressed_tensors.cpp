@@ -12,8 +12,9 @@
 //   weight F8_E4M3 [N, K], weight_scale [1] (tensor) | [N, 1] (channel) |
 //   [ceil(N/bn), ceil(K/bk)] (block, block_structure [bn, bk]); activations none (FP8 W8A16),
 //   dynamic per token or per group (FP8_DYNAMIC, FP8_BLOCK) or static (FP8: input_scale [1]).
-// The CPU emulates the activation quantization (quant/act_quant.h); the CUDA backend runs the
-// int W8A8 schemes as W8A16 / W4A16 (no activation rounding) and refuses the FP8 ones.
+// The CPU emulates the activation quantization (quant/act_quant.h); the CUDA backend
+// (models/w8_checkpoint_cuda.h) runs FP8 and int8 channel-wise symmetric W8A8 on its W8A8
+// kernels with the stored codes, and the other int W8A8 / W4A8 schemes as W8A16 / W4A16.
 // Layers are chosen by config_groups[*].targets ("Linear", exact names, "re:" regexes) minus
 // `ignore`. NVFP4, MXFP4, static int8 activations, sparse or rotated (transform_config)
 // checkpoints are refused by name until they are supported.
@@ -254,6 +255,8 @@ class CtLinearMethod : public WeightOnlyIntMethod {
     return specs;
   }
 
+  ActQuant activations() const override { return s_.act; }
+
   // W8A8 / W4A8: the activations are rounded to int8 per token first (quant/act_quant.h).
   void apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const override {
     if (!s_.act.active()) return WeightOnlyIntMethod::apply(layer, x, m, y);
@@ -398,10 +401,11 @@ MethodInfo compressed_tensors_method_info() {
   return {"compressed-tensors",
           "llm-compressor checkpoints: integer schemes (W4A16, W8A16; pack-quantized, "
           "int-quantized, naive-quantized; channel or group scales; W8A8 / W4A8 with dynamic "
-          "per-token int8 activations, emulated on the CPU, W8A16 on CUDA) and FP8 schemes "
-          "(float-quantized: tensor, channel or block weight scales; static, dynamic or no "
-          "activation quantization; CPU only, weights dequantized to bf16)",
-          {"cpu"},
+          "per-token int8 activations, emulated on the CPU, int8 W8A8 kernels on CUDA) and FP8 "
+          "schemes (float-quantized: tensor, channel or block weight scales; static, dynamic or "
+          "no activation quantization; CPU: weights dequantized to bf16; CUDA: FP8 W8A8 "
+          "kernels on the stored codes)",
+          {"cpu", "cuda"},
           [](const json& j) { return std::make_unique<CtConfig>(j); }};
 }
 

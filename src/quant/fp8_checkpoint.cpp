@@ -72,6 +72,38 @@ std::vector<TensorSpec> Fp8CheckpointMethod::create_weights(const LinearLayer& l
   return specs;
 }
 
+Fp8StoredWeight Fp8CheckpointMethod::decode(const LinearLayer& layer) const {
+  Fp8StoredWeight d;
+  d.n = layer.out_features;
+  d.k = layer.in_features;
+  d.scales = positive_scales(layer, scheme_.scale_suffix, what(layer));
+  const TensorView& w = layer.tensors.at("weight");
+  d.codes = w.data;
+  for (int64_t i = 0; i < d.n * d.k; ++i)
+    if ((d.codes[i] & 0x7f) == 0x7f)
+      fail("{}: weight[{}, {}] is an e4m3 NaN (0x{:02x}), expected a finite FP8 code", what(layer),
+           i / d.k, i % d.k, d.codes[i]);
+  if (scheme_.act.kind == ActQuant::Kind::kStatic)
+    d.input_scale = positive_scales(layer, "input_scale", what(layer))[0];
+  return d;
+}
+
+std::vector<uint16_t> Fp8CheckpointMethod::dequantize_bf16(const Fp8StoredWeight& w) const {
+  const int64_t n = w.n, k = w.k;
+  std::vector<uint16_t> out(size_t(n * k));
+  const int64_t scale_cols =
+      scheme_.scales == Fp8Scheme::Scales::kBlock ? ceil_div(k, scheme_.block_k) : 1;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c) {
+      float s = w.scales[0];
+      if (scheme_.scales == Fp8Scheme::Scales::kChannel) s = w.scales[size_t(r)];
+      if (scheme_.scales == Fp8Scheme::Scales::kBlock)
+        s = w.scales[size_t((r / scheme_.block_n) * scale_cols + c / scheme_.block_k)];
+      out[size_t(r * k + c)] = f32_to_bf16(fp8_e4m3_to_f32(w.codes[r * k + c]) * s);
+    }
+  return out;
+}
+
 void Fp8CheckpointMethod::process_weights_after_loading(LinearLayer& layer) const {
   const int64_t n = layer.out_features, k = layer.in_features;
   std::call_once(*notice_, [&] {
@@ -84,27 +116,11 @@ void Fp8CheckpointMethod::process_weights_after_loading(LinearLayer& layer) cons
                  "(2 bytes per weight, twice their checkpoint size); %s\n",
                  method_name_.c_str(), acts.c_str());
   });
-  const std::vector<float> scales = positive_scales(layer, scheme_.scale_suffix, what(layer));
-  const TensorView& w = layer.tensors.at("weight");
+  const Fp8StoredWeight d = decode(layer);
   auto p = std::make_shared<Prepared>();
-  p->weight.resize(size_t(n * k));
-  const int64_t scale_cols =
-      scheme_.scales == Fp8Scheme::Scales::kBlock ? ceil_div(k, scheme_.block_k) : 1;
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < k; ++c) {
-      const uint8_t code = w.data[r * k + c];
-      if ((code & 0x7f) == 0x7f)
-        fail("{}: weight[{}, {}] is an e4m3 NaN (0x{:02x}), expected a finite FP8 code",
-             what(layer), r, c, code);
-      float s = scales[0];
-      if (scheme_.scales == Fp8Scheme::Scales::kChannel) s = scales[size_t(r)];
-      if (scheme_.scales == Fp8Scheme::Scales::kBlock)
-        s = scales[size_t((r / scheme_.block_n) * scale_cols + c / scheme_.block_k)];
-      p->weight[size_t(r * k + c)] = f32_to_bf16(fp8_e4m3_to_f32(code) * s);
-    }
+  p->weight = dequantize_bf16(d);
   p->matrix = {DType::BF16, p->weight.data(), n, k};
-  if (scheme_.act.kind == ActQuant::Kind::kStatic)
-    p->input_scale = positive_scales(layer, "input_scale", what(layer))[0];
+  p->input_scale = d.input_scale;
   if (auto it = layer.tensors.find("bias"); it != layer.tensors.end())
     p->bias = float_tensor(it->second, what(layer));
   layer.prepared = p;

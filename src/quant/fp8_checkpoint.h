@@ -9,7 +9,8 @@
 // CPU: there is no FP8 GEMM; the weight is dequantized once to bf16 (2 bytes per weight, twice
 // the checkpoint's 1) and the dense bf16 kernel runs it on activations rounded as the scheme
 // says, so results match a W8A8 GPU up to accumulation order and the bf16 rounding of W.
-// CUDA: refused for now (models/llama_cuda.cpp names the method and --device cpu).
+// CUDA: decode() hands the stored codes and scales as they are to models/w8_checkpoint_cuda.h,
+// which uploads them into the W8A8 kernels' representation (no dequantize / re-quantize).
 #pragma once
 
 #include <memory>
@@ -32,6 +33,16 @@ struct Fp8Scheme {
   std::string label;  // "FP8_DYNAMIC", "fp8 block [128, 128]", ... for messages
 };
 
+// One layer's checkpoint weight as stored, validated: e4m3 codes [n, k] (a view of the file's
+// bytes, alive as long as the WeightSource) and fp32 scales in the scheme's granularity
+// (1 | n | ceil(n/block_n)·ceil(k/block_k), row-major), all positive and finite.
+struct Fp8StoredWeight {
+  int64_t n = 0, k = 0;
+  const uint8_t* codes = nullptr;
+  std::vector<float> scales;
+  float input_scale = 0;  // static activations: the stored input_scale, else 0
+};
+
 class Fp8CheckpointMethod : public LinearMethod {
  public:
   // `method_name` names the method in messages; `notice` is shared by the layers of one model
@@ -44,6 +55,13 @@ class Fp8CheckpointMethod : public LinearMethod {
   void process_weights_after_loading(LinearLayer& layer) const override;
   void apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const override;
   uint64_t weight_bytes(const LinearLayer& layer) const override;
+
+  // The layer's codes and scales as loaded per create_weights, validated (scales positive and
+  // finite, no e4m3 NaN code; errors name the layer and the element).
+  Fp8StoredWeight decode(const LinearLayer& layer) const;
+  // bf16 bits of W[r, c] = e4m3(code) · scale, the CPU's weight (also the GPU's fallback for a
+  // granularity no W8A8 kernel has).
+  std::vector<uint16_t> dequantize_bf16(const Fp8StoredWeight& w) const;
 
   const Fp8Scheme& scheme() const { return scheme_; }
   const std::string& method_name() const { return method_name_; }

@@ -60,8 +60,9 @@ MethodInfo fp8_method_info() {
   info.description =
       "FP8 e4m3 W8A8. Checkpoints (quant_method \"fp8\": per-tensor weight_scale with static "
       "or dynamic activations, or weight_block_size blocks with weight_scale_inv): CPU, weights "
-      "dequantized to bf16, activation quantization emulated; the CUDA backend refuses them for "
-      "now. Online (--quantization fp8 on a float checkpoint, CUDA only): a scale per output "
+      "dequantized to bf16, activation quantization emulated; CUDA (sm_89+): FP8 W8A8 kernels on "
+      "the stored codes. Online (--quantization fp8 on a float checkpoint, CUDA only): a scale per "
+      "output "
       "row, activations quantized per token at run time";
   info.backends = {"cpu", "cuda"};
   info.from_config = [](const nlohmann::json& config) -> std::unique_ptr<QuantConfig> {

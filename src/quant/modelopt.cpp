@@ -5,8 +5,10 @@
 //   FP8                        weight F8_E4M3 [N, K], weight_scale F32 [] (amax_W / 448),
 //                              input_scale F32 [] (static per-tensor activations)
 //   FP8_PER_CHANNEL_PER_TOKEN  weight_scale [N], activations dynamic per token
-// computed by Fp8CheckpointMethod (quant/fp8_checkpoint.h). Exclusions are fnmatch wildcards
-// (`*`, `?`; "model.layers.0.mlp*" excludes the subtree); lm_head always stays unquantized.
+// computed by Fp8CheckpointMethod (quant/fp8_checkpoint.h); on CUDA by the FP8 W8A8 kernels on
+// the stored codes (models/w8_checkpoint_cuda.h; static input scales become dynamic per token).
+// Exclusions are fnmatch wildcards (`*`, `?`; "model.layers.0.mlp*" excludes the subtree);
+// lm_head always stays unquantized.
 // Other algorithms (NVFP4, W4A16_AWQ, MIXED_PRECISION, ...) are refused by name.
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -94,13 +96,13 @@ MethodInfo modelopt_method_info() {
   info.description =
       "NVIDIA ModelOpt FP8 exports (hf_quant_config.json or quant_method \"modelopt\"): "
       "quant_algo FP8 (per-tensor weight and static input scales) and "
-      "FP8_PER_CHANNEL_PER_TOKEN; CPU, weights dequantized to bf16, activation quantization "
-      "emulated";
-  info.backends = {"cpu"};
+      "FP8_PER_CHANNEL_PER_TOKEN; CPU: weights dequantized to bf16, activation quantization "
+      "emulated; CUDA (sm_89+): FP8 W8A8 kernels on the stored codes";
+  info.backends = {"cpu", "cuda"};
   info.from_config = [](const json& config) -> std::unique_ptr<QuantConfig> {
     return std::make_unique<ModelOptConfig>(config);
   };
-  info.min_capability = -1;  // CPU only for now (a CUDA path would need sm_89: min_capability())
+  info.min_capability = -1;  // the CPU runs any configuration; CUDA needs sm_89 (min_capability())
   return info;
 }
 

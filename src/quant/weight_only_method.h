@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/wq_linear.h"
+#include "quant/act_quant.h"
 #include "quant/quant_method.h"
 #include "quant/rtn.h"
 
@@ -34,6 +35,10 @@ class WeightOnlyIntMethod : public LinearMethod {
   // from the checkpoint tensors loaded per create_weights (validated; errors name the layer).
   // Zeros are as the checkpoint stores them (finish() drops all-default zeros).
   virtual DecodedWeight decode(const LinearLayer& layer) const = 0;
+  // The scheme's activation quantization (compressed-tensors W8A8 / W4A8: dynamic per-token
+  // int8); none for weight-only methods. The CUDA backend runs int8 per-channel symmetric
+  // weights with it on its W8A8 kernels (models/w8_checkpoint_cuda.h).
+  virtual ActQuant activations() const { return {}; }
   // decode() + finish(): packs for the CPU kernels.
   void process_weights_after_loading(LinearLayer& layer) const override;
 
