@@ -20,10 +20,10 @@
 #include "kernels/cuda/ops/elementwise.h"
 #include "kernels/cuda/ops/sampling.h"
 #include "models/kv_scales.h"
+#include "models/w8_checkpoint_cuda.h"
 #include "models/weight_source.h"
 #include "nn/linear.h"
 #include "quant/dense_weight_method.h"
-#include "quant/fp8_checkpoint.h"
 #include "quant/fp8_online.h"
 #include "quant/registry.h"
 #include "quant/weight_only_method.h"
@@ -81,21 +81,23 @@ void upload_f32(float* dst, const std::vector<float>& v) {
 }
 
 // One projection of a checkpoint (q_proj, gate_proj, ...) as its method presents it: dense
-// floats read at upload, an online-fp8 weight (dense floats quantized on the GPU), or a
-// weight-only integer weight decoded on the host.
+// floats read at upload, an online-fp8 weight (dense floats quantized on the GPU), a
+// weight-only integer weight decoded on the host, or a stored 8-bit W8A8 weight (FP8
+// checkpoints, int8 W8A8; models/w8_checkpoint_cuda.h).
 struct Projection {
-  enum Kind { kDense, kFp8, kWq };
+  enum Kind { kDense, kFp8, kWq, kW8 };
   std::string prefix;  // "model.layers.0.self_attn.q_proj"
   int64_t n = 0, k = 0;
   Kind kind = kDense;
-  quant::DecodedWeight wq;  // kWq
+  quant::DecodedWeight wq;           // kWq
+  std::optional<W8StoredWeight> w8;  // kW8
 };
 
 // `tensor_prefix` names the stored tensors when they differ from the layer (a tied lm_head reads
 // model.embed_tokens.weight); empty = `prefix`.
 Projection read_projection(const WeightSource& src, const quant::QuantConfig& qc,
                            const std::string& prefix, int64_t n, int64_t k, bool has_bias,
-                           const std::string& tensor_prefix = {}) {
+                           W8Notices& notices, const std::string& tensor_prefix = {}) {
   std::shared_ptr<const quant::LinearMethod> method;
   quant::LinearLayer layer = nn::load_linear_tensors(
       prefix, tensor_prefix.empty() ? prefix : tensor_prefix, k, n, has_bias, qc, src, &method);
@@ -103,16 +105,13 @@ Projection read_projection(const WeightSource& src, const quant::QuantConfig& qc
   p.prefix = prefix;
   p.n = n;
   p.k = k;
-  if (auto* w = dynamic_cast<const quant::WeightOnlyIntMethod*>(method.get())) {
+  if ((p.w8 = read_w8_checkpoint(layer, *method, notices))) {
+    p.kind = Projection::kW8;
+  } else if (auto* w = dynamic_cast<const quant::WeightOnlyIntMethod*>(method.get())) {
     p.kind = Projection::kWq;
     p.wq = w->decode(layer);
   } else if (dynamic_cast<const quant::OnlineFp8Method*>(method.get())) {
     p.kind = Projection::kFp8;
-  } else if (auto* f = dynamic_cast<const quant::Fp8CheckpointMethod*>(method.get())) {
-    fail(
-        "{}: layer {} holds FP8 checkpoint weights (method '{}', {}), which the CUDA backend "
-        "does not run yet; use --device cpu (it dequantizes them to bf16)",
-        src.path(), prefix, f->method_name(), f->scheme().label);
   } else if (!dynamic_cast<const quant::DenseWeightMethod*>(method.get())) {
     fail(
         "{}: layer {} uses quantization method '{}', which has no CUDA path (the CUDA backend "
@@ -216,6 +215,7 @@ struct CudaLlamaModel::Impl {
   kc::W8A8Runner w8a8;
   kc::GpuLinearOptions linear_options;  // capability, LOWBIT_DISABLE_KERNELS, rows per step
   DeviceBuffer dequant_scratch;         // bf16, for wq_dequant_cublaslt (large steps)
+  W8Notices w8_notices;                 // 8-bit checkpoint notices printed for this model
   std::vector<DeviceBuffer> owned;      // every weight allocation
   uint64_t weight_bytes = 0, weight_bytes_per_token = 0;
 
@@ -368,6 +368,9 @@ struct CudaLlamaModel::Impl {
     auto all = [&](Projection::Kind kind) {
       return std::all_of(ps.begin(), ps.end(), [&](const Projection& p) { return p.kind == kind; });
     };
+    std::vector<const W8StoredWeight*> w8s;
+    for (const Projection& p : ps)
+      if (p.kind == Projection::kW8) w8s.push_back(&*p.w8);
     if (all(Projection::kDense)) {
       bf16* w = alloc<bf16>(total_n * k, name + " weights");
       upload_dense_rows(src, ps, w);
@@ -380,6 +383,8 @@ struct CudaLlamaModel::Impl {
                                    linear_options, stream.get()),
                 0);
       stream.synchronize();  // the quantizer read `staging` on the stream
+    } else if (w8s.size() == ps.size() && w8_stackable(w8s)) {
+      add_owned(g, make_w8_linear(w8s, name, linear_options, stream.get()), 0);
     } else if (stackable(ps)) {
       quant::DecodedWeight w = ps.size() == 1 ? ps.front().wq : stack_rows(ps);
       drop_default_zeros(w);
@@ -438,7 +443,7 @@ struct CudaLlamaModel::Impl {
     for (int64_t l = 0; l < c.num_layers; ++l) {
       Layer& L = layers[size_t(l)];
       auto proj = [&](const char* rest, int64_t out, int64_t in, bool has_bias) {
-        return read_projection(src, qc, layer_name(l, rest), out, in, has_bias);
+        return read_projection(src, qc, layer_name(l, rest), out, in, has_bias, w8_notices);
       };
       // Fused [q; k; v] rows and [gate; up] rows: one GEMM each where the formats allow.
       L.qkv = make_group(src,
@@ -470,9 +475,9 @@ struct CudaLlamaModel::Impl {
     upload_bf16(embedding, tensor_floats(src, "model.embed_tokens.weight", {c.vocab_size, H}));
     vec("model.norm.weight", H, final_norm);
     const bool tied = c.tie_word_embeddings || !src.find("lm_head.weight");
-    Projection head = read_projection(src, qc, "lm_head", c.vocab_size, H, false,
+    Projection head = read_projection(src, qc, "lm_head", c.vocab_size, H, false, w8_notices,
                                       tied ? "model.embed_tokens" : "lm_head");
-    if (head.kind == Projection::kWq) {
+    if (head.kind == Projection::kWq || head.kind == Projection::kW8) {
       lm_head_q = make_group(src, {head}, "lm_head");
     } else if (tied) {
       lm_head = embedding;
@@ -501,17 +506,18 @@ struct CudaLlamaModel::Impl {
     // GEMM scratch before the KV pool takes what is left: the bf16 weight wq_dequant_cublaslt
     // decodes into (the largest such layer), the W8A8 runner's activation buffers.
     int64_t scratch = 0, w8_k = 0, w8_n = 0;
-    for (const Layer& L : layers)
-      for (const Group* g : {&L.qkv, &L.o, &L.gate_up, &L.down})
-        for (const Part& p : *g) {
-          scratch = std::max(scratch, p.lin.scratch_elems_for(n));
-          if (p.lin.format() != kernels::GpuWeightFormat::kBf16 &&
-              p.lin.format() != kernels::GpuWeightFormat::kW4A16 &&
-              p.lin.format() != kernels::GpuWeightFormat::kW8A16) {
-            w8_k = std::max(w8_k, p.lin.k());
-            w8_n = std::max(w8_n, p.lin.n());
-          }
+    std::vector<const Group*> groups = {&lm_head_q};  // empty unless the method quantizes it
+    for (const Layer& L : layers) groups.insert(groups.end(), {&L.qkv, &L.o, &L.gate_up, &L.down});
+    for (const Group* g : groups)
+      for (const Part& p : *g) {
+        scratch = std::max(scratch, p.lin.scratch_elems_for(n));
+        if (p.lin.format() != kernels::GpuWeightFormat::kBf16 &&
+            p.lin.format() != kernels::GpuWeightFormat::kW4A16 &&
+            p.lin.format() != kernels::GpuWeightFormat::kW8A16) {
+          w8_k = std::max(w8_k, p.lin.k());
+          w8_n = std::max(w8_n, p.lin.n());
         }
+      }
     if (scratch > 0) dequant_scratch = DeviceBuffer(size_t(scratch) * 2, "dequantization scratch");
     if (w8_k > 0) w8a8.reserve(n, w8_k, w8_n);
     meta = DeviceBuffer(size_t(kMetaFields * n) * 4, "step metadata");

@@ -58,6 +58,25 @@ std::vector<uint16_t> dequantize_on_host(const cpu::WqSource& src, const std::st
   return bits;
 }
 
+// bf16 bits of a stored 8-bit weight [n, k]: code · its scale (scales laid out as for
+// fp8_upload_weight; int8 codes per row).
+std::vector<uint16_t> dequantize_stored(const uint8_t* codes, bool is_fp8,
+                                        const std::vector<float>& scales, int64_t n, int64_t k,
+                                        Fp8Scaling scaling) {
+  std::vector<uint16_t> bits(size_t(n * k));
+  const int64_t kb = (k + 127) / 128;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c) {
+      const uint8_t q = codes[r * k + c];
+      float s = scales[size_t(r)];  // int8 and rowwise
+      if (is_fp8 && scaling == Fp8Scaling::kPerTensor) s = scales[0];
+      if (is_fp8 && scaling == Fp8Scaling::kBlock128) s = scales[size_t((r / 128) * kb + c / 128)];
+      const float v = is_fp8 ? fp8_e4m3_to_f32(q) : float(int8_t(q));
+      bits[size_t(r * k + c)] = f32_to_bf16(v * s);
+    }
+  return bits;
+}
+
 }  // namespace
 
 GpuLinear::GpuLinear() = default;
@@ -132,6 +151,73 @@ GpuLinear GpuLinear::int8(const __nv_bfloat16* w, int64_t n, int64_t k, const st
   l.owned_ = std::make_unique<Owned>();
   l.owned_->int8 = int8_quantize_weight(w, n, k, stream);
   return l;
+}
+
+GpuLinear GpuLinear::bf16_copy(const uint16_t* bits, int64_t n, int64_t k, const std::string& what,
+                               const GpuLinearOptions& options) {
+  GpuLinear l;
+  l.shape_.format = F::kBf16;
+  l.shape_.n = n;
+  l.shape_.k = k;
+  l.owned_ = std::make_unique<Owned>();
+  l.owned_->dense = DeviceBuffer(size_t(n * k) * 2, what + " (bf16)");
+  copy_to_device(l.owned_->dense.get(), bits, size_t(n * k) * 2);
+  l.dense_ = l.owned_->dense.get<__nv_bfloat16>();
+  l.make_plan(what, options);
+  return l;
+}
+
+GpuLinear GpuLinear::fp8_stored(const uint8_t* codes, const std::vector<float>& scales, int64_t n,
+                                int64_t k, Fp8Scaling scaling, const std::string& what,
+                                const GpuLinearOptions& options, cudaStream_t stream) {
+  if (int64_t(scales.size()) != fp8_scale_count(n, k, scaling))
+    fail("{}: {} fp8 {} weight scales for [{}, {}], expected {}", what, scales.size(),
+         fp8_scaling_name(scaling), n, k, fp8_scale_count(n, k, scaling));
+  GpuLinear l;
+  l.shape_.format = fp8_format(scaling);
+  l.shape_.n = n;
+  l.shape_.k = k;
+  try {
+    l.make_plan(what, options);
+  } catch (const Error& e) {
+    const std::vector<uint16_t> bits = dequantize_stored(codes, true, scales, n, k, scaling);
+    DeviceBuffer staging(bits.size() * 2, what + " (bf16 staging)");
+    copy_to_device(staging.get(), bits.data(), bits.size() * 2);
+    return l.dense_fallback(staging.get<__nv_bfloat16>(), what, options, l.plan_.reasons());
+  }
+  l.owned_ = std::make_unique<Owned>();
+  l.owned_->fp8 =
+      fp8_upload_weight(codes, scales.data(), int64_t(scales.size()), n, k, scaling, what, stream);
+  return l;
+}
+
+GpuLinear GpuLinear::int8_stored(const int8_t* codes, const std::vector<float>& scales, int64_t n,
+                                 int64_t k, const std::string& what,
+                                 const GpuLinearOptions& options, cudaStream_t stream) {
+  if (int64_t(scales.size()) != n)
+    fail("{}: {} int8 weight scales for [{}, {}], expected {} (one per output row)", what,
+         scales.size(), n, k, n);
+  GpuLinear l;
+  l.shape_.format = F::kInt8W8A8;
+  l.shape_.n = n;
+  l.shape_.k = k;
+  try {
+    l.make_plan(what, options);
+  } catch (const Error& e) {
+    const std::vector<uint16_t> bits = dequantize_stored(reinterpret_cast<const uint8_t*>(codes),
+                                                         false, scales, n, k, Fp8Scaling::kRowwise);
+    DeviceBuffer staging(bits.size() * 2, what + " (bf16 staging)");
+    copy_to_device(staging.get(), bits.data(), bits.size() * 2);
+    return l.dense_fallback(staging.get<__nv_bfloat16>(), what, options, l.plan_.reasons());
+  }
+  l.owned_ = std::make_unique<Owned>();
+  l.owned_->int8 = int8_upload_weight(codes, scales.data(), n, n, k, what, stream);
+  return l;
+}
+
+const Fp8GpuWeight* GpuLinear::fp8_weight() const { return owned_ ? owned_->fp8.get() : nullptr; }
+const Int8GpuWeight* GpuLinear::int8_weight() const {
+  return owned_ ? owned_->int8.get() : nullptr;
 }
 
 GpuLinear GpuLinear::wq(const cpu::WqSource& src, const std::string& what,

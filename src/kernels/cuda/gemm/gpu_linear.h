@@ -25,6 +25,8 @@
 namespace lowbit::kernels::cuda {
 
 class W8A8Runner;
+class Fp8GpuWeight;
+class Int8GpuWeight;
 enum class Fp8Scaling : uint8_t;
 
 // What every GpuLinear of a model shares: the GEMM runners and the bf16 scratch that
@@ -67,6 +69,20 @@ class GpuLinear {
                        cudaStream_t stream);
   static GpuLinear int8(const __nv_bfloat16* w, int64_t n, int64_t k, const std::string& what,
                         const GpuLinearOptions& options, cudaStream_t stream);
+  // A checkpoint's 8-bit weight as stored, uploaded without re-quantizing (the device codes
+  // are the given bytes): e4m3 codes [n, k] with fp32 scales in `scaling`'s layout
+  // (fp8_scale_count of them; w8a8_gemm.h), or int8 codes [n, k] with one scale per output
+  // row. When no 8-bit kernel can take the shape, the codes are dequantized on the host into
+  // a bf16 copy (notice). Scales are checked (count, positive, finite; errors name `what`).
+  static GpuLinear fp8_stored(const uint8_t* codes, const std::vector<float>& scales, int64_t n,
+                              int64_t k, Fp8Scaling scaling, const std::string& what,
+                              const GpuLinearOptions& options, cudaStream_t stream);
+  static GpuLinear int8_stored(const int8_t* codes, const std::vector<float>& scales, int64_t n,
+                               int64_t k, const std::string& what, const GpuLinearOptions& options,
+                               cudaStream_t stream);
+  // A host bf16 weight [n, k] (bits) copied into memory the layer owns.
+  static GpuLinear bf16_copy(const uint16_t* bits, int64_t n, int64_t k, const std::string& what,
+                             const GpuLinearOptions& options);
   // An unpacked weight-only integer weight (int4 / int8 codes, any group size, act-order):
   // packed for the wq kernels, or, when neither can take it (shape or LOWBIT_DISABLE_KERNELS),
   // dequantized on the host into a bf16 copy run by the bf16 kernels (one notice line).
@@ -84,6 +100,10 @@ class GpuLinear {
   // Act-order wq weights grow a gather buffer on their first call with a new largest m:
   // true when a call at max_m should run once before CUDA-graph capture.
   bool needs_warm_up() const;
+
+  // The device weight of an fp8 / int8 layer, else null (tests read the codes back).
+  const Fp8GpuWeight* fp8_weight() const;
+  const Int8GpuWeight* int8_weight() const;
 
   GpuWeightFormat format() const { return shape_.format; }
   int64_t n() const { return shape_.n; }
