@@ -213,9 +213,13 @@ TEST(W8Checkpoint, Block128LayerMatchesTheCpuMethod) {
     const double vs_cpu = rel_error(gpu, cpu_ref), vs_exact = rel_error(gpu, exact);
     std::printf("  block128 m=%-3lld %-16s vs CPU method %.2e, vs weight-only product %.2e\n",
                 (long long)m, w8a8.last_path(), vs_cpu, vs_exact);
-    if (std::string(w8a8.last_path()) == "gemv") {
-      // Decode rows: bf16 activations, exact weights.
+    const std::string path = w8a8.last_path();
+    if (path == "gemv") {
+      // Decode rows: bf16 activations, the exact weights, fp32 accumulation.
       EXPECT_LT(vs_exact, 1e-5);
+    } else if (path == "dequant+bf16-gemm") {
+      // cuBLASLt without a block-scaled algorithm: bf16 copies of W rows (<= 2^-9 each).
+      EXPECT_LT(vs_exact, 4e-3);
     } else {
       // W8A8: the same e4m3 activations (same bf16 input, same amax / 448 scales) as the CPU's
       // emulation; left: the CPU's bf16 rounding of W (<= 2^-9 relative per weight).
