@@ -4,8 +4,9 @@
 // other processes' load does not count, only cache / frequency interference does), best of
 // repetitions lasting about --secs; both sides include the activation quantization.
 //
-// Usage: q8_gemm_bench [--threads 1] [--m 512] [--secs 0.5] [--dtype Q4_0]
-// Shapes: SmolLM2-135M's (n, k) = (576, 576), (1536, 576), (576, 1536).
+// Usage: q8_gemm_bench [--threads 1] [--m 512] [--secs 0.5] [--dtype Q4_0] [--n N --k K]
+// Shapes: SmolLM2-135M's (n, k) = (576, 576), (1536, 576), (576, 1536), or the one --n/--k
+// give (e.g. --m 1 --n 32768 --k 16384: generation with weights larger than the L3 cache).
 #include <omp.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <ctime>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/half.h"
@@ -65,12 +67,15 @@ int main(int argc, char** argv) {
   int64_t m = 512;
   double secs = 0.5;
   std::string only;
+  int64_t n_arg = 0, k_arg = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--threads") threads = std::atoi(argv[i + 1]);
     if (a == "--m") m = std::atoll(argv[i + 1]);
     if (a == "--secs") secs = std::atof(argv[i + 1]);
     if (a == "--dtype") only = argv[i + 1];
+    if (a == "--n") n_arg = std::atoll(argv[i + 1]);
+    if (a == "--k") k_arg = std::atoll(argv[i + 1]);
   }
   if (!isa_supported(Isa::kAvx512)) {
     std::printf("no AVX-512 VNNI: nothing to compare\n");
@@ -84,11 +89,12 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(1);
   const DType types[] = {DType::Q4_0,   DType::Q5_0, DType::Q8_0,
                          DType::IQ4_NL, DType::Q4_1, DType::Q5_1};
-  const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}};
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{576, 576}, {1536, 576}, {576, 1536}};
+  if (n_arg > 0 && k_arg > 0) shapes = {{n_arg, k_arg}};
   for (DType t : types) {
     if (!only.empty() && only != lowbit::name(t)) continue;
     for (const auto& s : shapes) {
-      const int64_t n = s[0], k = s[1];
+      const auto [n, k] = s;
       const auto bytes = random_blocks(t, n, k, rng);
       const WeightMatrix w{t, bytes.data(), n, k};
       const PackedGemmWeights packed = pack_gemm_weights(w);

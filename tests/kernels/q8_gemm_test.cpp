@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -110,19 +111,22 @@ TEST(Q8Gemm, NaNStaysInItsRow) {
   }
 }
 
-TEST(Q8Gemm, LinearGgmlPreparedUsesTheGemmForPrompts) {
+TEST(Q8Gemm, LinearGgmlPreparedUsesTheGemm) {
   std::mt19937_64 rng(3);
   const int64_t n = 40, k = 576;
   for (DType t : kFormats) {
     const auto bytes = random_weights(t, n, k, rng);
     const WeightMatrix w{t, bytes.data(), n, k};
+    // Q4_1 / Q5_1 only with LOWBIT_PROMPT_GEMM=all (the parity tolerance, ggml_linear.cpp).
+    const bool by_default = t != DType::Q4_1 && t != DType::Q5_1;
     const auto packed = prepare_linear_ggml(w);
-    EXPECT_EQ(packed != nullptr, active_isa() == Isa::kAvx512) << name(t);
+    if (by_default && !std::getenv("LOWBIT_PROMPT_GEMM"))
+      EXPECT_EQ(packed != nullptr, active_isa() == Isa::kAvx512) << name(t);
     for (int64_t m : {1, 4, 13}) {
       const auto x = random_floats(size_t(m * k), rng);
       std::vector<float> got(size_t(m * n)), want(size_t(m * n));
       linear_ggml_prepared(w, packed.get(), x.data(), m, got.data());
-      if (packed && m >= 2 && !exact_activations())
+      if (packed && !exact_activations())
         reference(w, x.data(), m, want.data());  // the GEMM: the scalar reference's bits
       else
         linear_ggml(w, x.data(), m, want.data());

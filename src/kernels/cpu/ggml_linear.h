@@ -26,17 +26,18 @@ void round_activations_to(DType dtype, const float* x, int64_t n, float* out);
 // exact_activations() set (tests, LOWBIT_EXACT_ACTIVATIONS=1) this is linear() unchanged.
 void linear_ggml(const WeightMatrix& w, const float* x, int64_t m, float* y);
 
-// Prompt processing: what a layer prepares once at load so that linear_ggml_prepared() can run
-// the repacked GEMM (q8_gemm.h) — W in the GEMM layout when W's format has one (Q4_0, Q4_1,
-// Q5_0, Q5_1, Q8_0, IQ4_NL) and the active SIMD level has its kernel (AVX-512 VNNI); null
-// otherwise (then nothing is copied), and always null with LOWBIT_PROMPT_GEMM=0 in the
-// environment.
+// What a layer prepares once at load so that linear_ggml_prepared() can run the repacked GEMM
+// (q8_gemm.h) — W in the GEMM layout when W's format uses it (Q4_0, Q5_0, Q8_0, IQ4_NL; Q4_1 and
+// Q5_1 only with LOWBIT_PROMPT_GEMM=all, see ggml_linear.cpp) and the active SIMD level has its
+// kernel (AVX-512 VNNI); null otherwise (then nothing is copied), and always null with
+// LOWBIT_PROMPT_GEMM=0 in the environment.
 std::shared_ptr<const PackedGemmWeights> prepare_linear_ggml(const WeightMatrix& w);
 
-// linear_ggml() with the prepared layout: m ≥ 2 rows go through the GEMM when `packed` is set
-// (its outputs are the scalar int8 reference's bits; the row-wise AVX-512 kernels differ from
-// those only in fp32 summation order), unless exact_activations() is set; m = 1 (generation) and
-// everything else is linear_ggml().
+// linear_ggml() with the prepared layout: every product goes through the GEMM when `packed` is
+// set, generation (m = 1) included — from the L3 cache 2-3.6x the row-wise kernels, from DRAM
+// equal (bench/q8_gemm_bench.cpp) — so the original blocks are no longer read. Its outputs are
+// the scalar int8 reference's bits (the row-wise AVX-512 kernels differ from those only in fp32
+// summation order). exact_activations() and a lower SIMD level keep linear_ggml().
 void linear_ggml_prepared(const WeightMatrix& w, const PackedGemmWeights* packed, const float* x,
                           int64_t m, float* y);
 
