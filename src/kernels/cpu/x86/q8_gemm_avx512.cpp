@@ -74,8 +74,9 @@ struct Bytes {  // Q8_0: u = q + 128, stored as is
 template <class D, bool kMin, int M>
 void micro_kernel(const PackedGemmWeights& w, const uint8_t* qt, const GemmActivations& a,
                   int64_t i0, __m512i table, float* y, int64_t ldy, __mmask16 cols) {
-  // Two integer chains per row when there are few rows: vpdpbusd's latency needs ≥ 8 in flight.
-  constexpr bool kSplit = M <= 4;
+  // Independent integer chains per row (summed exactly at the block's end): vpdpbusd's latency
+  // needs about 8 in flight, so few rows split each block's 8 steps over 2 or 4 chains.
+  constexpr int kChains = M <= 2 ? 4 : M <= 4 ? 2 : 1;
   const int64_t nb = a.nb;
   const uint8_t* st = qt + size_t(nb) * D::kQuantBytes;
   const int8_t* x[M];
@@ -92,21 +93,20 @@ void micro_kernel(const PackedGemmWeights& w, const uint8_t* qt, const GemmActiv
   }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* q = qt + size_t(b) * D::kQuantBytes;
-    __m512i s0[M], s1[M];
+    __m512i sum[kChains][M];
     for (int i = 0; i < M; ++i) {
-      s0[i] = _mm512_set1_epi32(bias[i][b]);
-      if constexpr (kSplit) s1[i] = _mm512_setzero_si512();
+      sum[0][i] = _mm512_set1_epi32(bias[i][b]);
+      for (int c = 1; c < kChains; ++c) sum[c][i] = _mm512_setzero_si512();
     }
     for (int j = 0; j < 4; ++j) {
       __m512i lo, hi;
       D::decode(q, j, table, lo, hi);
+      constexpr int kLo = 0, kHi = kChains > 1 ? 1 : 0;
+      const int c = kChains == 4 ? 2 * (j & 1) : 0;  // chain pair of this step
       for (int i = 0; i < M; ++i) {
-        s0[i] = _mm512_dpbusd_epi32(s0[i], lo, bcast4(x[i] + 32 * b + 4 * j));
-        if constexpr (kSplit) {
-          s1[i] = _mm512_dpbusd_epi32(s1[i], hi, bcast4(x[i] + 32 * b + 16 + 4 * j));
-        } else {
-          s0[i] = _mm512_dpbusd_epi32(s0[i], hi, bcast4(x[i] + 32 * b + 16 + 4 * j));
-        }
+        sum[c + kLo][i] = _mm512_dpbusd_epi32(sum[c + kLo][i], lo, bcast4(x[i] + 32 * b + 4 * j));
+        sum[c + kHi][i] =
+            _mm512_dpbusd_epi32(sum[c + kHi][i], hi, bcast4(x[i] + 32 * b + 16 + 4 * j));
       }
     }
     const uint8_t* sb = st + size_t(b) * w.scale_bytes;
@@ -115,7 +115,8 @@ void micro_kernel(const PackedGemmWeights& w, const uint8_t* qt, const GemmActiv
     if constexpr (kMin)
       mw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb + 32)));
     for (int i = 0; i < M; ++i) {
-      const __m512i isum = kSplit ? _mm512_add_epi32(s0[i], s1[i]) : s0[i];
+      __m512i isum = sum[0][i];
+      for (int c = 1; c < kChains; ++c) isum = _mm512_add_epi32(isum, sum[c][i]);
       __m512 t = mul(mul(dw, _mm512_set1_ps(dx[i][b])), _mm512_cvtepi32_ps(isum));
       if constexpr (kMin) t = add(t, mul(mw, _mm512_set1_ps(sx[i][b])));
       acc[i] = add(acc[i], t);
