@@ -1,5 +1,5 @@
-// q8_gemm_bench: the prompt GEMM on repacked weights (q8_gemm.h) against the row-wise int8
-// kernels it replaces for m > 1 (linear_q8_isa / linear_kquant_isa), both at the AVX-512 level,
+// q8_gemm_bench: the GEMM on repacked weights (q8_gemm.h) against the row-wise int8 kernels it
+// replaces (linear_q8_isa / linear_kquant_isa), both at the AVX-512 level,
 // in the same process on the same data. Times are CPU time of the process (on a shared machine
 // other processes' load does not count, only cache / frequency interference does), best of
 // repetitions lasting about --secs; both sides include the activation quantization.
@@ -48,14 +48,16 @@ double best_time(double secs, F&& fn) {
 
 // Random blocks with valid fp16 scales in [2^-8, 2).
 std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t k, std::mt19937_64& rng) {
-  const size_t bb = lowbit::traits(t).block_bytes, blocks = size_t(n * k / 32);
+  const size_t bb = lowbit::traits(t).block_bytes;
+  const size_t blocks = size_t(n * k / lowbit::traits(t).block_elems);
   std::vector<uint8_t> out(blocks * bb);
   for (auto& b : out) b = uint8_t(rng());
   std::uniform_real_distribution<float> u(0.004f, 2.0f);
   for (size_t b = 0; b < blocks; ++b) {
     const uint16_t d = lowbit::f32_to_f16(u(rng) / 64);
     std::memcpy(&out[b * bb], &d, 2);
-    if (t == DType::Q4_1 || t == DType::Q5_1) std::memcpy(&out[b * bb + 2], &d, 2);
+    if (t == DType::Q4_1 || t == DType::Q5_1 || t == DType::Q4_K || t == DType::Q5_K)
+      std::memcpy(&out[b * bb + 2], &d, 2);  // m / dmin
   }
   return out;
 }
@@ -87,14 +89,15 @@ int main(int argc, char** argv) {
   std::printf("%-7s %5s %5s %10s %10s %9s %9s %7s\n", "dtype", "n", "k", "old ms", "new ms",
               "old GOP/s", "new GOP/s", "speedup");
   std::mt19937_64 rng(1);
-  const DType types[] = {DType::Q4_0,   DType::Q5_0, DType::Q8_0,
-                         DType::IQ4_NL, DType::Q4_1, DType::Q5_1};
+  const DType types[] = {DType::Q4_0, DType::Q5_0,   DType::Q8_0, DType::IQ4_NL, DType::Q4_1,
+                         DType::Q5_1, DType::IQ4_XS, DType::Q4_K, DType::Q5_K};
   std::vector<std::pair<int64_t, int64_t>> shapes = {{576, 576}, {1536, 576}, {576, 1536}};
   if (n_arg > 0 && k_arg > 0) shapes = {{n_arg, k_arg}};
   for (DType t : types) {
     if (!only.empty() && only != lowbit::name(t)) continue;
     for (const auto& s : shapes) {
       const auto [n, k] = s;
+      if (k % int64_t(lowbit::traits(t).block_elems) != 0) continue;  // K-quants: k = 1536
       const auto bytes = random_blocks(t, n, k, rng);
       const WeightMatrix w{t, bytes.data(), n, k};
       const PackedGemmWeights packed = pack_gemm_weights(w);
@@ -103,7 +106,7 @@ int main(int argc, char** argv) {
       for (auto& v : x) v = normal(rng);
       std::vector<float> y(size_t(m * n));
       const double old_s = best_time(secs, [&] {
-        if (t == DType::IQ4_NL)
+        if (kquant_supports(t))
           linear_kquant_isa(Isa::kAvx512, w, x.data(), m, y.data());
         else
           linear_q8_isa(Isa::kAvx512, w, x.data(), m, y.data());

@@ -24,12 +24,14 @@ using testing::available_isas;
 using testing::random_floats;
 using testing::random_weights;
 
-const DType kFormats[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0,
-                          DType::Q5_1, DType::Q8_0, DType::IQ4_NL};
+const DType kFormats[] = {DType::Q4_0,   DType::Q4_1,   DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                          DType::IQ4_NL, DType::IQ4_XS, DType::Q4_K, DType::Q5_K};
+
+int64_t block_elems(DType t) { return traits(t).block_elems; }
 
 // The scalar int8 reference the GEMM must reproduce bit for bit.
 void reference(const WeightMatrix& w, const float* x, int64_t m, float* y) {
-  if (w.dtype == DType::IQ4_NL)
+  if (kquant_supports(w.dtype))
     linear_kquant_isa(Isa::kScalar, w, x, m, y);
   else
     linear_q8_isa(Isa::kScalar, w, x, m, y);
@@ -54,11 +56,13 @@ struct Shape {
 
 TEST(Q8Gemm, MatchesScalarReferenceBitForBit) {
   if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI";
-  const Shape shapes[] = {{1, 16, 32},  {3, 33, 96},   {5, 50, 576},  {17, 7, 576},
-                          {64, 40, 96}, {9, 24, 1536}, {64, 17, 576}, {2, 1, 64}};
+  const Shape shapes[] = {{1, 16, 32},   {3, 33, 96},   {5, 50, 576},  {17, 7, 576}, {64, 40, 96},
+                          {9, 24, 1536}, {64, 17, 576}, {2, 1, 64},    {1, 16, 256}, {3, 33, 256},
+                          {5, 50, 1536}, {17, 7, 512},  {64, 40, 256}, {2, 1, 768}};
   std::mt19937_64 rng(20261124);
   for (DType t : kFormats)
     for (const Shape& s : shapes) {
+      if (s.k % block_elems(t) != 0) continue;
       const auto bytes = random_weights(t, s.n, s.k, rng);
       const WeightMatrix w{t, bytes.data(), s.n, s.k};
       // Activations with a few large values per row, as transformer hidden states.
@@ -74,18 +78,19 @@ TEST(Q8Gemm, MatchesScalarReferenceBitForBit) {
 
 TEST(Q8Gemm, ActivationBytesAgreeAcrossIsas) {
   std::mt19937_64 rng(7);
-  const int64_t m = 5, k = 96;
+  const int64_t m = 5, k = 512;
   auto x = random_floats(size_t(m * k), rng, 3.0f);
-  x[40] = std::numeric_limits<float>::quiet_NaN();  // row 0, block 1
+  x[300] = std::numeric_limits<float>::quiet_NaN();  // row 0, block 9 (super-block 1)
   for (DType t : kFormats) {
     GemmActivations want;
     quantize_gemm_activations(Isa::kScalar, t, x.data(), m, k, &want);
-    EXPECT_TRUE(std::isnan(want.d[1]));
+    EXPECT_TRUE(std::isnan(want.d[size_t(300 / block_elems(t))])) << name(t);
     for (Isa isa : available_isas()) {
       GemmActivations a;
       quantize_gemm_activations(isa, t, x.data(), m, k, &a);
       EXPECT_EQ(a.qs, want.qs) << name(t) << " " << isa_name(isa);
       EXPECT_EQ(a.bias, want.bias) << name(t) << " " << isa_name(isa);
+      EXPECT_EQ(a.sub, want.sub) << name(t) << " " << isa_name(isa);
       expect_same_bits(a.d, want.d, fmt::format("{} {} d", name(t), isa_name(isa)));
       expect_same_bits(a.s, want.s, fmt::format("{} {} s", name(t), isa_name(isa)));
     }
@@ -95,12 +100,12 @@ TEST(Q8Gemm, ActivationBytesAgreeAcrossIsas) {
 TEST(Q8Gemm, NaNStaysInItsRow) {
   if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI";
   std::mt19937_64 rng(11);
-  const int64_t m = 6, n = 21, k = 96;
+  const int64_t m = 6, n = 21, k = 512;
   for (DType t : kFormats) {
     const auto bytes = random_weights(t, n, k, rng);
     const WeightMatrix w{t, bytes.data(), n, k};
     auto x = random_floats(size_t(m * k), rng);
-    x[size_t(3 * k + 50)] = std::numeric_limits<float>::infinity();
+    x[size_t(3 * k + 300)] = std::numeric_limits<float>::infinity();
     std::vector<float> want(size_t(m * n)), got(size_t(m * n));
     reference(w, x.data(), m, want.data());
     linear_gemm_isa(Isa::kAvx512, pack_gemm_weights(w), x.data(), m, got.data());
@@ -113,15 +118,16 @@ TEST(Q8Gemm, NaNStaysInItsRow) {
 
 TEST(Q8Gemm, LinearGgmlPreparedUsesTheGemm) {
   std::mt19937_64 rng(3);
-  const int64_t n = 40, k = 576;
+  const int64_t n = 40, k = 768;
   for (DType t : kFormats) {
     const auto bytes = random_weights(t, n, k, rng);
     const WeightMatrix w{t, bytes.data(), n, k};
     // Q4_1 / Q5_1 only with LOWBIT_PROMPT_GEMM=all (the parity tolerance, ggml_linear.cpp).
     const bool by_default = t != DType::Q4_1 && t != DType::Q5_1;
     const auto packed = prepare_linear_ggml(w);
-    if (by_default && !std::getenv("LOWBIT_PROMPT_GEMM"))
+    if (by_default && !std::getenv("LOWBIT_PROMPT_GEMM")) {
       EXPECT_EQ(packed != nullptr, active_isa() == Isa::kAvx512) << name(t);
+    }
     for (int64_t m : {1, 4, 13}) {
       const auto x = random_floats(size_t(m * k), rng);
       std::vector<float> got(size_t(m * n)), want(size_t(m * n));
@@ -141,10 +147,10 @@ TEST(Q8Gemm, ErrorsNameWhatWasFound) {
   std::mt19937_64 rng(5);
   const auto bytes = random_weights(DType::Q4_1, 4, 64, rng);
   try {
-    pack_gemm_weights({DType::Q4_K, bytes.data(), 1, 256});
+    pack_gemm_weights({DType::Q6_K, bytes.data(), 1, 256});
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("Q4_K"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Q6_K"), std::string::npos) << e.what();
   }
   EXPECT_THROW(pack_gemm_weights({DType::Q4_1, bytes.data(), 4, 48}), Error);  // k % 32
   if (!isa_supported(Isa::kAvx512)) return;
@@ -158,6 +164,14 @@ TEST(Q8Gemm, ErrorsNameWhatWasFound) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("k=96"), std::string::npos) << e.what();
+  }
+  // Same k, activations of another format (Q4_0's have no s = d·Σ q for Q4_1's mins).
+  quantize_gemm_activations(Isa::kAvx512, DType::Q4_0, x.data(), 1, 64, &a);
+  try {
+    linear_gemm_prequantized(Isa::kAvx512, p, a, y.data());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not quantized for Q4_1"), std::string::npos) << e.what();
   }
   if (isa_supported(Isa::kAvx2)) {
     EXPECT_THROW(linear_gemm_isa(Isa::kAvx2, p, x.data(), 1, y.data()), Error);

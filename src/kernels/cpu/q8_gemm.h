@@ -1,9 +1,9 @@
 // Prompt-processing GEMM for the 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-// IQ4_NL) with int8 activations, llama.cpp's repacked-weights approach: the weights are
-// rearranged once at load into tiles of 16 rows whose bytes for one 4-element group of a block
-// form one 64-byte register (lane r = row r), so a micro-kernel step is one vpdpbusd of 16 output
-// columns against 4 activation bytes broadcast from memory; each decoded register serves up to 8
-// activation rows.
+// IQ4_NL) and the K-quants with 32-element sub-blocks (IQ4_XS, Q4_K, Q5_K) with int8 activations,
+// llama.cpp's repacked-weights approach: the weights are rearranged once at load into tiles of 16
+// rows whose bytes for one 4-element group of a block form one 64-byte register (lane r = row r),
+// so a micro-kernel step is one vpdpbusd of 16 output columns against 4 activation bytes broadcast
+// from memory; each decoded register serves up to 8 activation rows.
 //
 // Arithmetic (the same bits as the scalar references linear_q8_isa / linear_kquant_isa at
 // Isa::kScalar, i.e. ggml's generic dot products): activations are quantized to Q8_0 (Q8_1 for
@@ -38,7 +38,8 @@
 
 namespace lowbit::kernels::cpu {
 
-// Whether pack_gemm_weights() handles `weight`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL.
+// Whether pack_gemm_weights() handles `weight`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS,
+// Q4_K, Q5_K.
 bool gemm_supports(DType weight);
 
 struct PackedGemmWeights {
@@ -46,10 +47,12 @@ struct PackedGemmWeights {
     uint8_t bytes[64];
   };
   DType dtype = DType::Q4_0;
-  int64_t n = 0, k = 0, nb = 0, tiles = 0;  // nb = k/32 blocks, tiles = ceil(n/16)
-  size_t quant_bytes = 0;                   // per block and tile: 256, 320 (Q5_x) or 512 (Q8_0)
-  size_t scale_bytes = 0;                   // per block and tile: 32, or 64 with the mins
-  std::vector<Line> data;                   // [tiles][tile_bytes()]: quants, then scales
+  int64_t n = 0, k = 0, tiles = 0;  // tiles = ceil(n/16)
+  int64_t block_elems = 32;         // 32, or 256 for IQ4_XS / Q4_K / Q5_K
+  int64_t nb = 0;                   // k / block_elems
+  size_t quant_bytes = 0;           // per block and tile: 256, 320 (Q5_x), 512 (Q8_0); ×8 for K
+  size_t scale_bytes = 0;  // per block and tile: 32, 64 with the mins; K: 192, 448 with mins
+  std::vector<Line> data;  // [tiles][tile_bytes()]: quants, then scales
 
   // Rounded up to whole 64-byte lines: every tile starts aligned.
   size_t tile_bytes() const { return (size_t(nb) * (quant_bytes + scale_bytes) + 63) / 64 * 64; }
@@ -61,14 +64,15 @@ struct PackedGemmWeights {
 // Repacks W (lowbit::Error for an unsupported dtype or bad sizes, naming what was found).
 PackedGemmWeights pack_gemm_weights(const WeightMatrix& w);
 
-// Activations [m, k] for the GEMM, quantized as q8_activation.h (ggml's x86 rounding), in plain
-// element order.
+// Activations [m, k] for the GEMM in plain element order: Q8_0 / Q8_1 as q8_activation.h
+// (ggml's x86 rounding) for the 32-element formats, Q8_K as kquant_dot.h for IQ4_XS, Q4_K, Q5_K.
 struct GemmActivations {
-  int64_t m = 0, k = 0, nb = 0;
-  std::vector<int8_t> qs;     // [m, k]
-  std::vector<float> d;       // [m, nb]: d_x after fp16 rounding (NaN for a non-finite block)
-  std::vector<float> s;       // [m, nb] (Q4_1/Q5_1 only): fp16(d_x·Σ q_x), d_x before rounding
-  std::vector<int32_t> bias;  // [m, nb]: −o·Σ q_x for the weight format's offset o
+  int64_t m = 0, k = 0, nb = 0;  // nb = k / 32, or k / 256 (Q8_K)
+  std::vector<int8_t> qs;        // [m, k]
+  std::vector<float> d;          // [m, nb]: d_x (Q8_0: after fp16 rounding; NaN: non-finite block)
+  std::vector<float> s;          // [m, nb] (Q4_1/Q5_1 only): fp16(d_x·Σ q_x), d_x before rounding
+  std::vector<int32_t> bias;  // [m, nb] (Q8_K: [m, nb, 8] per 32): −o·Σ q_x, o the weight offset
+  std::vector<int16_t> sub;   // [m, nb, 8] (Q8_K only): Σ q_x per 32 elements
 };
 
 // Quantizes x [m, k] for weights of `weight` with SIMD level `isa` (all give the same bytes).

@@ -22,6 +22,9 @@ namespace {
 
 constexpr int kRn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 constexpr int kPanel = 8;  // activation rows per micro-kernel call
+// Generation (few rows) streams the weights from memory: software prefetch this many bytes ahead
+// along the tile (the tile's records are contiguous).
+constexpr int kPrefetch = 4096, kPrefetchRows = 2;
 
 inline __m512 mul(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, kRn); }
 inline __m512 add(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, kRn); }
@@ -93,6 +96,9 @@ void micro_kernel(const PackedGemmWeights& w, const uint8_t* qt, const GemmActiv
   }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* q = qt + size_t(b) * D::kQuantBytes;
+    if constexpr (M <= kPrefetchRows)
+      for (size_t l = 0; l < D::kQuantBytes; l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetch + l, _MM_HINT_T0);
     __m512i sum[kChains][M];
     for (int i = 0; i < M; ++i) {
       sum[0][i] = _mm512_set1_epi32(bias[i][b]);
@@ -125,10 +131,90 @@ void micro_kernel(const PackedGemmWeights& w, const uint8_t* qt, const GemmActiv
   for (int i = 0; i < M; ++i) _mm512_mask_storeu_ps(y + i * ldy, cols, acc[i]);
 }
 
-template <class D, bool kMin>
+// The K-quants with 32-element sub-blocks (IQ4_XS, Q4_K, Q5_K), Q8_K activations: per
+// super-block and row, each sub-block's integer dot (8 vpdpbusd, seeded with −o·Σ q_x) is
+// multiplied by the 16 rows' sub-block scales (vpmulld) into the super-block's int32 sum; the
+// mins (Q4_K, Q5_K) add Σ m_s·Σ_s q_x with 4 vpdpwssd on int16 pairs; then, as the scalar
+// reference, sum += (d_w·d_x)·float(isum) − (dmin_w·d_x)·float(msum).
+template <class D, bool kMin, int M>
+void micro_kernel_k(const PackedGemmWeights& w, const uint8_t* qt, const GemmActivations& a,
+                    int64_t i0, __m512i table, float* y, int64_t ldy, __mmask16 cols) {
+  constexpr int kChains = M <= 2 ? 4 : M <= 4 ? 2 : 1;
+  const int64_t nb = a.nb;
+  const uint8_t* st = qt + size_t(nb) * w.quant_bytes;
+  const int8_t* x[M];
+  const float* dx[M];
+  const int32_t* bias[M];
+  const int16_t* sub[M];
+  __m512 acc[M];
+  for (int i = 0; i < M; ++i) {
+    x[i] = a.qs.data() + (i0 + i) * a.k;
+    dx[i] = a.d.data() + (i0 + i) * nb;
+    bias[i] = a.bias.data() + (i0 + i) * nb * 8;
+    sub[i] = kMin ? a.sub.data() + (i0 + i) * nb * 8 : nullptr;
+    acc[i] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* sr = st + size_t(b) * w.scale_bytes;
+    __m512i isum[M];
+    for (int i = 0; i < M; ++i) isum[i] = _mm512_setzero_si512();
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* q = qt + size_t(b) * w.quant_bytes + size_t(s) * D::kQuantBytes;
+      if constexpr (M <= kPrefetchRows)
+        for (size_t l = 0; l < D::kQuantBytes; l += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetch + l, _MM_HINT_T0);
+      const int8_t* xs[M];
+      __m512i sum[kChains][M];
+      for (int i = 0; i < M; ++i) {
+        xs[i] = x[i] + 256 * b + 32 * s;
+        sum[0][i] = _mm512_set1_epi32(bias[i][8 * b + s]);
+        for (int c = 1; c < kChains; ++c) sum[c][i] = _mm512_setzero_si512();
+      }
+      for (int j = 0; j < 4; ++j) {
+        __m512i lo, hi;
+        D::decode(q, j, table, lo, hi);
+        constexpr int kHi = kChains > 1 ? 1 : 0;
+        const int c = kChains == 4 ? 2 * (j & 1) : 0;
+        for (int i = 0; i < M; ++i) {
+          sum[c][i] = _mm512_dpbusd_epi32(sum[c][i], lo, bcast4(xs[i] + 4 * j));
+          sum[c + kHi][i] = _mm512_dpbusd_epi32(sum[c + kHi][i], hi, bcast4(xs[i] + 16 + 4 * j));
+        }
+      }
+      const __m512i sc =
+          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sr + 64 + 16 * s)));
+      for (int i = 0; i < M; ++i) {
+        __m512i dot = sum[0][i];
+        for (int c = 1; c < kChains; ++c) dot = _mm512_add_epi32(dot, sum[c][i]);
+        isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(dot, sc));
+      }
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sr)));
+    __m512 dmw;
+    if constexpr (kMin)
+      dmw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(sr + 32)));
+    for (int i = 0; i < M; ++i) {
+      const __m512 dxv = _mm512_set1_ps(dx[i][b]);
+      __m512 t = mul(mul(dw, dxv), _mm512_cvtepi32_ps(isum[i]));
+      if constexpr (kMin) {
+        __m512i msum = _mm512_setzero_si512();
+        for (int p = 0; p < 4; ++p) {
+          int32_t pair;
+          std::memcpy(&pair, sub[i] + 8 * b + 2 * p, 4);
+          msum = _mm512_dpwssd_epi32(msum, _mm512_load_si512(sr + 192 + 64 * p),
+                                     _mm512_set1_epi32(pair));
+        }
+        t = _mm512_sub_round_ps(t, mul(mul(dmw, dxv), _mm512_cvtepi32_ps(msum)), kRn);
+      }
+      acc[i] = add(acc[i], t);
+    }
+  }
+  for (int i = 0; i < M; ++i) _mm512_mask_storeu_ps(y + i * ldy, cols, acc[i]);
+}
+
+template <class D, bool kMin, bool kK>
 void run(const PackedGemmWeights& w, const GemmActivations& a, float* y) {
   __m512i table = _mm512_setzero_si512();
-  if (w.dtype == DType::IQ4_NL)
+  if (w.dtype == DType::IQ4_NL || w.dtype == DType::IQ4_XS)
     table = _mm512_xor_si512(
         _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))),
         _mm512_set1_epi8(char(0x80)));
@@ -140,9 +226,12 @@ void run(const PackedGemmWeights& w, const GemmActivations& a, float* y) {
     for (int64_t i0 = 0; i0 < a.m; i0 += kPanel) {
       float* out = y + i0 * w.n + 16 * t;
       switch (std::min<int64_t>(kPanel, a.m - i0)) {
-#define LOWBIT_GEMM_ROWS(R)                                        \
-  case R:                                                          \
-    micro_kernel<D, kMin, R>(w, qt, a, i0, table, out, w.n, mask); \
+#define LOWBIT_GEMM_ROWS(R)                                            \
+  case R:                                                              \
+    if constexpr (kK)                                                  \
+      micro_kernel_k<D, kMin, R>(w, qt, a, i0, table, out, w.n, mask); \
+    else                                                               \
+      micro_kernel<D, kMin, R>(w, qt, a, i0, table, out, w.n, mask);   \
     break;
         LOWBIT_GEMM_ROWS(8)
         LOWBIT_GEMM_ROWS(7)
@@ -163,17 +252,23 @@ void run(const PackedGemmWeights& w, const GemmActivations& a, float* y) {
 void q8_gemm(const PackedGemmWeights& w, const GemmActivations& a, float* y) {
   switch (w.dtype) {
     case DType::Q4_0:
-      return run<Nibbles, false>(w, a, y);
+      return run<Nibbles, false, false>(w, a, y);
     case DType::Q4_1:
-      return run<Nibbles, true>(w, a, y);
+      return run<Nibbles, true, false>(w, a, y);
     case DType::Q5_0:
-      return run<Fives, false>(w, a, y);
+      return run<Fives, false, false>(w, a, y);
     case DType::Q5_1:
-      return run<Fives, true>(w, a, y);
+      return run<Fives, true, false>(w, a, y);
     case DType::Q8_0:
-      return run<Bytes, false>(w, a, y);
+      return run<Bytes, false, false>(w, a, y);
+    case DType::IQ4_XS:
+      return run<Iq4nl, false, true>(w, a, y);
+    case DType::Q4_K:
+      return run<Nibbles, true, true>(w, a, y);
+    case DType::Q5_K:
+      return run<Fives, true, true>(w, a, y);
     default:
-      return run<Iq4nl, false>(w, a, y);
+      return run<Iq4nl, false, false>(w, a, y);
   }
 }
 
