@@ -55,7 +55,7 @@ std::vector<uint8_t> random_blocks(DType t, int64_t n, int64_t k, std::mt19937_6
   std::uniform_real_distribution<float> u(0.004f, 2.0f);
   for (size_t b = 0; b < blocks; ++b) {
     const uint16_t d = lowbit::f32_to_f16(u(rng) / 64);
-    std::memcpy(&out[b * bb], &d, 2);
+    std::memcpy(&out[b * bb + (t == DType::Q6_K ? 208 : 0)], &d, 2);
     if (t == DType::Q4_1 || t == DType::Q5_1 || t == DType::Q4_K || t == DType::Q5_K)
       std::memcpy(&out[b * bb + 2], &d, 2);  // m / dmin
   }
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
               "old GOP/s", "new GOP/s", "speedup");
   std::mt19937_64 rng(1);
   const DType types[] = {DType::Q4_0, DType::Q5_0,   DType::Q8_0, DType::IQ4_NL, DType::Q4_1,
-                         DType::Q5_1, DType::IQ4_XS, DType::Q4_K, DType::Q5_K};
+                         DType::Q5_1, DType::IQ4_XS, DType::Q4_K, DType::Q5_K,   DType::Q6_K};
   std::vector<std::pair<int64_t, int64_t>> shapes = {{576, 576}, {1536, 576}, {576, 1536}};
   if (n_arg > 0 && k_arg > 0) shapes = {{n_arg, k_arg}};
   for (DType t : types) {

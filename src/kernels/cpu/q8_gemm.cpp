@@ -57,6 +57,10 @@ uint8_t unsigned_weight(DType t, const Format& f, const uint8_t* blk, int e) {
 }
 
 bool is_k32(DType t) { return t == DType::IQ4_XS || t == DType::Q4_K || t == DType::Q5_K; }
+// The K-quant formats of the GEMM (256-element super-blocks, Q8_K activations).
+bool is_kquant(DType t) { return is_k32(t) || t == DType::Q6_K; }
+// Integer sums per super-block the kernel seeds: per sub-block of 32, or per group of 16 (Q6_K).
+int64_t subs_per_block(DType t) { return t == DType::Q6_K ? 16 : 8; }
 
 // Sub-block s (0..7) of one K-quant super-block as integers: nibble / index values v[32]
 // (IQ4_XS: table indices; Q4_K, Q5_K: low 4 bits), 5th bits h (Q5_K), the scale and the min.
@@ -155,8 +159,9 @@ void pack_k32(const WeightMatrix& w, PackedGemmWeights& p) {
   }
 }
 
-// Q8_K activations for IQ4_XS / Q4_K / Q5_K: kquant_dot's quantizer, then per 32 elements the
-// sum (for the mins) and −o·sum (o = 128 for IQ4_XS's T + 128 weights, else 0).
+// Q8_K activations for IQ4_XS / Q4_K / Q5_K / Q6_K: kquant_dot's quantizer, then per 32 elements
+// the sum (for the mins) and −o·sum (o = 128 for IQ4_XS's T + 128 weights, else 0); Q6_K: −32·sum
+// per 16 elements (its u = q + 32).
 void quantize_q8k(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
                   GemmActivations* out) {
   GemmActivations& a = *out;
@@ -166,9 +171,10 @@ void quantize_q8k(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
   a.qs.resize(size_t(m * k));
   a.d.resize(size_t(m * a.nb));
   a.s.clear();
-  a.bias.resize(size_t(m * a.nb * 8));
-  a.sub.resize(size_t(m * a.nb * 8));
-  const int32_t offset = weight == DType::IQ4_XS ? 128 : 0;
+  const bool six = weight == DType::Q6_K;
+  a.bias.resize(size_t(m * a.nb * (six ? 16 : 8)));
+  a.sub.resize(six ? 0 : size_t(m * a.nb * 8));
+  const int32_t offset = weight == DType::IQ4_XS ? 128 : six ? 32 : 0;
 #pragma omp parallel for schedule(static) if (m > 1 && m * k > (int64_t(1) << 15))
   for (int64_t i = 0; i < m; ++i) {
     thread_local std::vector<int16_t> bsums;
@@ -192,6 +198,11 @@ void quantize_q8k(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
         }
         break;
     }
+    if (six) {  // per group of 16
+      for (int64_t g = 0; g < a.nb * 16; ++g)
+        a.bias[size_t(i * a.nb * 16 + g)] = -offset * bsums[size_t(g)];
+      continue;
+    }
     for (int64_t s = 0; s < a.nb * 8; ++s) {
       const int32_t sum = bsums[size_t(2 * s)] + bsums[size_t(2 * s + 1)];
       a.sub[size_t(i * a.nb * 8 + s)] = int16_t(sum);
@@ -200,11 +211,54 @@ void quantize_q8k(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
   }
 }
 
+// Q6_K: per super-block 16 group records [A | B | H] (x86/q8_gemm_avx512.cpp, Six) of the
+// 6-bit u = q + 32, then the scale record [d fp16 ×16 | unused ×32 B | sc int8 [16][16]].
+void pack_q6k(const WeightMatrix& w, PackedGemmWeights& p) {
+  const size_t block_bytes = traits(w.dtype).block_bytes;
+  const size_t row_bytes = size_t(p.nb) * block_bytes;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+#pragma omp parallel for schedule(static) if (w.n * w.k > (int64_t(1) << 18))
+  for (int64_t t = 0; t < p.tiles; ++t) {
+    uint8_t* tile = const_cast<uint8_t*>(p.tile(t));
+    const int rows = int(std::min<int64_t>(kTileRows, w.n - t * kTileRows));
+    for (int64_t b = 0; b < p.nb; ++b) {
+      uint8_t* q = tile + size_t(b) * p.quant_bytes;
+      uint8_t* sr = tile + size_t(p.nb) * p.quant_bytes + size_t(b) * p.scale_bytes;
+      for (int r = 0; r < rows; ++r) {
+        const auto& blk = *reinterpret_cast<const BlockQ6_K*>(
+            base + size_t(t * kTileRows + r) * row_bytes + size_t(b) * block_bytes);
+        reinterpret_cast<uint16_t*>(sr)[r] = blk.d;
+        uint8_t u[256];  // q + 32, the dequantizer's element order
+        for (int h = 0; h < 2; ++h)
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t* ql = blk.ql + 64 * h;
+            const int qh = blk.qh[32 * h + l];
+            u[128 * h + l] = uint8_t((ql[l] & 15) | (qh & 3) << 4);
+            u[128 * h + l + 32] = uint8_t((ql[l + 32] & 15) | (qh >> 2 & 3) << 4);
+            u[128 * h + l + 64] = uint8_t((ql[l] >> 4) | (qh >> 4 & 3) << 4);
+            u[128 * h + l + 96] = uint8_t((ql[l + 32] >> 4) | (qh >> 6 & 3) << 4);
+          }
+        for (int g = 0; g < 16; ++g) {
+          uint8_t* rec = q + 192 * g;
+          sr[64 + 16 * g + r] = uint8_t(blk.scales[g]);
+          for (int e = 0; e < 4; ++e) {
+            const uint8_t* v = u + 16 * g + e;  // slot k element e: v[4k]
+            rec[4 * r + e] = uint8_t((v[0] & 15) | (v[8] & 15) << 4);
+            rec[64 + 4 * r + e] = uint8_t((v[4] & 15) | (v[12] & 15) << 4);
+            rec[128 + 4 * r + e] =
+                uint8_t((v[0] >> 4) | (v[4] >> 4) << 2 | (v[8] >> 4) << 4 | (v[12] >> 4) << 6);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool gemm_supports(DType t) {
   return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 ||
-         t == DType::Q8_0 || t == DType::IQ4_NL || is_k32(t);
+         t == DType::Q8_0 || t == DType::IQ4_NL || is_kquant(t);
 }
 
 PackedGemmWeights pack_gemm_weights(const WeightMatrix& w) {
@@ -214,16 +268,19 @@ PackedGemmWeights pack_gemm_weights(const WeightMatrix& w) {
         "Q8_0 or IQ4_NL)",
         name(w.dtype));
   check_weight_matrix(w, 0, "pack_gemm_weights");
-  const bool k32 = is_k32(w.dtype);
+  const bool kq = is_kquant(w.dtype);
   const Format f = format_of(w.dtype);
   PackedGemmWeights p;
   p.dtype = w.dtype;
   p.n = w.n;
   p.k = w.k;
-  p.block_elems = k32 ? 256 : 32;
+  p.block_elems = kq ? 256 : 32;
   p.nb = w.k / p.block_elems;
   p.tiles = (w.n + kTileRows - 1) / kTileRows;
-  if (k32) {
+  if (w.dtype == DType::Q6_K) {
+    p.quant_bytes = 16 * 192;
+    p.scale_bytes = 64 + 256;
+  } else if (kq) {
     p.quant_bytes = 8 * (w.dtype == DType::Q5_K ? 320 : 256);
     p.scale_bytes = w.dtype == DType::IQ4_XS ? 192 : 448;
   } else {
@@ -233,8 +290,11 @@ PackedGemmWeights pack_gemm_weights(const WeightMatrix& w) {
   const size_t lines = (size_t(p.tiles) * p.tile_bytes() + 63) / 64;
   p.data.assign(std::max<size_t>(lines, 1), PackedGemmWeights::Line{});
   if (p.tiles == 0 || p.nb == 0) return p;
-  if (k32) {
-    pack_k32(w, p);
+  if (kq) {
+    if (w.dtype == DType::Q6_K)
+      pack_q6k(w, p);
+    else
+      pack_k32(w, p);
     return p;
   }
   const size_t block_bytes = traits(w.dtype).block_bytes;
@@ -281,14 +341,14 @@ PackedGemmWeights pack_gemm_weights(const WeightMatrix& w) {
 void quantize_gemm_activations(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
                                GemmActivations* out) {
   require_isa(isa);
-  const bool k32 = is_k32(weight);
-  const int64_t be = k32 ? 256 : 32;
+  const bool kq = is_kquant(weight);
+  const int64_t be = kq ? 256 : 32;
   if (!gemm_supports(weight) || m < 0 || k < 0 || k % be != 0)
     fail(
         "quantize_gemm_activations: {} activations [{}, {}]: expected a Q4_0/Q4_1/Q5_0/Q5_1/"
         "Q8_0/IQ4_NL/IQ4_XS/Q4_K/Q5_K weight and k a multiple of {}",
         name(weight), m, k, be);
-  if (k32) return quantize_q8k(isa, weight, x, m, k, out);
+  if (kq) return quantize_q8k(isa, weight, x, m, k, out);
   const Format f = format_of(weight);
   const bool with_s = f.m >= 0;
   GemmActivations& a = *out;
@@ -337,10 +397,11 @@ void linear_gemm_prequantized(Isa isa, const PackedGemmWeights& w, const GemmAct
   if (isa != Isa::kAvx512)
     fail("linear_gemm: no {} kernel (only avx512; use linear_q8_isa / linear_kquant_isa)",
          isa_name(isa));
-  const bool k32 = is_k32(w.dtype), with_s = w.dtype == DType::Q4_1 || w.dtype == DType::Q5_1;
+  const bool kq = is_kquant(w.dtype), with_s = w.dtype == DType::Q4_1 || w.dtype == DType::Q5_1;
+  const size_t subs = kq ? size_t(subs_per_block(w.dtype)) : 1;
   const size_t units = size_t(a.m * a.nb);
   if (a.nb != w.nb || a.qs.size() != size_t(a.m * a.k) || a.d.size() != units ||
-      a.bias.size() != (k32 ? 8 : 1) * units || a.sub.size() != (k32 ? 8 * units : 0) ||
+      a.bias.size() != subs * units || a.sub.size() != (is_k32(w.dtype) ? 8 * units : 0) ||
       a.s.size() != (with_s ? units : 0))
     fail("linear_gemm: activations [{}, {}] were not quantized for {} weights", a.m, a.k,
          name(w.dtype));

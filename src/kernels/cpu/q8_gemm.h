@@ -1,5 +1,5 @@
 // Prompt-processing GEMM for the 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-// IQ4_NL) and the K-quants with 32-element sub-blocks (IQ4_XS, Q4_K, Q5_K) with int8 activations,
+// IQ4_NL) and the K-quants IQ4_XS, Q4_K, Q5_K, Q6_K with int8 activations,
 // llama.cpp's repacked-weights approach: the weights are rearranged once at load into tiles of 16
 // rows whose bytes for one 4-element group of a block form one 64-byte register (lane r = row r),
 // so a micro-kernel step is one vpdpbusd of 16 output columns against 4 activation bytes broadcast
@@ -39,7 +39,7 @@
 namespace lowbit::kernels::cpu {
 
 // Whether pack_gemm_weights() handles `weight`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS,
-// Q4_K, Q5_K.
+// Q4_K, Q5_K, Q6_K.
 bool gemm_supports(DType weight);
 
 struct PackedGemmWeights {
@@ -48,7 +48,7 @@ struct PackedGemmWeights {
   };
   DType dtype = DType::Q4_0;
   int64_t n = 0, k = 0, tiles = 0;  // tiles = ceil(n/16)
-  int64_t block_elems = 32;         // 32, or 256 for IQ4_XS / Q4_K / Q5_K
+  int64_t block_elems = 32;         // 32, or 256 for IQ4_XS / Q4_K / Q5_K / Q6_K
   int64_t nb = 0;                   // k / block_elems
   size_t quant_bytes = 0;           // per block and tile: 256, 320 (Q5_x), 512 (Q8_0); ×8 for K
   size_t scale_bytes = 0;  // per block and tile: 32, 64 with the mins; K: 192, 448 with mins
@@ -65,7 +65,7 @@ struct PackedGemmWeights {
 PackedGemmWeights pack_gemm_weights(const WeightMatrix& w);
 
 // Activations [m, k] for the GEMM in plain element order: Q8_0 / Q8_1 as q8_activation.h
-// (ggml's x86 rounding) for the 32-element formats, Q8_K as kquant_dot.h for IQ4_XS, Q4_K, Q5_K.
+// (ggml's x86 rounding) for the 32-element formats, Q8_K as kquant_dot.h for the K-quants.
 struct GemmActivations {
   int64_t m = 0, k = 0, nb = 0;  // nb = k / 32, or k / 256 (Q8_K)
   std::vector<int8_t> qs;        // [m, k]

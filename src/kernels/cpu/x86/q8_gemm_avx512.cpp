@@ -37,6 +37,7 @@ inline __m512i bcast4(const int8_t* p) {
 
 // Weight decoders: group slots j (elements 4j..4j+3) and 4+j (elements 16+4j..) of one block.
 struct Nibbles {  // Q4_0, Q4_1: u = q
+  static constexpr int kPairs = 4, kHiOff = 16;
   static constexpr size_t kQuantBytes = 256;
   static void decode(const uint8_t* q, int j, __m512i table, __m512i& lo, __m512i& hi) {
     const __m512i v = _mm512_load_si512(q + 64 * j), m4 = _mm512_set1_epi8(15);
@@ -45,6 +46,7 @@ struct Nibbles {  // Q4_0, Q4_1: u = q
   }
 };
 struct Fives {  // Q5_0, Q5_1: u = q | 5th bit << 4
+  static constexpr int kPairs = 4, kHiOff = 16;
   static constexpr size_t kQuantBytes = 320;
   static void decode(const uint8_t* q, int j, __m512i table, __m512i& lo, __m512i& hi) {
     Nibbles::decode(q, j, table, lo, hi);
@@ -57,6 +59,7 @@ struct Fives {  // Q5_0, Q5_1: u = q | 5th bit << 4
   }
 };
 struct Iq4nl {  // u = T[idx] + 128
+  static constexpr int kPairs = 4, kHiOff = 16;
   static constexpr size_t kQuantBytes = 256;
   static void decode(const uint8_t* q, int j, __m512i table, __m512i& lo, __m512i& hi) {
     Nibbles::decode(q, j, table, lo, hi);
@@ -65,10 +68,27 @@ struct Iq4nl {  // u = T[idx] + 128
   }
 };
 struct Bytes {  // Q8_0: u = q + 128, stored as is
+  static constexpr int kPairs = 4, kHiOff = 16;
   static constexpr size_t kQuantBytes = 512;
   static void decode(const uint8_t* q, int j, __m512i, __m512i& lo, __m512i& hi) {
     lo = _mm512_load_si512(q + 64 * j);
     hi = _mm512_load_si512(q + 64 * (4 + j));
+  }
+};
+
+// Q6_K: u = q + 32 (6 bits) per 16-element group: [A | B | H] of 64 bytes, A holding slots 0 and
+// 2 as low / high nibbles, B slots 1 and 3, H the top 2 bits of slot k at bits 2k..2k+1.
+struct Six {
+  static constexpr size_t kQuantBytes = 192;
+  static constexpr int kPairs = 2, kHiOff = 8;  // steps j: slots j and j + 2
+  static void decode(const uint8_t* q, int j, __m512i, __m512i& lo, __m512i& hi) {
+    const __m512i v = _mm512_load_si512(q + 64 * j), h = _mm512_load_si512(q + 128);
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    const __m512i hlo = j == 0 ? _mm512_slli_epi16(h, 4) : _mm512_slli_epi16(h, 2);
+    const __m512i hhi = j == 0 ? h : _mm512_srli_epi16(h, 2);
+    // nib | (shifted & 0x30)
+    lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, m4), hlo, m30, 0xF8);
+    hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), hhi, m30, 0xF8);
   }
 };
 
@@ -131,7 +151,8 @@ void micro_kernel(const PackedGemmWeights& w, const uint8_t* qt, const GemmActiv
   for (int i = 0; i < M; ++i) _mm512_mask_storeu_ps(y + i * ldy, cols, acc[i]);
 }
 
-// The K-quants with 32-element sub-blocks (IQ4_XS, Q4_K, Q5_K), Q8_K activations: per
+// The K-quants with 32-element sub-blocks (IQ4_XS, Q4_K, Q5_K) and Q6_K (16-element groups),
+// Q8_K activations: per
 // super-block and row, each sub-block's integer dot (8 vpdpbusd, seeded with −o·Σ q_x) is
 // multiplied by the 16 rows' sub-block scales (vpmulld) into the super-block's int32 sum; the
 // mins (Q4_K, Q5_K) add Σ m_s·Σ_s q_x with 4 vpdpwssd on int16 pairs; then, as the scalar
@@ -140,6 +161,7 @@ template <class D, bool kMin, int M>
 void micro_kernel_k(const PackedGemmWeights& w, const uint8_t* qt, const GemmActivations& a,
                     int64_t i0, __m512i table, float* y, int64_t ldy, __mmask16 cols) {
   constexpr int kChains = M <= 2 ? 4 : M <= 4 ? 2 : 1;
+  constexpr int kSubs = 256 / (8 * D::kPairs);  // 8 sub-blocks of 32 or (Q6_K) 16 of 16
   const int64_t nb = a.nb;
   const uint8_t* st = qt + size_t(nb) * w.quant_bytes;
   const int8_t* x[M];
@@ -150,7 +172,7 @@ void micro_kernel_k(const PackedGemmWeights& w, const uint8_t* qt, const GemmAct
   for (int i = 0; i < M; ++i) {
     x[i] = a.qs.data() + (i0 + i) * a.k;
     dx[i] = a.d.data() + (i0 + i) * nb;
-    bias[i] = a.bias.data() + (i0 + i) * nb * 8;
+    bias[i] = a.bias.data() + (i0 + i) * nb * kSubs;
     sub[i] = kMin ? a.sub.data() + (i0 + i) * nb * 8 : nullptr;
     acc[i] = _mm512_setzero_ps();
   }
@@ -158,7 +180,7 @@ void micro_kernel_k(const PackedGemmWeights& w, const uint8_t* qt, const GemmAct
     const uint8_t* sr = st + size_t(b) * w.scale_bytes;
     __m512i isum[M];
     for (int i = 0; i < M; ++i) isum[i] = _mm512_setzero_si512();
-    for (int s = 0; s < 8; ++s) {
+    for (int s = 0; s < kSubs; ++s) {
       const uint8_t* q = qt + size_t(b) * w.quant_bytes + size_t(s) * D::kQuantBytes;
       if constexpr (M <= kPrefetchRows)
         for (size_t l = 0; l < D::kQuantBytes; l += 64)
@@ -166,18 +188,19 @@ void micro_kernel_k(const PackedGemmWeights& w, const uint8_t* qt, const GemmAct
       const int8_t* xs[M];
       __m512i sum[kChains][M];
       for (int i = 0; i < M; ++i) {
-        xs[i] = x[i] + 256 * b + 32 * s;
-        sum[0][i] = _mm512_set1_epi32(bias[i][8 * b + s]);
+        xs[i] = x[i] + 256 * b + (256 / kSubs) * s;
+        sum[0][i] = _mm512_set1_epi32(bias[i][kSubs * b + s]);
         for (int c = 1; c < kChains; ++c) sum[c][i] = _mm512_setzero_si512();
       }
-      for (int j = 0; j < 4; ++j) {
+      for (int j = 0; j < D::kPairs; ++j) {
         __m512i lo, hi;
         D::decode(q, j, table, lo, hi);
         constexpr int kHi = kChains > 1 ? 1 : 0;
         const int c = kChains == 4 ? 2 * (j & 1) : 0;
         for (int i = 0; i < M; ++i) {
           sum[c][i] = _mm512_dpbusd_epi32(sum[c][i], lo, bcast4(xs[i] + 4 * j));
-          sum[c + kHi][i] = _mm512_dpbusd_epi32(sum[c + kHi][i], hi, bcast4(xs[i] + 16 + 4 * j));
+          sum[c + kHi][i] =
+              _mm512_dpbusd_epi32(sum[c + kHi][i], hi, bcast4(xs[i] + D::kHiOff + 4 * j));
         }
       }
       const __m512i sc =
@@ -267,6 +290,8 @@ void q8_gemm(const PackedGemmWeights& w, const GemmActivations& a, float* y) {
       return run<Nibbles, true, true>(w, a, y);
     case DType::Q5_K:
       return run<Fives, true, true>(w, a, y);
+    case DType::Q6_K:
+      return run<Six, false, true>(w, a, y);
     default:
       return run<Iq4nl, false, false>(w, a, y);
   }
