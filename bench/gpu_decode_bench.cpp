@@ -9,8 +9,11 @@
 //
 //   gpu_decode_bench [--quick] [--batches 1,8,16] [--contexts 128,4096] [--steps 32]
 //                    [--weights bf16,int4,int8,fp8] [--kv bf16,fp8_e4m3]
-//                    [--attention-batches 1,8,32,64] [--attention-only]
+//                    [--attention-batches 1,8,32,64] [--attention-only] [--profile-steps N]
+// --profile-steps N brackets the first N timed steps of each configuration with
+// cudaProfilerStart/Stop, for `ncu --profile-from-start off` (per-kernel times of a step).
 #include <cuda_bf16.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,6 +29,7 @@
 #include "kernels/cuda/attention/paged_attention.h"
 #include "kernels/cuda/common/cuda_check.h"
 #include "kernels/cuda/common/device_buffer.h"
+#include "kernels/cuda/common/pdl.h"
 #include "kernels/cuda/ops/elementwise.h"
 #include "models/llama_cuda.h"
 
@@ -195,6 +199,7 @@ int main(int argc, char** argv) try {
   int steps = 32;
   std::vector<int64_t> attn_batches = {1, 8, 32, 64};
   bool attention_only = false;
+  int profile_steps = 0;
   std::vector<std::string> weight_kinds = {"bf16"}, kv_kinds = {"bf16", "fp8_e4m3"};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) {
@@ -212,6 +217,8 @@ int main(int argc, char** argv) try {
       weight_kinds = parse_names(argv[++i]);
     } else if (!std::strcmp(argv[i], "--kv") && i + 1 < argc) {
       kv_kinds = parse_names(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--profile-steps") && i + 1 < argc) {
+      profile_steps = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--attention-only")) {
       attention_only = true;
     }
@@ -219,8 +226,10 @@ int main(int argc, char** argv) try {
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   const double bw = copy_bandwidth();
-  std::printf("device: %s, %d SMs; device-to-device copy %.0f GB/s (read + write)\n", prop.name,
-              prop.multiProcessorCount, bw / 1e9);
+  std::printf(
+      "device: %s, %d SMs; device-to-device copy %.0f GB/s (read + write); programmatic "
+      "dependent launch %s\n",
+      prop.name, prop.multiProcessorCount, bw / 1e9, kc::pdl_enabled() ? "on" : "off");
 
   const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
@@ -263,6 +272,8 @@ int main(int argc, char** argv) try {
           }
           std::vector<double> ms;
           for (int i = 0; i < steps; ++i) {
+            if (i == 0 && profile_steps > 0) LOWBIT_CUDA_CHECK(cudaProfilerStart());
+            if (i == profile_steps && profile_steps > 0) LOWBIT_CUDA_CHECK(cudaProfilerStop());
             auto t0 = std::chrono::steady_clock::now();
             m->decode_greedy(seqs, tok, next);
             ms.push_back(

@@ -258,7 +258,8 @@ struct CudaLlamaModel::Impl {
       amax;
   int64_t workspace_floats = 0;
   kc::PinnedBuffer h_meta, h_ids, h_uniforms;
-  DeviceBuffer uniforms;  // [max_sequences] one uniform per sampled sequence
+  DeviceBuffer uniforms;        // [max_sequences] one uniform per sampled sequence
+  DeviceBuffer argmax_scratch;  // kc::argmax_rows' partial results, zeroed once
   std::vector<float> host_logits_tmp;
 
   struct Graph {
@@ -531,6 +532,9 @@ struct CudaLlamaModel::Impl {
     act = DeviceBuffer(size_t(n * I) * 2, "activations");
     logits = DeviceBuffer(size_t(logit_rows * V) * 4, "logits");
     ids = DeviceBuffer(size_t(opt.max_sequences) * 4, "sampled ids");
+    argmax_scratch =
+        DeviceBuffer(size_t(kc::argmax_scratch_bytes(opt.max_sequences, V)), "argmax scratch");
+    LOWBIT_CUDA_CHECK(cudaMemset(argmax_scratch.get(), 0, argmax_scratch.bytes()));
     h_ids = kc::PinnedBuffer(size_t(opt.max_sequences) * 4);
     uniforms = DeviceBuffer(size_t(opt.max_sequences) * 4, "sampling uniforms");
     h_uniforms = kc::PinnedBuffer(size_t(opt.max_sequences) * 4);
@@ -1026,7 +1030,8 @@ void CudaLlamaModel::decode_step(std::span<const int> seq_ids, std::span<const i
   auto record = [&] {
     m.run_layers(B, m.splits_for(B, m.max_context));
     m.lm_head_rows(0, B);
-    kc::argmax_rows(m.logits.get<float>(), B, m.cfg.vocab_size, m.ids.get<int32_t>(), st);
+    kc::argmax_rows(m.logits.get<float>(), B, m.cfg.vocab_size, m.ids.get<int32_t>(),
+                    m.argmax_scratch.get(), st);
   };
   if (m.opt.cuda_graphs && m.scales_ready) {
     auto it = m.graphs.find(B);

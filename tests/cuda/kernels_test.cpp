@@ -3,6 +3,8 @@
 // (FP8 scales per layer or per kv head), FP8 KV scale calibration.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "cuda_test_util.h"
@@ -65,7 +67,9 @@ TEST(CudaLinear, GemvAndCublasMatchReference) {
 TEST(CudaOps, EmbeddingAddRmsNormSiluMul) {
   LOWBIT_REQUIRE_GPU();
   std::mt19937 rng(11);
-  for (int64_t width : {64, 172, 1000, 4096}) {
+  // 4096 / 8192 / 16384: 1, 2, 4 float4 vectors per thread; 10002: not a multiple of 4 (the
+  // scalar kernel).
+  for (int64_t width : {64, 172, 1000, 4096, 8192, 10002, 16384}) {
     const int64_t n = 5, vocab = 37;
     auto table = round_bf16(random_floats(size_t(vocab * width), rng));
     std::vector<int32_t> ids = {3, 0, 36, 3, 17};
@@ -101,6 +105,22 @@ TEST(CudaOps, EmbeddingAddRmsNormSiluMul) {
             (double(x[size_t(t * width + i)]) + delta[size_t(t * width + i)]) * inv * w[size_t(i)];
     }
     EXPECT_LT(rel_error(out, ref), 4e-3) << "width " << width;
+
+    // Without a delta (the first layer): x is left as it is.
+    auto dout2 = poisoned(size_t(n * width) * 2);
+    kc::add_rms_norm(dx.get<float>(), nullptr, dw.get<float>(), 1e-5f, n, width, dout2.get<bf16>(),
+                     nullptr);
+    ASSERT_EQ(download<float>(dx, size_t(n * width)), xs);
+    auto out2 = from_bf16(download<uint16_t>(dout2, size_t(n * width)));
+    for (int64_t t = 0; t < n; ++t) {
+      double ss = 0;
+      for (int64_t i = 0; i < width; ++i)
+        ss += double(xs[size_t(t * width + i)]) * xs[size_t(t * width + i)];
+      double inv = 1 / std::sqrt(ss / double(width) + 1e-5);
+      for (int64_t i = 0; i < width; ++i)
+        ref[size_t(t * width + i)] = double(xs[size_t(t * width + i)]) * inv * w[size_t(i)];
+    }
+    EXPECT_LT(rel_error(out2, ref), 4e-3) << "width " << width << " without delta";
 
     // SiLU(gate) · up over [n, 2·width]
     auto gu = round_bf16(random_floats(size_t(n * 2 * width), rng, -4, 4));
@@ -305,6 +325,46 @@ TEST(CudaOps, KvScaleCalibrationMatchesCpuRule) {
               << "v head " << g << " n " << c.n << (per_head ? " per head" : " per layer");
         }
       }
+}
+
+// Argmax over rows: random values, a tie between two positions (the first wins), a NaN that
+// must not win, an all-NaN row (0), and vocabularies from 1 to past 128k; the scratch is reused
+// over several calls (its counters must come back to zero).
+TEST(CudaOps, ArgmaxRows) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(5);
+  const int64_t rows = 4;
+  for (int64_t vocab : {1, 37, 4097, 128259}) {
+    kc::DeviceBuffer scratch(size_t(kc::argmax_scratch_bytes(rows, vocab)), "argmax scratch");
+    LOWBIT_CUDA_CHECK(cudaMemset(scratch.get(), 0, scratch.bytes()));
+    for (int rep = 0; rep < 3; ++rep) {
+      auto logits = random_floats(size_t(rows * vocab), rng, -8, 8);
+      std::uniform_int_distribution<int64_t> pos(0, vocab - 1);
+      const int64_t a = pos(rng), b = pos(rng);
+      logits[size_t(a)] = logits[size_t(b)] = 9.0f;                                // row 0: tie
+      logits[size_t(vocab + pos(rng))] = std::numeric_limits<float>::quiet_NaN();  // row 1
+      for (int64_t i = 0; i < vocab; ++i)                                          // row 3: all NaN
+        logits[size_t(3 * vocab + i)] = std::numeric_limits<float>::quiet_NaN();
+      auto dl = upload(logits);
+      auto dids = poisoned(size_t(rows) * 4);
+      kc::argmax_rows(dl.get<float>(), rows, vocab, dids.get<int32_t>(), scratch.get(), nullptr);
+      auto ids = download<int32_t>(dids, size_t(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        int32_t want = 0;
+        float best = -std::numeric_limits<float>::infinity();
+        bool found = false;
+        for (int64_t i = 0; i < vocab; ++i) {
+          const float v = logits[size_t(r * vocab + i)];
+          if (!std::isnan(v) && (!found || v > best)) {
+            best = v;
+            want = int32_t(i);
+            found = true;
+          }
+        }
+        EXPECT_EQ(ids[size_t(r)], want) << "vocab " << vocab << " row " << r << " rep " << rep;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "kernels/cuda/attention/kv_convert.cuh"
 #include "kernels/cuda/attention/paged_attention.h"
 #include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/common/pdl.h"
 
 namespace lowbit::kernels::cuda {
 namespace {
@@ -145,6 +146,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   float m_lane = -INFINITY, l_lane = 0.0f;  // kFast: running max / sum of this lane's head
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ float s_m[kWarps][GC], s_l[kWarps][GC];
+  // No early trigger: the next kernel's blocks would take SM slots before this one's later
+  // waves (it triggers when its blocks exit).
+  pdl_wait();  // q and the cache entries of this step come from the kernels before
 
   const int t = blockIdx.x;
   const int group = a.num_heads / c.num_kv_heads;
@@ -421,6 +425,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 __global__ void merge_kernel(AttentionArgs a, int hd) {
   __shared__ float s_w[128];  // attention_splits never asks for more than 128
   __shared__ float s_inv_den;
+  pdl_launch_dependents();
+  pdl_wait();  // the splits' partial results
   const int64_t t = blockIdx.x, h = blockIdx.y;
   const int splits = a.num_splits;
   const int64_t row0 = (t * a.num_heads + h) * splits;
@@ -471,7 +477,8 @@ void launch_kernel(const AttentionArgs& a, const PagedKvLayer& c, int lpp_log2,
     return true;
   }();
   (void)smem_ok;
-  attention_kernel<D, EPL, GC, kFast><<<grid, kThreads, smem, stream>>>(a, c, lpp_log2, bs_log2);
+  launch_pdl(attention_kernel<D, EPL, GC, kFast>, grid, kThreads, smem, stream, a, c, lpp_log2,
+             bs_log2);
 }
 
 template <KvDtype D, int EPL, int GC>
@@ -564,11 +571,9 @@ void paged_attention(const AttentionArgs& a, const PagedKvLayer& c, cudaStream_t
       dispatch<KvDtype::kFp8E5M2>(a, c, stream);
       break;
   }
-  LOWBIT_CUDA_CHECK_LAUNCH();
-  if (a.num_splits > 1) {
-    merge_kernel<<<dim3(unsigned(a.n), unsigned(a.num_heads)), 128, 0, stream>>>(a, c.head_dim);
-    LOWBIT_CUDA_CHECK_LAUNCH();
-  }
+  if (a.num_splits > 1)
+    launch_pdl(merge_kernel, dim3(unsigned(a.n), unsigned(a.num_heads)), 128, 0, stream, a,
+               c.head_dim);
 }
 
 }  // namespace lowbit::kernels::cuda

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/common/pdl.h"
 #include "kernels/cuda/gemm/linear.h"
 
 namespace lowbit::kernels::cuda {
@@ -32,7 +33,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                 OutT* __restrict__ y, int64_t ldy, int m, int out, int in, bool vec) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kWarps + (threadIdx.x >> 5);
-  if (row >= out) return;  // uniform per warp
+  if (row >= out) return;  // uniform per warp (writes nothing)
   const __nv_bfloat16* wr = w + int64_t(row) * in;
   float acc[MMAX];
 #pragma unroll
@@ -41,11 +42,17 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (vec) {
     const int nvec = in / 8;
     const uint4* w4 = reinterpret_cast<const uint4*>(wr);
-    int j = lane;
-    for (; j + (kUnroll - 1) * 32 < nvec; j += kUnroll * 32) {
-      uint4 wv[kUnroll];
+    uint4 wv[kUnroll];
+    auto load = [&](int j) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(w4 + j + u * 32);  // streamed once
+    };
+    // The first weights are in flight before waiting for the kernel that writes x.
+    if (lane + (kUnroll - 1) * 32 < nvec) load(lane);
+    pdl_wait();
+    int j = lane;
+    for (; j + (kUnroll - 1) * 32 < nvec; j += kUnroll * 32) {
+      if (j != lane) load(j);
 #pragma unroll
       for (int i = 0; i < MMAX; ++i) {
         if (i < m) {
@@ -62,6 +69,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         if (i < m) acc[i] += dot8(wv, __ldg(reinterpret_cast<const uint4*>(x + i * ldx) + j));
     }
   } else {
+    pdl_wait();
     for (int k = lane; k < in; k += 32) {
       float wk = __bfloat162float(wr[k]);
 #pragma unroll
@@ -69,6 +77,9 @@ __global__ void __launch_bounds__(kWarps * 32)
         if (i < m) acc[i] = fmaf(wk, __bfloat162float(x[i * ldx + k]), acc[i]);
     }
   }
+  // The main loop is done: the next kernel may be scheduled now (its blocks then spread over
+  // SMs this kernel is leaving instead of crowding the few free ones early).
+  pdl_launch_dependents();
 #pragma unroll
   for (int i = 0; i < MMAX; ++i) {
 #pragma unroll
@@ -93,12 +104,11 @@ void launch(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, const f
             int64_t ldy, OutType out_type, int m, int out, int in, bool vec, cudaStream_t stream) {
   dim3 grid(unsigned((out + kWarps - 1) / kWarps));
   if (out_type == OutType::kBf16)
-    gemv_kernel<MMAX, __nv_bfloat16><<<grid, kWarps * 32, 0, stream>>>(
-        x, ldx, w, bias, static_cast<__nv_bfloat16*>(y), ldy, m, out, in, vec);
+    launch_pdl(gemv_kernel<MMAX, __nv_bfloat16>, grid, kWarps * 32, 0, stream, x, ldx, w, bias,
+               static_cast<__nv_bfloat16*>(y), ldy, m, out, in, vec);
   else
-    gemv_kernel<MMAX, float><<<grid, kWarps * 32, 0, stream>>>(
-        x, ldx, w, bias, static_cast<float*>(y), ldy, m, out, in, vec);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+    launch_pdl(gemv_kernel<MMAX, float>, grid, kWarps * 32, 0, stream, x, ldx, w, bias,
+               static_cast<float*>(y), ldy, m, out, in, vec);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/common/pdl.h"
 #include "kernels/cuda/gemm/w8a8_internal.h"
 
 namespace lowbit::kernels::cuda {
@@ -255,7 +256,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks<kMaxRows>())
                    OutT* __restrict__ y, int64_t ldy, int m, int n, int k) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
-  if (row >= n) return;  // uniform per warp
+  if (row >= n) return;  // uniform per warp (writes nothing)
   const uint4* w4 = reinterpret_cast<const uint4*>(w + int64_t(row) * k);
   const float* block_scales = kScaling == 2 ? scales + int64_t(row / 128) * (k / 128) : nullptr;
   float acc[kMaxRows];
@@ -318,10 +319,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks<kMaxRows>())
     uint4 wv[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) wv[u] = __ldcs(w4 + j + u * 32);  // streamed once
+    pdl_wait();  // x comes from the kernel before (returns at once after the first pass)
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) consume(wv[u], j + u * 32);
   }
+  pdl_wait();
   for (; j < nvec; j += 32) consume(__ldcs(w4 + j), j);
+  // The main loop is done: the next kernel may be scheduled now (its blocks then spread over
+  // SMs this kernel is leaving instead of crowding the few free ones early).
+  pdl_launch_dependents();
 
 #pragma unroll
   for (int i = 0; i < kMaxRows; ++i) {
@@ -351,12 +357,11 @@ void launch_gemv(const void* w, const float* scales, const __nv_bfloat16* x, int
   dim3 grid(unsigned((n + kGemvWarps - 1) / kGemvWarps));
   const auto* wq = static_cast<const uint8_t*>(w);
   if (out_type == OutType::kBf16)
-    w8_gemv_kernel<kFp8, kMaxRows, kScaling, __nv_bfloat16><<<grid, kGemvWarps * 32, 0, stream>>>(
-        wq, scales, x, ldx, bias, static_cast<__nv_bfloat16*>(y), ldy, m, n, k);
+    launch_pdl(w8_gemv_kernel<kFp8, kMaxRows, kScaling, __nv_bfloat16>, grid, kGemvWarps * 32, 0,
+               stream, wq, scales, x, ldx, bias, static_cast<__nv_bfloat16*>(y), ldy, m, n, k);
   else
-    w8_gemv_kernel<kFp8, kMaxRows, kScaling, float><<<grid, kGemvWarps * 32, 0, stream>>>(
-        wq, scales, x, ldx, bias, static_cast<float*>(y), ldy, m, n, k);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+    launch_pdl(w8_gemv_kernel<kFp8, kMaxRows, kScaling, float>, grid, kGemvWarps * 32, 0, stream,
+               wq, scales, x, ldx, bias, static_cast<float*>(y), ldy, m, n, k);
 }
 
 template <bool kFp8, int kScaling>

@@ -23,6 +23,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "kernels/cuda/common/pdl.h"
 #include "kernels/cuda/gemm/wq_gemm_device.cuh"
 
 namespace lowbit::kernels::cuda::wq_device {
@@ -57,6 +58,7 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
     wq_wide_kernel(KernelArgs a, int split_steps) {
   using T = WideTile<kInt8, MT, S>;
   constexpr int SPW = T::SPW;
+  pdl_wait();  // x comes from the kernel before
   extern __shared__ __align__(16) uint8_t smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int cgs = a.n / 32;
@@ -214,6 +216,9 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
   }
   cp_async_wait<0>();
   __syncthreads();
+  // The main loop is done: the next kernel may be scheduled now (its blocks then spread over
+  // SMs this kernel is leaving instead of crowding the few free ones early).
+  pdl_launch_dependents();
 
   // This block's partial tile red[row][col] (col in [0, 256), padded rows).
   float* red = reinterpret_cast<float*>(smem);
@@ -367,13 +372,18 @@ bool launch_config(const KernelArgs& a, cudaStream_t stream) {
   cfg.blockDim = dim3(kThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = 1;
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = unsigned(splits);
-  cfg.attrs = &attr;
-  cfg.numAttrs = splits > 1 ? 1 : 0;
+  cudaLaunchAttribute attrs[2];
+  unsigned num = 0;
+  if (splits > 1) {
+    attrs[num].id = cudaLaunchAttributeClusterDimension;
+    attrs[num].val.clusterDim.x = 1;
+    attrs[num].val.clusterDim.y = 1;
+    attrs[num].val.clusterDim.z = unsigned(splits);
+    ++num;
+  }
+  add_pdl_attribute(attrs, num);
+  cfg.attrs = attrs;
+  cfg.numAttrs = num;
   LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a, split_steps));
   return true;
 }

@@ -27,6 +27,7 @@
 #include <cstdlib>
 
 #include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/common/pdl.h"
 #include "kernels/cuda/gemm/wq_gemm_device.cuh"
 
 namespace lowbit::kernels::cuda::wq_device {
@@ -99,6 +100,7 @@ __global__ void __launch_bounds__(kGemvThreads, kBlocksPerSm)
       const int s = base + j * kWarps;
       q[j] = s < nsteps ? ld_stream16(codes + s * c_stride) : make_uint4(0, 0, 0, 0);
     }
+    pdl_wait();  // x comes from the kernel before (returns at once after the first batch)
 #pragma unroll
     for (int j = 0; j < U; ++j) {
       const int s = min(base + j * kWarps, nsteps - 1);
@@ -136,6 +138,10 @@ __global__ void __launch_bounds__(kGemvThreads, kBlocksPerSm)
     }
   }
 
+  pdl_wait();  // warps without a step still write y below
+  // The main loop is done: the next kernel may be scheduled now (its blocks then spread over
+  // SMs this kernel is leaving instead of crowding the few free ones early).
+  pdl_launch_dependents();
   // C fragment: acc[nt][0..1] = row g, columns nt·8 + 2t, +1; acc[nt][2..3] = row g + 8.
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
@@ -242,13 +248,18 @@ void launch_kernel(const KernelArgs& a, cudaStream_t stream) {
   cfg.gridDim = dim3(unsigned(cgs), 1, unsigned(splits));
   cfg.blockDim = dim3(kGemvThreads);
   cfg.stream = stream;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = 1;
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = unsigned(splits);
-  cfg.attrs = &attr;
-  cfg.numAttrs = splits > 1 ? 1 : 0;
+  cudaLaunchAttribute attrs[2];
+  unsigned num = 0;
+  if (splits > 1) {
+    attrs[num].id = cudaLaunchAttributeClusterDimension;
+    attrs[num].val.clusterDim.x = 1;
+    attrs[num].val.clusterDim.y = 1;
+    attrs[num].val.clusterDim.z = unsigned(splits);
+    ++num;
+  }
+  add_pdl_attribute(attrs, num);
+  cfg.attrs = attrs;
+  cfg.numAttrs = num;
   LOWBIT_CUDA_CHECK(
       cudaLaunchKernelEx(&cfg, wq_gemv_kernel<kInt8, kF16, kZeros, kRows16>, a, split_steps));
 }

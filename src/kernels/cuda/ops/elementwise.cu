@@ -1,9 +1,12 @@
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cfloat>
+#include <cstdint>
 
 #include "kernels/cuda/attention/kv_convert.cuh"
 #include "kernels/cuda/common/cuda_check.h"
+#include "kernels/cuda/common/pdl.h"
 #include "kernels/cuda/ops/elementwise.h"
 
 namespace lowbit::kernels::cuda {
@@ -41,6 +44,8 @@ __device__ float block_sum(float v) {
 }
 
 __global__ void embedding_kernel(const bf16* table, const int32_t* ids, int64_t width, float* out) {
+  pdl_launch_dependents();
+  pdl_wait();  // reads the previous kernel's output
   const int64_t t = blockIdx.x;
   const bf16* row = table + int64_t(ids[t]) * width;
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
@@ -49,6 +54,8 @@ __global__ void embedding_kernel(const bf16* table, const int32_t* ids, int64_t 
 
 __global__ void add_rms_norm_kernel(float* x, const bf16* delta, const float* w, float eps,
                                     int64_t width, bf16* out) {
+  pdl_launch_dependents();
+  pdl_wait();  // reads the previous kernel's output
   const int64_t r = blockIdx.x;
   float* xr = x + r * width;
   float ss = 0.0f;
@@ -66,7 +73,57 @@ __global__ void add_rms_norm_kernel(float* x, const bf16* delta, const float* w,
     out[r * width + i] = __float2bfloat16(xr[i] * inv * w[i]);
 }
 
+// The same with the row held in registers: K float4 vectors per thread (width % 4 == 0,
+// width / 4 <= K · blockDim.x), x read and written once, one block reduction.
+template <int K>
+__global__ void add_rms_norm_vec_kernel(float* x, const bf16* delta, const float* w, float eps,
+                                        int width, bf16* out) {
+  pdl_launch_dependents();
+  pdl_wait();  // x and delta come from the kernels before
+  const int64_t r = blockIdx.x;
+  float4* xr = reinterpret_cast<float4*>(x + r * width);
+  const uint2* dr = reinterpret_cast<const uint2*>(delta + r * width);
+  const int nvec = width / 4;
+  float4 v[K];
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < K; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) {
+      v[j] = xr[i];
+      if (delta) {
+        const uint2 d = dr[i];
+        const float2 d01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&d.x));
+        const float2 d23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&d.y));
+        v[j].x += d01.x;
+        v[j].y += d01.y;
+        v[j].z += d23.x;
+        v[j].w += d23.y;
+        xr[i] = v[j];
+      }
+      ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+    }
+  }
+  ss = block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / float(width) + eps);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  uint2* o = reinterpret_cast<uint2*>(out + r * width);
+#pragma unroll
+  for (int j = 0; j < K; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) {
+      const float4 g = w4[i];
+      const __nv_bfloat162 lo = __floats2bfloat162_rn(v[j].x * inv * g.x, v[j].y * inv * g.y);
+      const __nv_bfloat162 hi = __floats2bfloat162_rn(v[j].z * inv * g.z, v[j].w * inv * g.w);
+      o[i] = make_uint2(*reinterpret_cast<const uint32_t*>(&lo),
+                        *reinterpret_cast<const uint32_t*>(&hi));
+    }
+  }
+}
+
 __global__ void silu_mul_kernel(const bf16* gate_up, int64_t n, int64_t inter, bf16* out) {
+  pdl_launch_dependents();
+  pdl_wait();  // reads the previous kernel's output
   const int64_t total = n * inter;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -78,6 +135,8 @@ __global__ void silu_mul_kernel(const bf16* gate_up, int64_t n, int64_t inter, b
 }
 
 __global__ void add_bias_kernel(bf16* y, const float* bias, int64_t n, int64_t width) {
+  pdl_launch_dependents();
+  pdl_wait();  // reads the previous kernel's output
   const int64_t total = n * width;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -97,6 +156,8 @@ __device__ void store_kv(void* cache, const float* scale, const PagedKvLayer& c,
 // One warp per (token, head) over the q, k and v heads of a token; grid: [n, ceil(heads/warps)].
 template <KvDtype D>
 __global__ void rope_kv_write_kernel(RopeKvArgs a, PagedKvLayer cache) {
+  pdl_launch_dependents();
+  pdl_wait();  // reads the previous kernel's output
   const int64_t t = blockIdx.x;
   const int warps = blockDim.x >> 5;
   const int head = blockIdx.y * warps + (threadIdx.x >> 5);
@@ -202,34 +263,81 @@ __global__ void kv_scale_kernel(const float* amax, int32_t num_kv_heads, bool pe
   }
 }
 
-__global__ void argmax_kernel(const float* logits, int64_t vocab, int32_t* ids) {
-  const float* row = logits + blockIdx.x * vocab;
-  float best = -FLT_MAX;
-  int32_t best_i = 0x7fffffff;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-    float v = row[i];
-    if (v > best || (v == best && int32_t(i) < best_i)) {
-      best = v;
-      best_i = int32_t(i);
-    }
+// (value, index) with the argmax order: larger value first, then the smaller index; NaN never
+// wins (comparisons with NaN are false).
+struct ArgmaxPair {
+  float v;
+  int32_t i;
+};
+
+__device__ __forceinline__ bool better(float v, int32_t i, const ArgmaxPair& b) {
+  return v > b.v || (v == b.v && i < b.i);
+}
+
+__device__ ArgmaxPair block_argmax(ArgmaxPair p) {
+  __shared__ ArgmaxPair s[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, p.v, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, p.i, o);
+    if (better(ov, oi, p)) p = {ov, oi};
   }
-  __shared__ float s_val[kThreads];
-  __shared__ int32_t s_idx[kThreads];
-  s_val[threadIdx.x] = best;
-  s_idx[threadIdx.x] = best_i;
+  if (lane == 0) s[warp] = p;
   __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
-      float ov = s_val[threadIdx.x + s];
-      int32_t oi = s_idx[threadIdx.x + s];
-      if (ov > s_val[threadIdx.x] || (ov == s_val[threadIdx.x] && oi < s_idx[threadIdx.x])) {
-        s_val[threadIdx.x] = ov;
-        s_idx[threadIdx.x] = oi;
-      }
+  if (warp == 0) {
+    p = lane < int(blockDim.x >> 5) ? s[lane] : ArgmaxPair{-FLT_MAX, 0x7fffffff};
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, p.v, o);
+      const int32_t oi = __shfl_xor_sync(0xffffffffu, p.i, o);
+      if (better(ov, oi, p)) p = {ov, oi};
     }
-    __syncthreads();
+    if (lane == 0) s[0] = p;
   }
-  if (threadIdx.x == 0) ids[blockIdx.x] = s_idx[0] == 0x7fffffff ? 0 : s_idx[0];
+  __syncthreads();
+  return s[0];
+}
+
+// grid [parts, rows]: block (part, row) takes the slice [part·chunk, (part + 1)·chunk) of the
+// row and writes its best pair to partial[row, part]; the last block of a row to finish (a
+// counter per row) reduces the row's parts into ids[row] and resets the counter for the next
+// call. One launch, every SM busy on a 128k vocabulary (one block per row took ~110 µs).
+__global__ void argmax_kernel(const float* logits, int64_t vocab, int64_t chunk, int32_t* ids,
+                              ArgmaxPair* partial, unsigned* counters) {
+  pdl_launch_dependents();
+  pdl_wait();  // the logits come from the kernel before
+  const int64_t row = blockIdx.y;
+  const int parts = gridDim.x;
+  const float* x = logits + row * vocab;
+  const int64_t lo = blockIdx.x * chunk, hi = min(vocab, lo + chunk);
+  ArgmaxPair best{-FLT_MAX, 0x7fffffff};
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+    const float v = x[i];
+    if (better(v, int32_t(i), best)) best = {v, int32_t(i)};
+  }
+  best = block_argmax(best);
+  __shared__ bool last;
+  if (threadIdx.x == 0) {
+    partial[row * parts + blockIdx.x] = best;
+    __threadfence();  // the pair is visible before the counter says so
+    last = atomicAdd(&counters[row], 1u) == unsigned(parts - 1);
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  best = {-FLT_MAX, 0x7fffffff};
+  for (int p = threadIdx.x; p < parts; p += blockDim.x) {
+    // L2, not L1: other blocks wrote these pairs during this kernel.
+    const float2 raw = __ldcg(reinterpret_cast<const float2*>(partial) + row * parts + p);
+    const ArgmaxPair q{raw.x, __float_as_int(raw.y)};
+    if (better(q.v, q.i, best)) best = q;
+  }
+  best = block_argmax(best);
+  if (threadIdx.x == 0) {
+    ids[row] = best.i == 0x7fffffff ? 0 : best.i;
+    counters[row] = 0;
+  }
 }
 
 __device__ __forceinline__ float hash_uniform(uint64_t seed, uint64_t i) {
@@ -272,28 +380,37 @@ unsigned grid_for(int64_t total) {
 void embedding(const bf16* table, const int32_t* ids, int64_t n, int64_t width, float* out,
                cudaStream_t stream) {
   if (n == 0) return;
-  embedding_kernel<<<unsigned(n), kThreads, 0, stream>>>(table, ids, width, out);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+  launch_pdl(embedding_kernel, unsigned(n), kThreads, 0, stream, table, ids, width, out);
 }
 
 void add_rms_norm(float* x, const bf16* delta, const float* w, float eps, int64_t n, int64_t width,
                   bf16* out, cudaStream_t stream) {
   if (n == 0) return;
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const int64_t nvec = width / 4;
+  if (width % 4 == 0 && nvec <= 4 * 1024 && aligned(x) && aligned(w) && aligned(out) &&
+      (!delta || aligned(delta))) {
+    // Fewest vectors per thread with at most 1024 threads: 4096 wide = one float4 per thread.
+    const int k = nvec <= 1024 ? 1 : nvec <= 2048 ? 2 : 4;
+    const int threads = int(std::min<int64_t>(1024, ((nvec + k - 1) / k + 31) / 32 * 32));
+    auto kernel = k == 1   ? add_rms_norm_vec_kernel<1>
+                  : k == 2 ? add_rms_norm_vec_kernel<2>
+                           : add_rms_norm_vec_kernel<4>;
+    launch_pdl(kernel, unsigned(n), threads, 0, stream, x, delta, w, eps, int(width), out);
+    return;
+  }
   int threads = width >= 4096 ? 1024 : width >= 1024 ? 512 : 128;
-  add_rms_norm_kernel<<<unsigned(n), threads, 0, stream>>>(x, delta, w, eps, width, out);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+  launch_pdl(add_rms_norm_kernel, unsigned(n), threads, 0, stream, x, delta, w, eps, width, out);
 }
 
 void silu_mul(const bf16* gate_up, int64_t n, int64_t inter, bf16* out, cudaStream_t stream) {
   if (n * inter == 0) return;
-  silu_mul_kernel<<<grid_for(n * inter), kThreads, 0, stream>>>(gate_up, n, inter, out);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+  launch_pdl(silu_mul_kernel, grid_for(n * inter), kThreads, 0, stream, gate_up, n, inter, out);
 }
 
 void add_bias(bf16* y, const float* bias, int64_t n, int64_t width, cudaStream_t stream) {
   if (n * width == 0) return;
-  add_bias_kernel<<<grid_for(n * width), kThreads, 0, stream>>>(y, bias, n, width);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+  launch_pdl(add_bias_kernel, grid_for(n * width), kThreads, 0, stream, y, bias, n, width);
 }
 
 void rope_kv_write(const RopeKvArgs& a, const PagedKvLayer& cache, cudaStream_t stream) {
@@ -303,16 +420,15 @@ void rope_kv_write(const RopeKvArgs& a, const PagedKvLayer& cache, cudaStream_t 
   dim3 grid(unsigned(a.n), unsigned((total_heads + warps - 1) / warps));
   switch (cache.dtype) {
     case KvDtype::kBf16:
-      rope_kv_write_kernel<KvDtype::kBf16><<<grid, warps * 32, 0, stream>>>(a, cache);
+      launch_pdl(rope_kv_write_kernel<KvDtype::kBf16>, grid, warps * 32, 0, stream, a, cache);
       break;
     case KvDtype::kFp8E4M3:
-      rope_kv_write_kernel<KvDtype::kFp8E4M3><<<grid, warps * 32, 0, stream>>>(a, cache);
+      launch_pdl(rope_kv_write_kernel<KvDtype::kFp8E4M3>, grid, warps * 32, 0, stream, a, cache);
       break;
     case KvDtype::kFp8E5M2:
-      rope_kv_write_kernel<KvDtype::kFp8E5M2><<<grid, warps * 32, 0, stream>>>(a, cache);
+      launch_pdl(rope_kv_write_kernel<KvDtype::kFp8E5M2>, grid, warps * 32, 0, stream, a, cache);
       break;
   }
-  LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
 void calibrate_kv_scales(const bf16* qkv, int64_t n, int32_t num_heads, int32_t num_kv_heads,
@@ -330,11 +446,20 @@ void calibrate_kv_scales(const bf16* qkv, int64_t n, int32_t num_heads, int32_t 
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
-void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* ids,
+int64_t argmax_parts(int64_t vocab) { return std::clamp<int64_t>((vocab + 4095) / 4096, 1, 64); }
+
+int64_t argmax_scratch_bytes(int64_t rows, int64_t vocab) {
+  return rows * (argmax_parts(vocab) * int64_t(sizeof(ArgmaxPair)) + int64_t(sizeof(unsigned)));
+}
+
+void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* ids, void* scratch,
                  cudaStream_t stream) {
   if (rows == 0) return;
-  argmax_kernel<<<unsigned(rows), kThreads, 0, stream>>>(logits, vocab, ids);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+  const int64_t parts = argmax_parts(vocab), chunk = (vocab + parts - 1) / parts;
+  auto* partial = static_cast<ArgmaxPair*>(scratch);
+  auto* counters = reinterpret_cast<unsigned*>(partial + rows * parts);
+  launch_pdl(argmax_kernel, dim3(unsigned(parts), unsigned(rows)), kThreads, 0, stream, logits,
+             vocab, chunk, ids, partial, counters);
 }
 
 void fill_uniform(bf16* out, int64_t n, uint64_t seed, float scale, cudaStream_t stream) {

@@ -61,8 +61,11 @@ void calibrate_kv_scales(const bf16* qkv, int64_t n, int32_t num_heads, int32_t 
                          int32_t head_dim, float fp8_max, bool per_head, float* amax_scratch,
                          float* k_scale, float* v_scale, cudaStream_t stream);
 
-// ids[r] = argmax over logits[r, :vocab] (fp32; first index on ties).
-void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* ids,
+// ids[r] = argmax over logits[r, :vocab] (fp32; first index on ties; NaN never wins, an
+// all-NaN row gives 0). scratch: argmax_scratch_bytes(rows, vocab) bytes, zeroed once when
+// allocated (each call leaves it zeroed again); one call at a time per scratch.
+int64_t argmax_scratch_bytes(int64_t rows, int64_t vocab);
+void argmax_rows(const float* logits, int64_t rows, int64_t vocab, int32_t* ids, void* scratch,
                  cudaStream_t stream);
 
 // Deterministic uniform values in [-scale, scale) from (seed, index); never all zeros.
