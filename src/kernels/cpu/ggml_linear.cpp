@@ -36,10 +36,10 @@ void linear_ggml(const WeightMatrix& w, const float* x, int64_t m, float* y) {
 
 namespace {
 
-// LOWBIT_PROMPT_GEMM (read once): unset = the repacked GEMM for Q4_0, Q5_0, Q8_0 and IQ4_NL;
-// "all" adds Q4_1 / Q5_1; "0" turns it off (A/B benchmarks, and a way back to the row-wise
-// kernels without a rebuild). Q4_1 / Q5_1 wait for a decision on the parity tolerance: their
-// GEMM moves SmolLM2-135M Q4_1's WikiText-2 perplexity (20 chunks) from 27.9374 to 27.9221,
+// LOWBIT_PROMPT_GEMM (read once): unset = the repacked GEMM for every format it has except
+// Q4_1 / Q5_1; "all" adds Q4_1 / Q5_1; "0" turns it off (A/B benchmarks, and a way back to the
+// row-wise kernels without a rebuild). Q4_1 / Q5_1 wait for a decision on the parity tolerance:
+// their GEMM moves SmolLM2-135M Q4_1's WikiText-2 perplexity (20 chunks) from 27.9374 to 27.9221,
 // 0.060 from llama.cpp's 27.9819 where LlamaCppParity.SmolLM2Perplexity allows 0.05 (that file
 // moves by 0.02-0.04 on any last-bit change; see llama_cpp_parity_test.cpp).
 enum class GemmUse { kOff, kDefault, kAll };

@@ -27,10 +27,10 @@ void round_activations_to(DType dtype, const float* x, int64_t n, float* out);
 void linear_ggml(const WeightMatrix& w, const float* x, int64_t m, float* y);
 
 // What a layer prepares once at load so that linear_ggml_prepared() can run the repacked GEMM
-// (q8_gemm.h) — W in the GEMM layout when W's format uses it (Q4_0, Q5_0, Q8_0, IQ4_NL; Q4_1 and
-// Q5_1 only with LOWBIT_PROMPT_GEMM=all, see ggml_linear.cpp) and the active SIMD level has its
-// kernel (AVX-512 VNNI); null otherwise (then nothing is copied), and always null with
-// LOWBIT_PROMPT_GEMM=0 in the environment.
+// (q8_gemm.h) — W in the GEMM layout when W's format uses it (Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS,
+// Q4_K, Q5_K, Q6_K; Q4_1 and Q5_1 only with LOWBIT_PROMPT_GEMM=all, see ggml_linear.cpp) and the
+// active SIMD level has its kernel (AVX-512 VNNI); null otherwise (then nothing is copied), and
+// always null with LOWBIT_PROMPT_GEMM=0 in the environment.
 std::shared_ptr<const PackedGemmWeights> prepare_linear_ggml(const WeightMatrix& w);
 
 // linear_ggml() with the prepared layout: every product goes through the GEMM when `packed` is

@@ -1,32 +1,41 @@
-// Prompt-processing GEMM for the 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-// IQ4_NL) and the K-quants IQ4_XS, Q4_K, Q5_K, Q6_K with int8 activations,
-// llama.cpp's repacked-weights approach: the weights are rearranged once at load into tiles of 16
-// rows whose bytes for one 4-element group of a block form one 64-byte register (lane r = row r),
-// so a micro-kernel step is one vpdpbusd of 16 output columns against 4 activation bytes broadcast
-// from memory; each decoded register serves up to 8 activation rows.
+// GEMM for the 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) and the K-quants
+// IQ4_XS, Q4_K, Q5_K, Q6_K with int8 activations, llama.cpp's repacked-weights approach: the
+// weights are rearranged once at load into tiles of 16 rows whose bytes for one 4-element group
+// form one 64-byte register (lane r = row r), so a micro-kernel step is one vpdpbusd of 16 output
+// columns against 4 activation bytes broadcast from memory; each decoded register serves up to 8
+// activation rows (prompt processing) or 1 (generation, with software prefetch).
 //
 // Arithmetic (the same bits as the scalar references linear_q8_isa / linear_kquant_isa at
-// Isa::kScalar, i.e. ggml's generic dot products): activations are quantized to Q8_0 (Q8_1 for
-// Q4_1/Q5_1) exactly as q8_activation.h; per block the integer Σ q_w·q_x is exact; blocks are
-// accumulated in order in fp32 as  sum += (d_w·d_x)·float(Σ)  (Q4_1/Q5_1: sum += ((d_w·d_x)·
-// float(Σ) + m_w·s_x)), without fused multiply-adds.
-//   Weights enter vpdpbusd unsigned: u = q (Q4_0, Q5_0, Q4_1, Q5_1: 0..15 / 0..31), q + 128 (Q8_0),
-//   T[idx] + 128 (IQ4_NL); the offset o (8, 16, 128, 128, 0, 0) comes back through the
-//   activations: Σ (u − o)·x = Σ u·x − o·Σ x, and −o·Σ x seeds each block's integer sum.
+// Isa::kScalar, i.e. ggml's generic dot products), without fused multiply-adds:
+//   32-element formats: activations quantized to Q8_0 (Q8_1 for Q4_1/Q5_1) exactly as
+//   q8_activation.h; per block the integer Σ q_w·q_x is exact; blocks are accumulated in order in
+//   fp32 as  sum += (d_w·d_x)·float(Σ)  (Q4_1/Q5_1: sum += ((d_w·d_x)·float(Σ) + m_w·s_x)).
+//   K-quants: Q8_K activations as kquant_dot.h; per super-block isum = Σ_s sc_s·Σ_{e∈s} q_w·q_x
+//   over its sub-blocks of 32 (Q6_K: groups of 16) and msum = Σ_s m_s·Σ_{e∈s} q_x (Q4_K, Q5_K),
+//   exact; sum += (d_w·d_x)·float(isum) − (dmin_w·d_x)·float(msum).
+//   Weights enter vpdpbusd unsigned: u = q (Q4_0, Q5_0, Q4_1, Q5_1, Q4_K, Q5_K), q + 128 (Q8_0),
+//   T[idx] + 128 (IQ4_NL, IQ4_XS), q + 32 (Q6_K); the offset o (8, 16, 0, 0, 0, 0, 128, 128, 32)
+//   comes back through the activations: Σ (u − o)·x = Σ u·x − o·Σ x, and −o·Σ x seeds each
+//   block's (sub-block's) integer sum.
 //
 // Packed layout (PackedGemmWeights::data), per tile of 16 rows (rows past n are zero), blocks in
-// order, 64-byte aligned records:
-//   quants [nb][qbytes]: nibble formats: 4 vectors of 64 bytes, vector j byte 4r+e = qs[4j+e]
-//     of row r (low nibble: element 4j+e, high nibble: element 16+4j+e); Q5_0/Q5_1 add 8 u64
-//     masks, mask g bit 4r+e = 5th bit of element el(g, e) (el = 4g+e for g < 4, 16+4(g−4)+e
-//     after); Q8_0: 8 vectors, vector g byte 4r+e = q[4g+e] + 128.
-//   scales [nb][16 or 32] fp16: d of rows 0..15, then (Q4_1/Q5_1) m of rows 0..15.
-// Per row and block that is exactly the original block size (18, 20, 22, 24, 34, 18 bytes), plus
-// the zero rows that complete the last tile.
+// order, then their scale records; 64-byte aligned:
+//   32-element record: nibble formats: 4 vectors of 64 bytes, vector j byte 4r+e = (element 4j+e)
+//     | (element 16+4j+e) << 4 of row r (the file's qs bytes); Q5_x add 8 u64 masks, mask g bit
+//     4r+e = 5th bit of element el(g, e) (el = 4g+e for g < 4, 16+4(g−4)+e after); Q8_0: 8
+//     vectors, vector g byte 4r+e = q[4g+e] + 128.
+//   IQ4_XS, Q4_K, Q5_K: per super-block 8 such records (its sub-blocks of 32); Q6_K: 16 group
+//     records of 192 bytes (x86/q8_gemm_avx512.cpp, Six).
+//   scales: 32-element: d fp16 [16], then (Q4_1/Q5_1) m fp16 [16]; K-quants: d fp16 [16], dmin
+//     fp16 [16], sub-block scales int8 [8 or 16][16], then (Q4_K/Q5_K) the mins as int16 pairs
+//     [4][16] (lane r = m_2p, m_2p+1 of row r).
+// Per row and block that is the original block size (18, 20, 22, 24, 34, 18; Q6_K 210) or a
+// little more (IQ4_XS 140 for 136, Q4_K 156 for 144, Q5_K 188 for 176), plus the zero rows that
+// complete the last tile.
 //
-// Shapes: W [n, k] (k % 32 == 0), x [m, k] fp32, y [m, n] fp32. Tiles of 16 columns are split
-// across threads (OpenMP, static). Only an AVX-512 VNNI kernel exists; lower levels keep the
-// row-wise kernels of q8_activation.h / kquant_dot.h (see linear_ggml_prepared).
+// Shapes: W [n, k] (k % 32 == 0, K-quants k % 256 == 0), x [m, k] fp32, y [m, n] fp32. Tiles of
+// 16 columns are split across threads (OpenMP, static). Only an AVX-512 VNNI kernel exists; lower
+// levels keep the row-wise kernels of q8_activation.h / kquant_dot.h (see linear_ggml_prepared).
 #pragma once
 
 #include <cstdint>
