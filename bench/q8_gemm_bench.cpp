@@ -86,8 +86,8 @@ int main(int argc, char** argv) {
   omp_set_num_threads(threads);
   std::printf("threads=%d m=%lld, CPU ms per call (best), GOP/s = 2·m·n·k / time\n", threads,
               (long long)m);
-  std::printf("%-7s %5s %5s %10s %10s %9s %9s %7s\n", "dtype", "n", "k", "old ms", "new ms",
-              "old GOP/s", "new GOP/s", "speedup");
+  std::printf("%-7s %5s %5s %10s %10s %9s %9s %7s %9s\n", "dtype", "n", "k", "old ms", "new ms",
+              "old GOP/s", "new GOP/s", "speedup", "pack MB/s");
   std::mt19937_64 rng(1);
   const DType types[] = {DType::Q4_0, DType::Q5_0,   DType::Q8_0, DType::IQ4_NL, DType::Q4_1,
                          DType::Q5_1, DType::IQ4_XS, DType::Q4_K, DType::Q5_K,   DType::Q6_K};
@@ -100,7 +100,9 @@ int main(int argc, char** argv) {
       if (k % int64_t(lowbit::traits(t).block_elems) != 0) continue;  // K-quants: k = 1536
       const auto bytes = random_blocks(t, n, k, rng);
       const WeightMatrix w{t, bytes.data(), n, k};
+      const double pack_t0 = cpu_now();
       const PackedGemmWeights packed = pack_gemm_weights(w);
+      const double pack_s = cpu_now() - pack_t0;
       std::vector<float> x(size_t(m * k));
       std::normal_distribution<float> normal(0.0f, 1.0f);
       for (auto& v : x) v = normal(rng);
@@ -114,9 +116,10 @@ int main(int argc, char** argv) {
       const double new_s =
           best_time(secs, [&] { linear_gemm_isa(Isa::kAvx512, packed, x.data(), m, y.data()); });
       const double ops = 2.0 * double(m) * double(n) * double(k);
-      std::printf("%-7s %5lld %5lld %10.3f %10.3f %9.1f %9.1f %6.2fx\n",
+      std::printf("%-7s %5lld %5lld %10.3f %10.3f %9.1f %9.1f %6.2fx %9.0f\n",
                   std::string(lowbit::name(t)).c_str(), (long long)n, (long long)k, old_s * 1e3,
-                  new_s * 1e3, ops / old_s * 1e-9, ops / new_s * 1e-9, old_s / new_s);
+                  new_s * 1e3, ops / old_s * 1e-9, ops / new_s * 1e-9, old_s / new_s,
+                  double(bytes.size()) / pack_s * 1e-6);
     }
   }
   return 0;
