@@ -80,11 +80,14 @@ double wq_gemm_us(const GpuLinearShape& s, int64_t m) {
 // counted at 0.9 against wq_gemm's 0.85, so it is chosen. W4A16: alone 4–19% faster on three
 // of the four 8B shapes (5% slower on 4096 × 4096), yet the int4 8B decode ran 7% slower end to
 // end with it (253 against 270 tok/s, three runs; not understood): counted at 0.8, so wq_gemm
-// stays first and the GEMV runs W4A16 only where wq_gemm is disabled.
+// stays first, except for a long k (down_proj, 14336 × 4096: the GEMV's k split over a cluster
+// reads it in 17.7 µs against 21.8): with programmatic launch, int4 8B batch 1 with the GEMV
+// on down_proj only ran 286.3 / 289.9 tok/s against 280.7 / 281.3 all wq_gemm and 274.8 /
+// 275.0 all GEMV (one device call, two rounds).
 double wq_gemv_us(const GpuLinearShape& s, int64_t m) {
   const double bytes = double(s.n) * double(s.k) * weight_bits(s) / 8 + group_bytes(s) +
                        double(m) * double(s.k + s.n) * 2;
-  const double efficiency = s.format == F::kW8A16 ? 0.9 : 0.8;
+  const double efficiency = s.format == F::kW8A16 || s.k >= 8192 ? 0.9 : 0.8;
   return us(bytes / (kBandwidth * efficiency)) + kLaunchUs;
 }
 

@@ -45,7 +45,10 @@ TEST(GpuKernelRegistry, W4A16SwitchesToDequantOnceAtLargeM) {
   for (auto [n, k] :
        {std::pair<int64_t, int64_t>{28672, 4096}, {4096, 14336}, {6144, 4096}, {1000, 333}}) {
     auto p = GpuKernelPlan::make(shape(F::kW4A16, n, k), {}, nullptr);
-    EXPECT_EQ(chosen(p, 1), "wq_gemm");  // W4A16: the GEMM first (measured end to end)
+    // W4A16: the GEMM first, the GEMV at decode sizes for a long k (down_proj; both measured
+    // end to end).
+    EXPECT_EQ(chosen(p, 1), k >= 8192 ? "wq_gemv" : "wq_gemm") << n << "x" << k;
+    EXPECT_EQ(chosen(p, kWqGemvRows), k >= 8192 ? "wq_gemv" : "wq_gemm") << n << "x" << k;
     EXPECT_EQ(chosen(p, 16), "wq_gemm");
     EXPECT_EQ(chosen(p, 64), "wq_gemm");
     bool dequant = false;
