@@ -32,6 +32,23 @@ inline void add_pdl_attribute(cudaLaunchAttribute* attrs, unsigned& num) {
   ++num;
 }
 
+// cfg's attributes for a launch with `cluster_z` blocks per cluster along z (none when 1) and
+// PDL; attrs must outlive the launch.
+inline void set_cluster_pdl_attributes(cudaLaunchConfig_t& cfg, cudaLaunchAttribute (&attrs)[2],
+                                       unsigned cluster_z) {
+  unsigned num = 0;
+  if (cluster_z > 1) {
+    attrs[num].id = cudaLaunchAttributeClusterDimension;
+    attrs[num].val.clusterDim.x = 1;
+    attrs[num].val.clusterDim.y = 1;
+    attrs[num].val.clusterDim.z = cluster_z;
+    ++num;
+  }
+  add_pdl_attribute(attrs, num);
+  cfg.attrs = attrs;
+  cfg.numAttrs = num;
+}
+
 #ifdef __CUDACC__
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

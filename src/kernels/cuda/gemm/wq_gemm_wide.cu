@@ -373,17 +373,7 @@ bool launch_config(const KernelArgs& a, cudaStream_t stream) {
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
   cudaLaunchAttribute attrs[2];
-  unsigned num = 0;
-  if (splits > 1) {
-    attrs[num].id = cudaLaunchAttributeClusterDimension;
-    attrs[num].val.clusterDim.x = 1;
-    attrs[num].val.clusterDim.y = 1;
-    attrs[num].val.clusterDim.z = unsigned(splits);
-    ++num;
-  }
-  add_pdl_attribute(attrs, num);
-  cfg.attrs = attrs;
-  cfg.numAttrs = num;
+  set_cluster_pdl_attributes(cfg, attrs, unsigned(splits));
   LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a, split_steps));
   return true;
 }

@@ -249,17 +249,7 @@ void launch_kernel(const KernelArgs& a, cudaStream_t stream) {
   cfg.blockDim = dim3(kGemvThreads);
   cfg.stream = stream;
   cudaLaunchAttribute attrs[2];
-  unsigned num = 0;
-  if (splits > 1) {
-    attrs[num].id = cudaLaunchAttributeClusterDimension;
-    attrs[num].val.clusterDim.x = 1;
-    attrs[num].val.clusterDim.y = 1;
-    attrs[num].val.clusterDim.z = unsigned(splits);
-    ++num;
-  }
-  add_pdl_attribute(attrs, num);
-  cfg.attrs = attrs;
-  cfg.numAttrs = num;
+  set_cluster_pdl_attributes(cfg, attrs, unsigned(splits));
   LOWBIT_CUDA_CHECK(
       cudaLaunchKernelEx(&cfg, wq_gemv_kernel<kInt8, kF16, kZeros, kRows16>, a, split_steps));
 }
