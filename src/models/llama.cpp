@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -49,18 +50,21 @@ LlamaModel::LlamaModel(const ModelConfig& c, const WeightSource& src,
   if (progress) progress(1, total);
 
   layers_.resize(size_t(c.num_layers));
+  const bool fuse = nn::fuse_projections_from_env();
   for (int64_t i = 0; i < c.num_layers; ++i) {
     Layer& L = layers_[size_t(i)];
     auto linear = [&](const char* rest, int64_t in, int64_t out, bool bias) {
       std::string prefix = layer_name(i, rest);
       return nn::load_linear(prefix, prefix, in, out, bias, quant, src);
     };
-    L.q = linear("self_attn.q_proj", H, q_width, c.attention_bias);
-    L.k = linear("self_attn.k_proj", H, kv_width, c.attention_bias);
-    L.v = linear("self_attn.v_proj", H, kv_width, c.attention_bias);
+    L.qkv =
+        nn::load_linear_group({layer_name(i, "self_attn.q_proj"), layer_name(i, "self_attn.k_proj"),
+                               layer_name(i, "self_attn.v_proj")},
+                              {q_width, kv_width, kv_width}, H, c.attention_bias, quant, src, fuse);
     L.o = linear("self_attn.o_proj", q_width, H, c.attention_out_bias);
-    L.gate = linear("mlp.gate_proj", H, c.intermediate_size, c.mlp_bias);
-    L.up = linear("mlp.up_proj", H, c.intermediate_size, c.mlp_bias);
+    L.gate_up = nn::load_linear_group(
+        {layer_name(i, "mlp.gate_proj"), layer_name(i, "mlp.up_proj")},
+        {c.intermediate_size, c.intermediate_size}, H, c.mlp_bias, quant, src, fuse);
     L.down = linear("mlp.down_proj", c.intermediate_size, H, c.mlp_bias);
     L.attn_norm = nn::load_vector(layer_name(i, "input_layernorm.weight"), H, src);
     L.ffn_norm = nn::load_vector(layer_name(i, "post_attention_layernorm.weight"), H, src);
@@ -105,8 +109,8 @@ engine::KvCache LlamaModel::make_cache(int64_t capacity) const {
 uint64_t LlamaModel::weight_bytes() const {
   uint64_t total = 0;
   for (const auto& L : layers_)
-    for (const nn::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
-      total += l->weight_bytes();
+    total += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() +
+             L.down.weight_bytes();
   // lm_head computes from the embedding's own storage only when it is tied and left as stored
   // (same bytes); a quantized lm_head (online int4/int8) is a copy beside the embedding.
   const bool shares_embedding = lm_head_.layer().tensors.at("weight").data == embedding_.data &&
@@ -118,8 +122,8 @@ uint64_t LlamaModel::weight_bytes() const {
 uint64_t LlamaModel::weight_bytes_per_token() const {
   uint64_t total = 0;
   for (const auto& L : layers_)
-    for (const nn::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
-      total += l->weight_bytes();
+    total += L.qkv.weight_bytes() + L.o.weight_bytes() + L.gate_up.weight_bytes() +
+             L.down.weight_bytes();
   return total + lm_head_.weight_bytes() + embedding_bytes_ / uint64_t(config_.vocab_size);
 }
 
@@ -154,9 +158,11 @@ void LlamaModel::apply_rope(float* x, int64_t n, int64_t heads, int64_t pos0) {
   }
 }
 
-// Causal GQA attention of n new tokens (queries in q_, keys/values already in the cache at
-// pos0..pos0+n-1) over all cached positions; output in attn_ [n, num_heads * head_dim].
-void LlamaModel::attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCache& cache) {
+// Causal GQA attention of n new tokens (queries q [n, num_heads * head_dim], keys/values already in
+// the cache at pos0..pos0+n-1) over all cached positions; output in attn_ [n, num_heads *
+// head_dim].
+void LlamaModel::attention(const float* q_all, int64_t layer, int64_t n, int64_t pos0,
+                           engine::KvCache& cache) {
   const int64_t nh = config_.num_heads, hd = config_.head_dim;
   const int64_t group = nh / config_.num_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -168,7 +174,7 @@ void LlamaModel::attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCac
     for (int64_t t = 0; t < n; ++t)
       for (int64_t h = 0; h < nh; ++h) {
         const int64_t len = pos0 + t + 1;  // causal: positions 0..pos0+t
-        const float* q = q_.data() + (t * nh + h) * hd;
+        const float* q = q_all + (t * nh + h) * hd;
         const float* keys = cache.keys(layer, h / group);
         const float* vals = cache.values(layer, h / group);
         float* out = attn_.data() + (t * nh + h) * hd;
@@ -201,12 +207,16 @@ void LlamaModel::forward(std::span<const int32_t> tokens, engine::KvCache& cache
   const int64_t I = c.intermediate_size;
   x_.resize(size_t(n * H));
   h_.resize(size_t(n * H));
-  q_.resize(size_t(n * nh * hd));
-  k_.resize(size_t(n * nkv * hd));
-  v_.resize(size_t(n * nkv * hd));
+  const int64_t q_width = nh * hd, kv_width = nkv * hd, qkv_width = q_width + 2 * kv_width;
+  qkv_.resize(size_t(n * qkv_width));
+  if (n > 1) {
+    q_.resize(size_t(n * q_width));
+    k_.resize(size_t(n * kv_width));
+    v_.resize(size_t(n * kv_width));
+  }
   attn_.resize(size_t(n * nh * hd));
-  gate_.resize(size_t(n * I));
-  up_.resize(size_t(n * I));
+  gate_up_.resize(size_t(n * 2 * I));
+  act_.resize(size_t(n * I));
 
   for (int64_t t = 0; t < n; ++t) {
     int32_t id = tokens[t];
@@ -220,28 +230,44 @@ void LlamaModel::forward(std::span<const int32_t> tokens, engine::KvCache& cache
   for (int64_t l = 0; l < c.num_layers; ++l) {
     Layer& L = layers_[size_t(l)];
     rms_norm_rows(x_.data(), L.attn_norm.data(), eps, n, H, h_.data());
-    L.q.forward(h_.data(), n, q_.data());
-    L.k.forward(h_.data(), n, k_.data());
-    L.v.forward(h_.data(), n, v_.data());
-    if (c.qk_norm) {
-      rms_norm_rows(q_.data(), L.q_norm.data(), eps, n * nh, hd, q_.data());
-      rms_norm_rows(k_.data(), L.k_norm.data(), eps, n * nkv, hd, k_.data());
+    L.qkv.forward(h_.data(), n, qkv_.data());
+    // q, k, v: [n, q_width], [n, kv_width] x 2. One token: slices of qkv_; more: split out of
+    // its rows (RoPE, the cache and attention read packed rows).
+    float *q = qkv_.data(), *k = q + q_width, *v = k + kv_width;
+    if (n > 1) {
+      q = q_.data();
+      k = k_.data();
+      v = v_.data();
+      for (int64_t t = 0; t < n; ++t) {
+        const float* row = qkv_.data() + t * qkv_width;
+        std::copy_n(row, q_width, q + t * q_width);
+        std::copy_n(row + q_width, kv_width, k + t * kv_width);
+        std::copy_n(row + q_width + kv_width, kv_width, v + t * kv_width);
+      }
     }
-    apply_rope(q_.data(), n, nh, pos0);
-    apply_rope(k_.data(), n, nkv, pos0);
-    cache.write(l, pos0, n, k_.data(), v_.data());
-    attention(l, n, pos0, cache);
+    if (c.qk_norm) {
+      rms_norm_rows(q, L.q_norm.data(), eps, n * nh, hd, q);
+      rms_norm_rows(k, L.k_norm.data(), eps, n * nkv, hd, k);
+    }
+    apply_rope(q, n, nh, pos0);
+    apply_rope(k, n, nkv, pos0);
+    cache.write(l, pos0, n, k, v);
+    attention(q, l, n, pos0, cache);
     L.o.forward(attn_.data(), n, h_.data());
     for (int64_t i = 0; i < n * H; ++i) x_[i] += h_[i];
 
     rms_norm_rows(x_.data(), L.ffn_norm.data(), eps, n, H, h_.data());
-    L.gate.forward(h_.data(), n, gate_.data());
-    L.up.forward(h_.data(), n, up_.data());
-    for (int64_t i = 0; i < n * I; ++i) {
-      float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SiLU(gate) * up
+    L.gate_up.forward(h_.data(), n, gate_up_.data());
+    for (int64_t t = 0; t < n; ++t) {
+      const float* gate = gate_up_.data() + t * 2 * I;
+      const float* up = gate + I;
+      float* act = act_.data() + t * I;
+      for (int64_t i = 0; i < I; ++i) {
+        float g = gate[i];
+        act[i] = g / (1.0f + std::exp(-g)) * up[i];  // SiLU(gate) * up
+      }
     }
-    L.down.forward(gate_.data(), n, h_.data());
+    L.down.forward(act_.data(), n, h_.data());
     for (int64_t i = 0; i < n * H; ++i) x_[i] += h_[i];
   }
   cache.set_length(pos0 + n);

@@ -14,6 +14,7 @@
 #include "kernels/cpu/linear.h"
 #include "models/model_config.h"
 #include "nn/linear.h"
+#include "nn/linear_group.h"
 
 namespace lowbit::models {
 
@@ -49,10 +50,13 @@ class LlamaModel {
 
  private:
   struct Layer {
-    nn::Linear q, k, v, o, gate, up, down;
+    // q/k/v and gate/up read the same input: one product each where their storage lines up
+    // (nn/linear_group.h); outputs side by side, [n, q_width + 2 kv_width] and [n, 2 I].
+    nn::LinearGroup qkv, gate_up;
+    nn::Linear o, down;
     std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;
   };
-  void attention(int64_t layer, int64_t n, int64_t pos0, engine::KvCache& cache);
+  void attention(const float* q, int64_t layer, int64_t n, int64_t pos0, engine::KvCache& cache);
   void apply_rope(float* x, int64_t n, int64_t heads, int64_t pos0);
 
   ModelConfig config_;
@@ -68,7 +72,9 @@ class LlamaModel {
   std::vector<float> rope_cos_, rope_sin_;  // [positions, rope_dim / 2], grown on demand
 
   // Scratch activations, sized for the largest batch seen: [n, width].
-  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_;
+  // qkv_ / gate_up_ hold the grouped outputs; q_, k_, v_ their split for n > 1 (for n = 1 the
+  // parts are slices of qkv_); act_ = SiLU(gate) * up.
+  std::vector<float> x_, h_, qkv_, q_, k_, v_, attn_, gate_up_, act_;
 };
 
 }  // namespace lowbit::models

@@ -33,8 +33,10 @@ class Linear {
   void forward(const float* x, int64_t m, float* y) const {
     if (g_linear_observer != nullptr) [[unlikely]]
       g_linear_observer->observe(layer_, x, m);
-    method_->apply(layer_, x, m, y);
+    compute(x, m, y);
   }
+  // forward() without the observer (LinearGroup shows observers its parts instead).
+  void compute(const float* x, int64_t m, float* y) const { method_->apply(layer_, x, m, y); }
   int64_t in_features() const { return layer_.in_features; }
   int64_t out_features() const { return layer_.out_features; }
   uint64_t weight_bytes() const { return method_->weight_bytes(layer_); }

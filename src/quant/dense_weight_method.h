@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "quant/quant_method.h"
+#include "quant/row_fusion.h"
 
 namespace lowbit::quant {
 
 enum class DenseActivations : uint8_t { kFp32, kGgml };
 
-class DenseWeightMethod : public LinearMethod {
+class DenseWeightMethod : public LinearMethod, public RowFusableMethod {
  public:
   DenseWeightMethod(std::string method_name, std::vector<DType> weight_dtypes,
                     DenseActivations activations = DenseActivations::kFp32)
@@ -27,8 +28,19 @@ class DenseWeightMethod : public LinearMethod {
   void process_weights_after_loading(LinearLayer& layer) const override;
   void apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const override;
   uint64_t weight_bytes(const LinearLayer& layer) const override;
+  // Parts of one dtype under DenseWeightMethods with this one's name and activations: the
+  // weights stacked by rows (a view when the parts lie back to back in memory, as GGUF files
+  // often store gate/up; else one copy), the biases concatenated as fp32. Every row then runs
+  // the same kernel on the same bytes and activation as alone.
+  std::optional<LinearLayer> fuse_rows(std::span<const LinearLayer> parts,
+                                       std::span<const LinearMethod* const> methods,
+                                       const std::string& prefix) const override;
 
  private:
+  // process_weights_after_loading with `storage` kept alive by the prepared state (fused
+  // weights that live outside the checkpoint).
+  void prepare(LinearLayer& layer, std::shared_ptr<const void> storage) const;
+
   std::string method_name_;
   std::vector<DType> weight_dtypes_;
   DenseActivations activations_;

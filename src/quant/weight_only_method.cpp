@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <typeinfo>
 
 #include "core/error.h"
 
@@ -16,6 +17,15 @@ struct Prepared {
   std::shared_ptr<const kc::WqWeight> weight;
   std::vector<float> bias;  // empty when the layer has none
 };
+
+// Whether finish() packs `w` with zero points (it drops zeros that all equal the symmetric
+// default, so such a weight runs the symmetric kernels).
+bool packs_zeros(const DecodedWeight& w) {
+  if (w.zeros.empty()) return false;
+  if (w.kind != kc::WqKind::kInt4 && w.kind != kc::WqKind::kInt8) return false;
+  const float sym = w.kind == kc::WqKind::kInt4 ? 8.0f : 128.0f;
+  return !std::all_of(w.zeros.begin(), w.zeros.end(), [&](float z) { return z == sym; });
+}
 
 }  // namespace
 
@@ -106,6 +116,61 @@ void WeightOnlyIntMethod::apply(const LinearLayer& layer, const float* x, int64_
     for (int64_t r = 0; r < m; ++r)
       for (int64_t j = 0; j < n; ++j) y[r * n + j] += p.bias[size_t(j)];
   }
+}
+
+std::optional<LinearLayer> WeightOnlyIntMethod::fuse_rows(
+    std::span<const LinearLayer> parts, std::span<const LinearMethod* const> methods,
+    const std::string& prefix) const {
+  if (parts.empty() || parts.size() != methods.size()) return std::nullopt;
+  std::vector<const WeightOnlyIntMethod*> ms;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const auto* m = dynamic_cast<const WeightOnlyIntMethod*>(methods[i]);
+    if (!m || typeid(*m) != typeid(*this) || m->activations().active() ||
+        parts[i].in_features != parts.front().in_features ||
+        parts[i].has_bias != parts.front().has_bias)
+      return std::nullopt;
+    ms.push_back(m);
+  }
+  std::vector<DecodedWeight> ws;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    ws.push_back(ms[i]->decode(parts[i]));
+    const DecodedWeight &a = ws.back(), &b = ws.front();
+    if (a.kind != b.kind || a.k != b.k || a.group_size != b.group_size || a.perm != b.perm ||
+        packs_zeros(a) != packs_zeros(b))
+      return std::nullopt;
+  }
+  DecodedWeight stacked;
+  stacked.kind = ws.front().kind;
+  stacked.k = ws.front().k;
+  stacked.group_size = ws.front().group_size;
+  stacked.perm = ws.front().perm;
+  const bool zeros = packs_zeros(ws.front());
+  for (const DecodedWeight& w : ws) {
+    stacked.n += w.n;
+    stacked.codes.insert(stacked.codes.end(), w.codes.begin(), w.codes.end());
+    stacked.scales.insert(stacked.scales.end(), w.scales.begin(), w.scales.end());
+    if (zeros) stacked.zeros.insert(stacked.zeros.end(), w.zeros.begin(), w.zeros.end());
+  }
+  LinearLayer fused;
+  fused.prefix = prefix;
+  fused.in_features = parts.front().in_features;
+  fused.out_features = stacked.n;
+  fused.has_bias = parts.front().has_bias;
+  std::vector<float> bias;
+  if (fused.has_bias) {
+    for (const LinearLayer& p : parts) {
+      std::vector<float> b = float_tensor(p.tensors.at("bias"), what(p));
+      bias.insert(bias.end(), b.begin(), b.end());
+    }
+    fused.tensors["bias"] = TensorView{prefix + ".bias",
+                                       DType::F32,
+                                       {fused.out_features},
+                                       reinterpret_cast<const uint8_t*>(bias.data()),
+                                       uint64_t(bias.size() * sizeof(float))};
+  }
+  finish(fused, stacked.source());
+  fused.tensors.erase("bias");  // finish() copied it; the view would dangle
+  return fused;
 }
 
 uint64_t WeightOnlyIntMethod::weight_bytes(const LinearLayer& layer) const {

@@ -11,6 +11,7 @@
 #include "kernels/cpu/wq_linear.h"
 #include "quant/act_quant.h"
 #include "quant/quant_method.h"
+#include "quant/row_fusion.h"
 #include "quant/rtn.h"
 
 namespace lowbit::quant {
@@ -27,7 +28,7 @@ struct DecodedWeight : QuantizedWeight {
   }
 };
 
-class WeightOnlyIntMethod : public LinearMethod {
+class WeightOnlyIntMethod : public LinearMethod, public RowFusableMethod {
  public:
   explicit WeightOnlyIntMethod(std::string method_name) : method_name_(std::move(method_name)) {}
 
@@ -44,6 +45,13 @@ class WeightOnlyIntMethod : public LinearMethod {
 
   void apply(const LinearLayer& layer, const float* x, int64_t m, float* y) const override;
   uint64_t weight_bytes(const LinearLayer& layer) const override;
+  // Parts of one method class without activation quantization whose decoded weights agree in
+  // kind, k, group size, act-order permutation and symmetry (all with zero points or all
+  // symmetric, as finish() sees them): codes, scales and zeros stacked by rows and packed once
+  // (the CUDA backend's stack_rows rule), biases concatenated.
+  std::optional<LinearLayer> fuse_rows(std::span<const LinearLayer> parts,
+                                       std::span<const LinearMethod* const> methods,
+                                       const std::string& prefix) const override;
 
   const std::string& method_name() const { return method_name_; }
 
