@@ -4,7 +4,8 @@
 // contexts the cache cannot hold. Quantized: the tiny AWQ / GPTQ / compressed-tensors
 // checkpoints and online int4 / int8 / fp8 against the CPU's greedy tokens (first divergence
 // reported with the CPU's top-1 − top-2 logit margin there), random int4 / int8 / fp8 models
-// (prefill vs decode vs graphs, and LOWBIT_DISABLE_KERNELS steering the kernels).
+// (prefill vs decode vs graphs, and LOWBIT_DISABLE_KERNELS steering the kernels), and the same
+// bits with programmatic dependent launch on and off.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -434,6 +435,49 @@ TEST(CudaModel, RandomQuantizedModelsAgreeAcrossPaths) {
   EXPECT_THROW(models::CudaLlamaModel::random(small_config(), 9, opt, "int4"), Error);
   unsetenv("LOWBIT_DISABLE_KERNELS");
   EXPECT_THROW(models::CudaLlamaModel::random(small_config(), 9, opt, "int3"), Error);
+}
+
+// Programmatic dependent launch changes when kernels start, never what they compute: the same
+// random model run with it (the default) and without (LOWBIT_PDL=0) gives bit-identical
+// prefill logits, single-token logits and graph-decoded tokens, for every weight format.
+TEST(CudaModel, ProgrammaticLaunchChangesNoBits) {
+  LOWBIT_REQUIRE_GPU();
+  const auto d = engine::cuda_devices();
+  const bool fp8 = d.front().cc_major * 10 + d.front().cc_minor >= 89;
+  for (const char* weights : {"bf16", "int4", "int8", "fp8"}) {
+    if (std::string(weights) == "fp8" && !fp8) continue;
+    struct Run {
+      std::vector<float> prefill, steps;
+      std::vector<int32_t> graph_ids;
+    };
+    auto run = [&](bool pdl) {
+      if (!pdl) setenv("LOWBIT_PDL", "0", 1);
+      Run r;
+      try {
+        models::CudaOptions opt;
+        opt.max_step_tokens = 64;
+        auto m = models::CudaLlamaModel::random(small_config(), 11, opt, weights);
+        const std::vector<int32_t> prompt = {5, 17, 99, 3, 250, 7, 42, 1, 300, 64, 9, 128};
+        m->forward(0, prompt, true, r.prefill);
+        std::vector<float> step;
+        for (int32_t t : {11, 22, 33}) {
+          int32_t one[1] = {t};
+          m->forward(0, one, false, step);
+          r.steps.insert(r.steps.end(), step.begin(), step.end());
+        }
+        r.graph_ids = greedy_cuda(*m, prompt, 8, true);
+      } catch (...) {
+        unsetenv("LOWBIT_PDL");
+        throw;
+      }
+      unsetenv("LOWBIT_PDL");
+      return r;
+    };
+    const Run on = run(true), off = run(false);
+    EXPECT_EQ(on.prefill, off.prefill) << weights;
+    EXPECT_EQ(on.steps, off.steps) << weights;
+    EXPECT_EQ(on.graph_ids, off.graph_ids) << weights;
+  }
 }
 
 }  // namespace

@@ -16,11 +16,9 @@ __global__ void pdl_probe_kernel() {}
 }  // namespace
 
 bool pdl_enabled() {
-  static const bool allowed = [] {
-    const char* v = std::getenv("LOWBIT_PDL");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  if (!allowed) return false;
+  // Read at every launch (graph replays launch nothing), so one process can compare both modes.
+  const char* env = std::getenv("LOWBIT_PDL");
+  if (env && std::strcmp(env, "0") == 0) return false;
   // Per device: 0 not yet checked, 1 no, 2 yes.
   static std::atomic<int> known[64];
   int dev = 0;

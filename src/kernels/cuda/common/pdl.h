@@ -10,7 +10,8 @@
 // access (a kernel that never waits could finish before its predecessor, and the kernel after
 // it would no longer be ordered behind that predecessor). pdl_wait() is a no-op when the kernel
 // was launched without the attribute, so the kernels stay correct under plain launches.
-// LOWBIT_PDL=0 in the environment turns the attribute off (A/B measurements, debugging).
+// LOWBIT_PDL=0 in the environment (read at each launch) turns the attribute off (A/B
+// measurements, debugging).
 #pragma once
 
 #include <cuda_runtime.h>
