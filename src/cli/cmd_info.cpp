@@ -37,10 +37,11 @@ void print_methods(const quant::MethodRegistry& registry) {
   }
 }
 
-// `--kernels`: per GPU weight format (and the methods that load into it), the kernel a
-// Llama-3-8B gate/up projection (n 28672, k 4096, int groups of 128) runs at m = 1 ... 4096
-// rows, on this machine's first GPU (sm_90 assumed without one), honouring
-// LOWBIT_DISABLE_KERNELS. Per-layer shape limits are checked at load, not here.
+// `--kernels`: per GPU weight format (and the methods that load into it), the kernel the
+// Llama-3-8B gate/up projection (n 28672, k 4096) and down projection (n 4096, k 14336; int
+// groups of 128) run at m = 1 ... 4096 rows, on this machine's first GPU (sm_90 assumed
+// without one), honouring LOWBIT_DISABLE_KERNELS. Per-layer shape limits are checked at load,
+// not here.
 void print_kernels() {
   int cc = 90;
   std::string device = "no GPU found: sm_90 assumed";
@@ -50,40 +51,46 @@ void print_kernels() {
     device = devices.front().name + ", sm_" + std::to_string(cc);
   }
   const std::vector<std::string> disabled = kernels::disabled_kernels_from_env();
-  // The cost rules' estimate; at load, a wq weight's measured crossover (wq_gemm_max_fast_rows)
-  // refines where W4A16/W8A16 switch to dequantize + cuBLASLt.
-  std::printf("GPU kernels by batch size (m rows), Llama-3-8B gate/up [28672, 4096], %s%s:\n",
-              device.c_str(),
-              disabled.empty() ? "" : ("; LOWBIT_DISABLE_KERNELS=" + joined(disabled)).c_str());
-  const std::vector<int64_t> ms = {1, 16, 64, 256, 4096};
-  std::printf("  %-16s %-52s", "format", "methods");
-  for (int64_t m : ms) std::printf(" %-20s", ("m=" + std::to_string(m)).c_str());
-  std::printf("\n");
   using F = kernels::GpuWeightFormat;
   const std::pair<F, const char*> rows[] = {
       {F::kBf16, "unquantized, gguf (dequantized to bf16)"},
-      {F::kW4A16, "awq, gptq 4-bit, compressed-tensors int4, int4"},
+      {F::kW4A16, "awq, gptq 2/3/4-bit, compressed-tensors int4, int4"},
       {F::kW8A16, "gptq 8-bit, compressed-tensors int8, int8, bnb int8"},
-      {F::kFp8Rowwise, "fp8"},
-      {F::kFp8PerTensor, "(fp8 per-tensor checkpoints: later)"},
-      {F::kFp8Block, "(fp8 block-128 checkpoints: later)"},
-      {F::kInt8W8A8, "(int8 W8A8 checkpoints: later)"},
+      {F::kFp8Rowwise, "fp8 online; fp8 / modelopt / c-t FP8 tensor or channel"},
+      {F::kFp8PerTensor, "(one scale per tensor: checkpoints run it rowwise)"},
+      {F::kFp8Block, "fp8 / compressed-tensors FP8 128x128 blocks"},
+      {F::kInt8W8A8, "compressed-tensors int8 W8A8"},
   };
-  for (const auto& [format, methods] : rows) {
-    kernels::GpuLinearShape shape;
-    shape.format = format;
-    shape.n = 28672;
-    shape.k = 4096;
-    shape.group_size = format == F::kW4A16 ? 128 : format == F::kW8A16 ? 4096 : 0;
-    shape.capability = cc;
-    const auto plan = kernels::GpuKernelPlan::make(shape, disabled, nullptr);
-    std::printf("  %-16s %-52s", kernels::gpu_weight_format_name(format), methods);
-    for (int64_t m : ms) {
-      const kernels::GpuKernelInfo* k = plan.choose(m);
-      std::printf(" %-20s", k ? k->name : "none");
-    }
+  struct Shape {
+    const char* name;
+    int64_t n, k;
+  };
+  for (const Shape& layer : {Shape{"gate/up", 28672, 4096}, Shape{"down", 4096, 14336}}) {
+    // The cost rules' estimate; at load, a wq weight's measured crossover
+    // (wq_gemm_max_fast_rows) refines where W4A16/W8A16 switch to dequantize + cuBLASLt.
+    std::printf("GPU kernels by batch size (m rows), Llama-3-8B %s [%lld, %lld], %s%s:\n",
+                layer.name, (long long)layer.n, (long long)layer.k, device.c_str(),
+                disabled.empty() ? "" : ("; LOWBIT_DISABLE_KERNELS=" + joined(disabled)).c_str());
+    const std::vector<int64_t> ms = {1, 16, 64, 256, 4096};
+    std::printf("  %-16s %-56s", "format", "methods");
+    for (int64_t m : ms) std::printf(" %-20s", ("m=" + std::to_string(m)).c_str());
     std::printf("\n");
-    if (plan.empty() || !plan.choose(4096)) std::printf("      %s\n", plan.reasons().c_str());
+    for (const auto& [format, methods] : rows) {
+      kernels::GpuLinearShape shape;
+      shape.format = format;
+      shape.n = layer.n;
+      shape.k = layer.k;
+      shape.group_size = format == F::kW4A16 ? 128 : format == F::kW8A16 ? layer.k : 0;
+      shape.capability = cc;
+      const auto plan = kernels::GpuKernelPlan::make(shape, disabled, nullptr);
+      std::printf("  %-16s %-56s", kernels::gpu_weight_format_name(format), methods);
+      for (int64_t m : ms) {
+        const kernels::GpuKernelInfo* k = plan.choose(m);
+        std::printf(" %-20s", k ? k->name : "none");
+      }
+      std::printf("\n");
+      if (plan.empty() || !plan.choose(4096)) std::printf("      %s\n", plan.reasons().c_str());
+    }
   }
 }
 

@@ -144,8 +144,9 @@ class AwqConfig : public QuantConfig {
 
 MethodInfo awq_method_info() {
   return {"awq",
-          "AutoAWQ GEMM checkpoints: 4-bit weights with zero points, per-group fp16 scales",
-          {"cpu"},
+          "AutoAWQ GEMM checkpoints: 4-bit weights with zero points, per-group fp16 scales; CUDA: "
+          "W4A16 kernels",
+          {"cpu", "cuda"},
           [](const nlohmann::json& j) { return std::make_unique<AwqConfig>(j); }};
 }
 

@@ -321,8 +321,8 @@ MethodInfo bitsandbytes_method_info() {
   info.name = "bitsandbytes";
   info.description =
       "bitsandbytes checkpoints: 4-bit NF4/FP4 (double quantization too) and 8-bit LLM.int8; "
-      "online: NF4 with blocksize 64";
-  info.backends = {"cpu"};
+      "online: NF4 with blocksize 64; CUDA: 8-bit only (W8A16 kernels)";
+  info.backends = {"cpu", "cuda"};
   info.from_config = bnb_from_config;
   info.quantizes_online = true;
   return info;

@@ -36,8 +36,8 @@ MethodInfo gguf_method_info() {
   return {"gguf",
           "GGUF tensors in their stored type: F32/F16/BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, "
           "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, "
-          "IQ3_S, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4",
-          {"cpu"},
+          "IQ3_S, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4; CUDA: dequantized to bf16 at load",
+          {"cpu", "cuda"},
           [](const nlohmann::json&) { return std::make_unique<GgufConfig>(); }};
 }
 

@@ -194,8 +194,8 @@ class GptqConfig : public QuantConfig {
 MethodInfo gptq_method_info() {
   return {"gptq",
           "GPTQ checkpoints (AutoGPTQ, GPTQModel, optimum): 2/3/4/8-bit, sym or asym, act-order "
-          "(g_idx), formats gptq (v1) and gptq_v2",
-          {"cpu"},
+          "(g_idx), formats gptq (v1) and gptq_v2; CUDA: W4A16 (2/3/4-bit) and W8A16 kernels",
+          {"cpu", "cuda"},
           [](const json& j) { return std::make_unique<GptqConfig>(j); }};
 }
 

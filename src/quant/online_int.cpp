@@ -83,7 +83,7 @@ MethodInfo online_int_info(int bits, std::string description) {
   MethodInfo info;
   info.name = bits == 8 ? "int8" : "int4";
   info.description = std::move(description);
-  info.backends = {"cpu"};
+  info.backends = {"cpu", "cuda"};
   info.from_config = [bits, name = info.name](const nlohmann::json& config) {
     if (!config.is_object() || !config.empty())
       fail(

@@ -23,8 +23,8 @@ class UnquantizedConfig : public QuantConfig {
 
 MethodInfo unquantized_method_info() {
   return {"unquantized",
-          "weights in their stored float type (F32, F16, BF16)",
-          {"cpu"},
+          "weights in their stored float type (F32, F16, BF16); CUDA: bf16",
+          {"cpu", "cuda"},
           [](const nlohmann::json&) { return std::make_unique<UnquantizedConfig>(); }};
 }
 

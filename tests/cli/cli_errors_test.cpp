@@ -179,5 +179,24 @@ TEST(Cli, InfoListsMethods) {
   EXPECT_NE(r.output.find("gguf"), std::string::npos);
 }
 
+// `info --kernels`: the kernel choice per format for the 8B gate/up and down shapes (sm_90
+// assumed without a GPU): W4A16 decodes gate/up with wq_gemm and the long-k down_proj with
+// wq_gemv; large m dequantizes into cuBLASLt.
+TEST(Cli, InfoKernelsShowsTheChoicePerShape) {
+  CliRun r = run_cli("info --kernels");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const size_t gate = r.output.find("gate/up [28672, 4096]"),
+               down = r.output.find("down [4096, 14336]");
+  ASSERT_NE(gate, std::string::npos) << r.output;
+  ASSERT_NE(down, std::string::npos) << r.output;
+  auto w4_row = [&](size_t from) {
+    const size_t b = r.output.find("w4a16", from);
+    return r.output.substr(b, r.output.find('\n', b) - b);
+  };
+  EXPECT_EQ(w4_row(gate).find("wq_gemm"), w4_row(gate).find("wq_")) << w4_row(gate);
+  EXPECT_NE(w4_row(down).find("wq_gemv"), std::string::npos) << w4_row(down);
+  EXPECT_NE(w4_row(gate).find("wq_dequant_cublaslt"), std::string::npos) << w4_row(gate);
+}
+
 }  // namespace
 }  // namespace lowbit::testing
