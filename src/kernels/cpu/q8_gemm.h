@@ -29,9 +29,9 @@
 //   scales: 32-element: d fp16 [16], then (Q4_1/Q5_1) m fp16 [16]; K-quants: d fp16 [16], dmin
 //     fp16 [16], sub-block scales int8 [8 or 16][16], then (Q4_K/Q5_K) the mins as int16 pairs
 //     [4][16] (lane r = m_2p, m_2p+1 of row r).
-// Per row and block that is the original block size (18, 20, 22, 24, 34, 18; Q6_K 210) or a
-// little more (IQ4_XS 140 for 136, Q4_K 156 for 144, Q5_K 188 for 176), plus the zero rows that
-// complete the last tile.
+// Per row and block that is the original block size (18, 20, 22, 24, 34, 18) or a little more
+// (IQ4_XS 140 for 136, Q4_K 156 for 144, Q5_K 188 for 176, Q6_K 212 for 210), plus the zero rows
+// that complete the last tile.
 //
 // Shapes: W [n, k] (k % 32 == 0, K-quants k % 256 == 0), x [m, k] fp32, y [m, n] fp32. Tiles of
 // 16 columns are split across threads (OpenMP, static). Only an AVX-512 VNNI kernel exists; lower
