@@ -170,7 +170,10 @@ void LlamaModel::attention(const float* q_all, int64_t layer, int64_t n, int64_t
 #pragma omp parallel
   {
     std::vector<float> scores(static_cast<size_t>(max_len));
-#pragma omp for collapse(2) schedule(static)
+    // Round-robin (token, head) pairs: with causal attention token t costs pos0 + t + 1, so
+    // contiguous halves left the thread with the later tokens ~3/4 of a prompt's work (pp512
+    // on SmolLM2 Q4_0, 2 threads: 551 -> 676 tok/s). The arithmetic per pair is unchanged.
+#pragma omp for collapse(2) schedule(static, 1)
     for (int64_t t = 0; t < n; ++t)
       for (int64_t h = 0; h < nh; ++h) {
         const int64_t len = pos0 + t + 1;  // causal: positions 0..pos0+t
