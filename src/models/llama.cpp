@@ -167,6 +167,8 @@ void LlamaModel::attention(const float* q_all, int64_t layer, int64_t n, int64_t
   const int64_t group = nh / config_.num_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
   const int64_t max_len = pos0 + n;
+  const kernels::cpu::DotF32Fn dot = kernels::cpu::dot_f32_kernel();
+  const kernels::cpu::AxpyF32Fn axpy = kernels::cpu::axpy_f32_kernel();
 #pragma omp parallel
   {
     std::vector<float> scores(static_cast<size_t>(max_len));
@@ -188,11 +190,10 @@ void LlamaModel::attention(const float* q_all, int64_t layer, int64_t n, int64_t
           kernels::cpu::attend_f16_online(q, keys, vals, len, hd, scale, out);
           continue;
         }
-        for (int64_t p = 0; p < len; ++p)
-          scores[p] = kernels::cpu::dot_f32(q, keys + p * hd, hd) * scale;
+        for (int64_t p = 0; p < len; ++p) scores[p] = dot(q, keys + p * hd, hd) * scale;
         kernels::cpu::softmax_f32(scores.data(), len);
         std::fill(out, out + hd, 0.0f);
-        for (int64_t p = 0; p < len; ++p) kernels::cpu::axpy_f32(scores[p], vals + p * hd, out, hd);
+        for (int64_t p = 0; p < len; ++p) axpy(scores[p], vals + p * hd, out, hd);
       }
   }
 }

@@ -131,12 +131,36 @@ void softmax_f32_isa(Isa isa, float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / s;
 }
 
-float dot_f32(const float* a, const float* b, int64_t n) {
-  return dot_f32_isa(active_isa(), a, b, n);
+DotF32Fn dot_f32_kernel() {
+  static const DotF32Fn fn = [] {
+    switch (active_isa()) {
+      case Isa::kAvx512:
+        return &avx512::dot_f32;
+      case Isa::kAvx2:
+        return &avx2::dot_f32;
+      default:
+        return &dot_scalar;
+    }
+  }();
+  return fn;
 }
-void axpy_f32(float a, const float* x, float* y, int64_t n) {
-  axpy_f32_isa(active_isa(), a, x, y, n);
+
+AxpyF32Fn axpy_f32_kernel() {
+  static const AxpyF32Fn fn = [] {
+    switch (active_isa()) {
+      case Isa::kAvx512:
+        return &avx512::axpy_f32;
+      case Isa::kAvx2:
+        return &avx2::axpy_f32;
+      default:
+        return &axpy_scalar;
+    }
+  }();
+  return fn;
 }
+
+float dot_f32(const float* a, const float* b, int64_t n) { return dot_f32_kernel()(a, b, n); }
+void axpy_f32(float a, const float* x, float* y, int64_t n) { axpy_f32_kernel()(a, x, y, n); }
 void rms_norm_f32(const float* x, const float* w, float eps, float* out, int64_t n) {
   rms_norm_f32_isa(active_isa(), x, w, eps, out, n);
 }
