@@ -27,15 +27,17 @@ void round_activations_to(DType dtype, const float* x, int64_t n, float* out);
 void linear_ggml(const WeightMatrix& w, const float* x, int64_t m, float* y);
 
 // What a layer prepares once at load so that linear_ggml_prepared() can run the repacked GEMM
-// (q8_gemm.h) — W in the GEMM layout when W's format uses it (Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS,
-// Q4_K, Q5_K, Q6_K; Q4_1 and Q5_1 only with LOWBIT_PROMPT_GEMM=all, see ggml_linear.cpp) and the
-// active SIMD level has its kernel (AVX-512 VNNI); null otherwise (then nothing is copied), and
-// always null with LOWBIT_PROMPT_GEMM=0 in the environment.
+// (q8_gemm.h) — W in the GEMM layout when W's format uses it (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+// IQ4_NL, IQ4_XS, Q4_K, Q5_K, Q6_K) and the active SIMD level has its kernel (AVX-512 VNNI);
+// null otherwise (then nothing is copied), and always null with LOWBIT_PROMPT_GEMM=0 in the
+// environment.
 std::shared_ptr<const PackedGemmWeights> prepare_linear_ggml(const WeightMatrix& w);
 
 // linear_ggml() with the prepared layout: every product goes through the GEMM when `packed` is
 // set, generation (m = 1) included — from the L3 cache 2-3.6x the row-wise kernels, from DRAM
-// equal (bench/q8_gemm_bench.cpp) — so the original blocks are no longer read. Its outputs are
+// equal (bench/q8_gemm_bench.cpp) — so the original blocks are no longer read; except Q4_1 /
+// Q5_1 prompts (m > 1), which keep the row-wise kernels unless LOWBIT_PROMPT_GEMM=all (parity
+// tolerance, ggml_linear.cpp). Its outputs are
 // the scalar int8 reference's bits (the row-wise AVX-512 kernels differ from those only in fp32
 // summation order). exact_activations() and a lower SIMD level keep linear_ggml().
 void linear_ggml_prepared(const WeightMatrix& w, const PackedGemmWeights* packed, const float* x,
