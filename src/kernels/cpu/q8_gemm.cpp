@@ -100,13 +100,9 @@ SubBlock k32_sub_block(DType t, const uint8_t* p, int s) {
   return r;
 }
 
-// The 32-element record of one block / sub-block for row r of a tile (see q8_gemm.h): nibble
-// pairs (element 4j+e low, 16+4j+e high) and, with `masks`, the 5th-bit masks.
-void put_nibbles(uint8_t* q, int r, const uint8_t* v, uint32_t h, bool masks) {
-  for (int j = 0; j < 4; ++j)
-    for (int e = 0; e < 4; ++e)
-      q[64 * j + 4 * r + e] = uint8_t(v[4 * j + e] | v[16 + 4 * j + e] << 4);
-  if (!masks) return;
+// Row r's 5th bits (bit el of h for element el) into the record's 8 byte masks at q + 256:
+// mask g covers elements 4g..4g+3 (g < 4) or 16+4(g−4).. (g ≥ 4), 4 bits per row.
+void put_high_bit_masks(uint8_t* q, int r, uint32_t h) {
   for (int g = 0; g < 8; ++g) {
     uint64_t mask;
     std::memcpy(&mask, q + 256 + 8 * g, 8);
@@ -116,6 +112,15 @@ void put_nibbles(uint8_t* q, int r, const uint8_t* v, uint32_t h, bool masks) {
     }
     std::memcpy(q + 256 + 8 * g, &mask, 8);
   }
+}
+
+// The 32-element record of one block / sub-block for row r of a tile (see q8_gemm.h): nibble
+// pairs (element 4j+e low, 16+4j+e high) and, with `masks`, the 5th-bit masks.
+void put_nibbles(uint8_t* q, int r, const uint8_t* v, uint32_t h, bool masks) {
+  for (int j = 0; j < 4; ++j)
+    for (int e = 0; e < 4; ++e)
+      q[64 * j + 4 * r + e] = uint8_t(v[4 * j + e] | v[16 + 4 * j + e] << 4);
+  if (masks) put_high_bit_masks(q, r, h);
 }
 
 void validate(const PackedGemmWeights& w, int64_t m, int64_t k) {
@@ -323,15 +328,7 @@ PackedGemmWeights pack_gemm_weights(const WeightMatrix& w) {
         if (f.qh < 0) continue;
         uint32_t qh;
         std::memcpy(&qh, blk + f.qh, 4);
-        for (int g = 0; g < 8; ++g) {
-          uint64_t mask;
-          std::memcpy(&mask, q + 256 + 8 * g, 8);
-          for (int e = 0; e < 4; ++e) {
-            const int el = g < 4 ? 4 * g + e : 16 + 4 * (g - 4) + e;
-            mask |= uint64_t((qh >> el) & 1) << (4 * r + e);
-          }
-          std::memcpy(q + 256 + 8 * g, &mask, 8);
-        }
+        put_high_bit_masks(q, r, qh);
       }
     }
   }
