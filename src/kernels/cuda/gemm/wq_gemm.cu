@@ -212,14 +212,7 @@ __global__ void __launch_bounds__(kThreads, 2) wq_mma_kernel(KernelArgs a) {
     for (int s = 0; s < WK; ++s) v += red[(s * T::kRows + r) * kCols + c];
     const int col = cg0 * 32 + c;
     if (a.bias) v += a.bias[col];
-    const int64_t o = int64_t(m0 + r) * a.ldy + col;
-    if (a.out_f32) {
-      static_cast<float*>(a.y)[o] = v;
-    } else if constexpr (kF16) {
-      static_cast<__half*>(a.y)[o] = __float2half_rn(v);
-    } else {
-      static_cast<__nv_bfloat16*>(a.y)[o] = __float2bfloat16_rn(v);
-    }
+    store_y<kF16>(a, int64_t(m0 + r) * a.ldy + col, v);
   }
 }
 
@@ -322,16 +315,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-int sm_count() {
-  static const int sms = [] {
-    int dev = 0, v = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return sms;
-}
-
 // Launches one configuration; false (nothing launched) if its shared memory does not fit.
 template <bool kInt8, bool kF16, int MT, int WN, int S, int SPW>
 bool launch(const KernelArgs& a, cudaStream_t stream) {
@@ -366,7 +349,8 @@ void dispatch_rows(const KernelArgs& a, cudaStream_t stream) {
   // Above 8 rows the 6-stage decode pipeline (up to 168 KB) leaves one block per SM; with more
   // column groups than SMs, 4 stages and two blocks per SM are faster (H100, m = 16: 8192 ×
   // 57344 172 µs against 221, 28672 × 8192 85 against 107; with 128 column groups no gain).
-  if (a.m > 8 && a.m <= 16 && a.n / 32 > sm_count() && launch<kInt8, kF16, 1, 1, 4, 2>(a, stream))
+  if (a.m > 8 && a.m <= 16 && a.n / 32 > device_facts().sms &&
+      launch<kInt8, kF16, 1, 1, 4, 2>(a, stream))
     return;
   if (a.m <= 16 && launch<kInt8, kF16, 1, 1, 6, 2>(a, stream)) return;
   if (a.m > 16 && launch_wide(a, kInt8, kF16, stream)) return;

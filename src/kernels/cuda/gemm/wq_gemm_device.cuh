@@ -217,16 +217,38 @@ __device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const G
   }
 }
 
-// Largest dynamic shared memory a block may opt into on the current device (227 KB on H100,
-// 163 KB on A100, 99 KB on Ada).
-inline int max_optin_smem() {
-  static const int bytes = [] {
-    int dev = 0, v = 0;
+// What the launch choices of the wq kernels read about the current device (once).
+struct DeviceFacts {
+  int sms = 0, cc_major = 0;
+  int max_optin_smem = 0;  // dynamic shared memory per block: 227 KB H100, 163 KB A100, 99 KB Ada
+};
+
+inline const DeviceFacts& device_facts() {
+  static const DeviceFacts facts = [] {
+    DeviceFacts f;
+    int dev = 0;
     LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    return v;
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+    LOWBIT_CUDA_CHECK(
+        cudaDeviceGetAttribute(&f.max_optin_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return f;
   }();
-  return bytes;
+  return facts;
+}
+
+inline int max_optin_smem() { return device_facts().max_optin_smem; }
+
+// y[o] = v in the call's output type: fp32, or the activations' fp16 / bf16.
+template <bool kF16>
+__device__ __forceinline__ void store_y(const KernelArgs& a, int64_t o, float v) {
+  if (a.out_f32) {
+    static_cast<float*>(a.y)[o] = v;
+  } else if constexpr (kF16) {
+    static_cast<__half*>(a.y)[o] = __float2half_rn(v);
+  } else {
+    static_cast<__nv_bfloat16*>(a.y)[o] = __float2bfloat16_rn(v);
+  }
 }
 
 // m > 16 (wq_gemm_wide.cu): launches the wide-tile kernel; false if the GPU's shared memory

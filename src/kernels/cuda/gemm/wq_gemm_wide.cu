@@ -274,35 +274,12 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
     const int64_t o = int64_t(m0 + r) * a.ldy + col;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const float val = a.bias ? out[e] + a.bias[col + e] : out[e];
-      if (a.out_f32) {
-        static_cast<float*>(a.y)[o + e] = val;
-      } else if constexpr (kF16) {
-        static_cast<__half*>(a.y)[o + e] = __float2half_rn(val);
-      } else {
-        static_cast<__nv_bfloat16*>(a.y)[o + e] = __float2bfloat16_rn(val);
-      }
+      store_y<kF16>(a, o + e, a.bias ? out[e] + a.bias[col + e] : out[e]);
     }
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (nranks > 1) cluster.sync();
 #endif
-}
-
-struct DeviceFacts {
-  int sms = 0, cc_major = 0;
-};
-
-const DeviceFacts& device_facts() {
-  static const DeviceFacts facts = [] {
-    DeviceFacts f;
-    int dev = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-    return f;
-  }();
-  return facts;
 }
 
 // Splits of k for `tiles` output tiles: enough blocks to fill the SMs (blocks_per_sm each),

@@ -191,14 +191,7 @@ __global__ void __launch_bounds__(kGemvThreads, kBlocksPerSm)
     const int r = i / 32, c = i % 32;
     const int col = cg * 32 + c;
     if (a.bias) v += a.bias[col];
-    const int64_t o = int64_t(r) * a.ldy + col;
-    if (a.out_f32) {
-      static_cast<float*>(a.y)[o] = v;
-    } else if constexpr (kF16) {
-      static_cast<__half*>(a.y)[o] = __float2half_rn(v);
-    } else {
-      static_cast<__nv_bfloat16*>(a.y)[o] = __float2bfloat16_rn(v);
-    }
+    store_y<kF16>(a, int64_t(r) * a.ldy + col, v);
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (nranks > 1) cluster.sync();
@@ -210,31 +203,15 @@ int env_int(const char* name, int fallback, int lo, int hi) {
   return v ? std::clamp(std::atoi(v), lo, hi) : fallback;
 }
 
-struct GpuFacts {
-  int sms = 0, cc_major = 0;
-};
-
-const GpuFacts& gpu_facts() {
-  static const GpuFacts facts = [] {
-    GpuFacts f;
-    int dev = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-    return f;
-  }();
-  return facts;
-}
-
 // k-splits (cluster size) for n / 32 column groups: as many as keep every block resident in
 // one wave (SMs · 2 slots), so a short n (4096: 128 groups on 132 SMs) still fills the GPU;
 // 1 where the groups alone fill it, and on GPUs without clusters. LOWBIT_WQ_GEMV_SPLITS
 // overrides it (measurements).
 int choose_splits(int cgs, int nsteps) {
   static const int forced = env_int("LOWBIT_WQ_GEMV_SPLITS", 0, 0, kMaxSplits);
-  if (gpu_facts().cc_major < 9) return 1;
+  if (device_facts().cc_major < 9) return 1;
   int splits =
-      forced > 0 ? forced : std::clamp(gpu_facts().sms * kBlocksPerSm / cgs, 1, kMaxSplits);
+      forced > 0 ? forced : std::clamp(device_facts().sms * kBlocksPerSm / cgs, 1, kMaxSplits);
   return std::clamp(std::min(splits, nsteps / kWarps), 1, kMaxSplits);
 }
 
