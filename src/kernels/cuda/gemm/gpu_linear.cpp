@@ -118,6 +118,15 @@ GpuLinear GpuLinear::dense_fallback(const __nv_bfloat16* w, const std::string& w
   return l;
 }
 
+GpuLinear GpuLinear::dense_fallback_from_host(const std::vector<uint16_t>& bits,
+                                              const std::string& what,
+                                              const GpuLinearOptions& options,
+                                              const std::string& why) {
+  DeviceBuffer staging(bits.size() * 2, what + " (bf16 staging)");
+  copy_to_device(staging.get(), bits.data(), bits.size() * 2);
+  return dense_fallback(staging.get<__nv_bfloat16>(), what, options, why);
+}
+
 GpuLinear GpuLinear::fp8(const __nv_bfloat16* w, int64_t n, int64_t k, Fp8Scaling scaling,
                          const std::string& what, const GpuLinearOptions& options,
                          cudaStream_t stream) {
@@ -180,10 +189,8 @@ GpuLinear GpuLinear::fp8_stored(const uint8_t* codes, const std::vector<float>& 
   try {
     l.make_plan(what, options);
   } catch (const Error& e) {
-    const std::vector<uint16_t> bits = dequantize_stored(codes, true, scales, n, k, scaling);
-    DeviceBuffer staging(bits.size() * 2, what + " (bf16 staging)");
-    copy_to_device(staging.get(), bits.data(), bits.size() * 2);
-    return l.dense_fallback(staging.get<__nv_bfloat16>(), what, options, l.plan_.reasons());
+    return l.dense_fallback_from_host(dequantize_stored(codes, true, scales, n, k, scaling), what,
+                                      options, l.plan_.reasons());
   }
   l.owned_ = std::make_unique<Owned>();
   l.owned_->fp8 =
@@ -204,11 +211,9 @@ GpuLinear GpuLinear::int8_stored(const int8_t* codes, const std::vector<float>& 
   try {
     l.make_plan(what, options);
   } catch (const Error& e) {
-    const std::vector<uint16_t> bits = dequantize_stored(reinterpret_cast<const uint8_t*>(codes),
-                                                         false, scales, n, k, Fp8Scaling::kRowwise);
-    DeviceBuffer staging(bits.size() * 2, what + " (bf16 staging)");
-    copy_to_device(staging.get(), bits.data(), bits.size() * 2);
-    return l.dense_fallback(staging.get<__nv_bfloat16>(), what, options, l.plan_.reasons());
+    return l.dense_fallback_from_host(dequantize_stored(reinterpret_cast<const uint8_t*>(codes),
+                                                        false, scales, n, k, Fp8Scaling::kRowwise),
+                                      what, options, l.plan_.reasons());
   }
   l.owned_ = std::make_unique<Owned>();
   l.owned_->int8 = int8_upload_weight(codes, scales.data(), n, n, k, what, stream);

@@ -121,6 +121,9 @@ class GpuLinear {
   std::string shape_reason(const GpuKernelInfo& k) const;
   GpuLinear dense_fallback(const __nv_bfloat16* w, const std::string& what,
                            const GpuLinearOptions& options, const std::string& why);
+  // The same for a weight the host decoded to bf16 bits [n, k] (stored 8-bit checkpoints).
+  GpuLinear dense_fallback_from_host(const std::vector<uint16_t>& bits, const std::string& what,
+                                     const GpuLinearOptions& options, const std::string& why);
   void make_plan(const std::string& what, const GpuLinearOptions& options);
 };
 
