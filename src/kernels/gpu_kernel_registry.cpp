@@ -75,19 +75,16 @@ double wq_gemm_us(const GpuLinearShape& s, int64_t m) {
 }
 
 // Decode GEMV on the same packed weight (m <= kWqGemvRows): one pass over the codes straight
-// to registers. H100 (bench/gpu_wq_gemm_notes.md): W8A16 at 87–98% of the copy rate on the
-// large 8B shapes, 1.1–1.4× faster than wq_gemm, and the int8 8B decode 192 → 235 tok/s:
-// counted at 0.9 against wq_gemm's 0.85, so it is chosen. W4A16: alone 4–19% faster on three
-// of the four 8B shapes (5% slower on 4096 × 4096), yet the int4 8B decode ran 7% slower end to
-// end with it (253 against 270 tok/s, three runs; not understood): counted at 0.8, so wq_gemm
-// stays first, except for a long k (down_proj, 14336 × 4096: the GEMV's k split over a cluster
-// reads it in 17.7 µs against 21.8): with programmatic launch, int4 8B batch 1 with the GEMV
-// on down_proj only ran 286.3 / 289.9 tok/s against 280.7 / 281.3 all wq_gemm and 274.8 /
-// 275.0 all GEMV (one device call, two rounds).
+// to registers (wq_gemv.cu, int4 at m <= 2 the stream-K kernel of wq_gemv_streamk.cu; see
+// use_streamk_gemv in wq_gemm.cu). H100 (bench/gpu_wq_gemm_notes.md): W8A16 at 87–98% of the
+// copy rate on the large 8B shapes; the int4 8B decode 324 tok/s at batch 1 and 605 at batch 2
+// against 282 / 563 with wq_gemm. W4A16 at m = 3..8 runs the per-group kernel, slower than
+// wq_gemm end to end in earlier runs (batch 8 with stream-K: 1582 against 1821 tok/s). So:
+// counted at 0.9 against wq_gemm's 0.85 for W8A16 and for W4A16 up to m = 2, at 0.8 above.
 double wq_gemv_us(const GpuLinearShape& s, int64_t m) {
   const double bytes = double(s.n) * double(s.k) * weight_bits(s) / 8 + group_bytes(s) +
                        double(m) * double(s.k + s.n) * 2;
-  const double efficiency = s.format == F::kW8A16 || s.k >= 8192 ? 0.9 : 0.8;
+  const double efficiency = s.format == F::kW4A16 && m > 2 ? 0.8 : 0.9;
   return us(bytes / (kBandwidth * efficiency)) + kLaunchUs;
 }
 

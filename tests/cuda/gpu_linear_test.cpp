@@ -161,14 +161,11 @@ TEST(GpuLinear, KernelChoiceFollowsSizeAndDisableList) {
   std::mt19937 rng(2);
   auto q = random_wq(kcpu::WqKind::kInt4, 1024, 1024, 128, true, false, rng);
   auto l = kc::GpuLinear::wq(q.source(), "layer", options(4096), nullptr);
-  EXPECT_STREQ(l.kernel_for(1), "wq_gemm");  // W4A16: the GEMM first (gpu_kernel_registry.cpp)
+  // W4A16 decodes with the stream-K GEMV at m <= 2, then the GEMM (gpu_kernel_registry.cpp).
+  EXPECT_STREQ(l.kernel_for(1), "wq_gemv");
+  EXPECT_STREQ(l.kernel_for(2), "wq_gemv");
+  EXPECT_STREQ(l.kernel_for(kernels::kWqGemvRows), "wq_gemm");
   EXPECT_STREQ(l.kernel_for(16), "wq_gemm");
-  // ... except with a long k (down_proj), where the GEMV's k split wins at decode sizes.
-  auto q_long = random_wq(kcpu::WqKind::kInt4, 256, 8192, 128, true, false, rng);
-  auto l_long = kc::GpuLinear::wq(q_long.source(), "layer", options(4096), nullptr);
-  EXPECT_STREQ(l_long.kernel_for(1), "wq_gemv");
-  EXPECT_STREQ(l_long.kernel_for(16), "wq_gemm");
-  // W8A16 decodes with the GEMV up to its offered limit.
   auto q8 = random_wq(kcpu::WqKind::kInt8, 1024, 1024, 1024, false, false, rng);
   auto l8 = kc::GpuLinear::wq(q8.source(), "layer", options(4096), nullptr);
   EXPECT_STREQ(l8.kernel_for(1), "wq_gemv");

@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
@@ -359,13 +361,18 @@ TEST(CudaWqGemv, AllLayoutsAndRowsMatchReference) {
               o.bias = variant % 4 == 1;
               o.pad_x = variant % 5 == 2 ? 24 : 0;
               o.pad_y = variant % 5 == 3 ? 3 : 0;
+              // Both GEMV kernels over every layout: stream-K (all) and per-group (0).
+              const bool streamk = (variant / 2) % 2 == 0;
+              setenv("LOWBIT_WQ_GEMV_STREAMK", streamk ? "all" : "0", 1);
               ++variant;
               run_and_check(
                   rw, *w, m, o, rng,
                   fmt::format("gemv {} [{}, {}] group {} zeros {} act-order {} m {} act {} "
-                              "out {}",
+                              "out {} {}",
                               kernels::cpu::wq_kind_name(kind), n, k, group, zeros, act_order, m,
-                              act_name(o.act), o.out == kc::OutType::kF32 ? "f32" : "16"));
+                              act_name(o.act), o.out == kc::OutType::kF32 ? "f32" : "16",
+                              streamk && m <= 8 ? "stream-K" : "per-group"));
+              unsetenv("LOWBIT_WQ_GEMV_STREAMK");
             }
           }
 }
@@ -396,6 +403,58 @@ TEST(CudaWqGemv, RealShapesMatchReference) {
     run_and_check(rw, *w, c.m, o, rng,
                   fmt::format("gemv {} [{}, {}] group {} m {}", kernels::cpu::wq_kind_name(c.kind),
                               c.n, c.k, c.group, c.m));
+  }
+}
+
+// The stream-K GEMV (LOWBIT_WQ_GEMV_STREAMK=all: every shape, m <= 8; by default int4 at
+// m = 1, and at m = 2 on weights wider than 2 · SMs column groups) and the
+// one-block-per-column-group GEMV (LOWBIT_WQ_GEMV_STREAMK=0) on shapes whose warp ranges end inside
+// column groups, cover several whole groups, or both (k = 96: 3 int4 steps per group), against the
+// reference; a repeated stream-K call gives the same bits (the per-group counters reset, summation
+// order fixed).
+TEST(CudaWqGemv, StreamKAndPerGroupKernelsMatchReferenceAndRepeat) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(24);
+  struct Case {
+    WqKind kind;
+    int64_t n, k, group;
+    bool zeros;
+  };
+  const Case cases[] = {{WqKind::kInt4, 32 * 600, 96, 32, false},
+                        {WqKind::kInt4, 192, 512, 64, true},
+                        {WqKind::kInt8, 64 * 37, 224, 224, false},
+                        {WqKind::kInt4, 6144, 4096, 128, false},
+                        {WqKind::kInt8, 4096, 14336, 14336, true}};
+  for (const Case& c : cases) {
+    RandomWeight rw(c.kind, c.n, c.k, c.group, c.zeros, false, rng, c.zeros);
+    auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+    for (int64_t m : {int64_t(1), int64_t(3), int64_t(8)}) {
+      const std::string what =
+          fmt::format("gemv {} [{}, {}] group {} m {}", kernels::cpu::wq_kind_name(c.kind), c.n,
+                      c.k, c.group, m);
+      RunOptions o;
+      o.gemv = true;
+      o.out = kc::OutType::kF32;
+      o.bias = m == 3;
+      setenv("LOWBIT_WQ_GEMV_STREAMK", "0", 1);
+      run_and_check(rw, *w, m, o, rng, what + " per-group kernel");
+      setenv("LOWBIT_WQ_GEMV_STREAMK", "all", 1);  // stream-K up to its limit, m = 8 included
+      run_and_check(rw, *w, m, o, rng, what + " stream-K");
+      auto dx = upload(to_bf16(round_bf16(random_floats(size_t(m * c.k), rng))));
+      std::vector<float> first;
+      for (int rep = 0; rep < 3; ++rep) {
+        auto dy = poisoned(size_t(m * c.n) * 4);
+        kc::wq_gemv(*w, kc::ActType::kBf16, dx.get(), c.k, nullptr, dy.get(), c.n,
+                    kc::OutType::kF32, m, nullptr);
+        auto y = download<float>(dy, size_t(m * c.n));
+        if (rep == 0)
+          first = y;
+        else
+          EXPECT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * 4))
+              << what << " repeat " << rep;
+      }
+      unsetenv("LOWBIT_WQ_GEMV_STREAMK");
+    }
   }
 }
 

@@ -45,10 +45,11 @@ TEST(GpuKernelRegistry, W4A16SwitchesToDequantOnceAtLargeM) {
   for (auto [n, k] :
        {std::pair<int64_t, int64_t>{28672, 4096}, {4096, 14336}, {6144, 4096}, {1000, 333}}) {
     auto p = GpuKernelPlan::make(shape(F::kW4A16, n, k), {}, nullptr);
-    // W4A16: the GEMM first, the GEMV at decode sizes for a long k (down_proj; both measured
-    // end to end).
-    EXPECT_EQ(chosen(p, 1), k >= 8192 ? "wq_gemv" : "wq_gemm") << n << "x" << k;
-    EXPECT_EQ(chosen(p, kWqGemvRows), k >= 8192 ? "wq_gemv" : "wq_gemm") << n << "x" << k;
+    // W4A16: the stream-K GEMV at m <= 2 (measured end to end), the GEMM above.
+    EXPECT_EQ(chosen(p, 1), "wq_gemv") << n << "x" << k;
+    EXPECT_EQ(chosen(p, 2), "wq_gemv") << n << "x" << k;
+    EXPECT_EQ(chosen(p, 3), "wq_gemm") << n << "x" << k;
+    EXPECT_EQ(chosen(p, kWqGemvRows), "wq_gemm") << n << "x" << k;
     EXPECT_EQ(chosen(p, 16), "wq_gemm");
     EXPECT_EQ(chosen(p, 64), "wq_gemm");
     bool dequant = false;

@@ -18,6 +18,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "kernels/cuda/common/cuda_check.h"
@@ -372,6 +374,26 @@ int group_shift(const WqGpuWeight& w) {
 
 namespace {
 
+// Whether wq_gemv runs the stream-K kernel (wq_gemv_streamk.cu) or the one-block-per-column-
+// group kernel (wq_gemv.cu). Stream-K pays a tail (the last contributor per column group sums
+// ~18 partial tiles after a fence and an atomic; it grows with m) and avoids the per-group
+// kernel's waves of blocks. H100, µs stream-K / per-group alone (graph of repeated calls):
+// int4 m = 1 4096 × 28672 29.8 / 34.0, 14336 × 4096 18.3 / 17.6, 4096 × 6144 10.5 / 10.0,
+// 4096 × 4096 10.2 / 7.9; int8 slower or equal on every 8B shape. Yet inside the int4 8B decode
+// graph stream-K on every layer is faster at batch 1 (324.8 / 323.9 tok/s against 311.5 /
+// 313.3 with stream-K on gate/up only), and at batch 2 stream-K on gate/up only is (605 / 610
+// against 593 / 591); int8 per-group: 258 against 247 tok/s. Hence: int4 at m = 1, and at m = 2
+// where the column groups exceed the block slots (2 per SM). LOWBIT_WQ_GEMV_STREAMK (read per
+// call: A/B runs, tests): 0 never, all for every weight at m <= 8, m2 for every weight at m <= 2.
+bool use_streamk_gemv(const WqGpuWeight& w, int64_t m) {
+  const char* v = std::getenv("LOWBIT_WQ_GEMV_STREAMK");
+  if (v && std::strcmp(v, "0") == 0) return false;
+  if (v && std::strcmp(v, "all") == 0) return m <= kStreamKMaxRows;
+  if (v && std::strcmp(v, "m2") == 0) return m <= 2;
+  if (w.kind != cpu::WqKind::kInt4) return false;
+  return m == 1 || (m == 2 && w.n / 32 > 2 * device_facts().sms);
+}
+
 // wq_gemm and wq_gemv: checks, act-order gather, then the GEMM family or the GEMV.
 void run_wq(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
             void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream, bool gemv) {
@@ -403,6 +425,7 @@ void run_wq(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const
   a.codes = im.codes.get<const uint4>();
   a.params = im.params[int(act)].get();
   a.has_zeros = im.has_zeros;
+  a.fractional_zeros = im.fractional_zeros;
   a.x = x;
   a.ldx = ldx;
   a.bias = bias;
@@ -414,7 +437,9 @@ void run_wq(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const
   a.k = int(w.k);
   a.group_shift = group_shift(w);
   const bool int8 = w.kind == cpu::WqKind::kInt8, f16 = act == ActType::kF16;
-  if (gemv)
+  if (gemv && use_streamk_gemv(w, m))
+    launch_gemv_streamk(a, int8, f16, im.streamk_counts.get<int>(), stream);
+  else if (gemv)
     launch_gemv(a, int8, f16, stream);
   else if (int8)
     f16 ? dispatch_rows<true, true>(a, stream) : dispatch_rows<true, false>(a, stream);

@@ -19,7 +19,8 @@ struct KernelArgs {
   const uint4* codes;
   const void* params;
   bool has_zeros;
-  const void* x;  // [m, k] 16-bit, row stride ldx (packed column order)
+  bool fractional_zeros;  // some zero is not an integer: (q − z)·s is not (q − round z)·s
+  const void* x;          // [m, k] 16-bit, row stride ldx (packed column order)
   int64_t ldx;
   const float* bias;
   void* y;
@@ -103,6 +104,18 @@ __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t scale2, uint32_t c
     __nv_bfloat162 r =
         __hfma2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&scale2),
                 *reinterpret_cast<__nv_bfloat162*>(&c2));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
+}
+
+template <bool kF16>
+__device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
+  if constexpr (kF16) {
+    __half2 r = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  } else {
+    __nv_bfloat162 r =
+        __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
     return *reinterpret_cast<uint32_t*>(&r);
   }
 }
@@ -217,6 +230,47 @@ __device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const G
   }
 }
 
+// As decode_fragments without the scale: (q − round z) exactly (small integers are exact in
+// bf16 / f16), for kernels that multiply the scale into the fp32 sum of a group instead
+// (integer zeros only: c = 0).
+template <bool kInt8, bool kF16>
+__device__ __forceinline__ void decode_unscaled(const uint4& q, int ks, const GroupParams& gp,
+                                                uint32_t (&frag)[4][2]) {
+  if constexpr (kInt8) {
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const uint32_t w = word_of(q, nt);
+      const float f0 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7440)) - gp.zf[nt];
+      const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
+      const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
+      const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
+      frag[nt][0] = pack2<kF16>(f0, f1);
+      frag[nt][1] = pack2<kF16>(f2, f3);
+    }
+  } else {
+    constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+      const uint32_t w = word_of(q, ks * 2 + jj);
+      const int na = 2 * jj, nb = 2 * jj + 1;
+      frag[na][0] = sub2<kF16>(and_or(w, 0x000F000Fu, kBias), gp.zoff2[na]);
+      frag[na][1] = sub2<kF16>(and_or(w >> 4, 0x000F000Fu, kBias), gp.zoff2[na]);
+      frag[nb][0] = sub2<kF16>(and_or(w >> 8, 0x000F000Fu, kBias), gp.zoff2[nb]);
+      frag[nb][1] = sub2<kF16>(and_or(w >> 12, 0x000F000Fu, kBias), gp.zoff2[nb]);
+    }
+  }
+}
+
+// The scale of column nt·8 + g (the low 16 bits of scale2) as a float.
+template <bool kF16>
+__device__ __forceinline__ float scale_of(uint32_t scale2) {
+  if constexpr (kF16) {
+    return __half2float(__ushort_as_half(uint16_t(scale2 & 0xFFFFu)));
+  } else {
+    return __uint_as_float(scale2 << 16);
+  }
+}
+
 // What the launch choices of the wq kernels read about the current device (once).
 struct DeviceFacts {
   int sms = 0, cc_major = 0;
@@ -257,5 +311,11 @@ bool launch_wide(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
 
 // m <= kWqGemvMaxRows (wq_gemv.cu): the decode GEMV, codes straight to registers.
 void launch_gemv(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
+
+// m <= kStreamKMaxRows (wq_gemv_streamk.cu): the stream-K decode GEMV, one wave of warps over
+// equal shares of the codes. counts: the weight's [n / 32] ints, zero before and after a launch.
+inline constexpr int kStreamKMaxRows = 8;
+void launch_gemv_streamk(const KernelArgs& a, bool int8, bool f16, int* counts,
+                         cudaStream_t stream);
 
 }  // namespace lowbit::kernels::cuda::wq_device

@@ -33,9 +33,19 @@ struct WqGpuWeight::Impl {
   DeviceBuffer params[2];  // [ActType]: bf16, f16
   DeviceBuffer perm;       // act-order only
   bool has_zeros = false;
+  bool fractional_zeros = false;  // some zero is not an integer (c != 0 in params)
   // Act-order gather scratch [rows, k] 16-bit, grown by wq_gemm (documented in wq_gemm.h).
   mutable DeviceBuffer gathered;
+  // Stream-K GEMV (wq_gemv_streamk.cu): per column group, the k-steps summed so far; zero
+  // between launches (the last contributor resets it).
+  DeviceBuffer streamk_counts;
   uint64_t code_bytes = 0, param_bytes = 0;
 };
+
+namespace wq_device {
+// Allocates the current device's stream-K partial-sum slots (wq_gemv_streamk.cu) if it has
+// none yet: called at weight upload, never during a graph capture.
+void reserve_streamk_workspace();
+}  // namespace wq_device
 
 }  // namespace lowbit::kernels::cuda

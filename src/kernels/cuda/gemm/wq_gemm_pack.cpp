@@ -25,6 +25,14 @@ bool zero_in_range(WqKind kind, float z) {
   return kind == WqKind::kInt4 ? (z >= -128.0f && z <= 128.0f) : (z >= 0.0f && z <= 255.0f);
 }
 
+// The stream-K GEMV's per-column-group counters (zeroed) and the device's partial slots.
+void alloc_streamk_counts(WqGpuWeight::Impl& im, int64_t n, cudaStream_t stream) {
+  const size_t bytes = size_t(n / 32) * sizeof(int);
+  im.streamk_counts = DeviceBuffer(bytes, "wq_gemv stream-K counters");
+  LOWBIT_CUDA_CHECK(cudaMemsetAsync(im.streamk_counts.get(), 0, bytes, stream));
+  wq_device::reserve_streamk_workspace();
+}
+
 }  // namespace
 
 std::string wq_gemm_unsupported_reason(const WqSource& s) {
@@ -146,6 +154,7 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
             }
             // z = zi + zf: (q − zi) is exact in the kernel, −zf·scale is added by the fma.
             const float z = s.zeros[col * groups + gi], zi = std::nearbyint(z);
+            if (z != zi) im.fractional_zeros = true;
             const uint16_t zoff =
                 int8 ? uint16_t(int16_t(zi)) : to16((f16 ? 1024.0f : 128.0f) + zi);
             const float scale16 = f16 ? f16_to_f32(sc) : bf16_to_f32(sc);
@@ -171,6 +180,7 @@ std::unique_ptr<WqGpuWeight> wq_gemm_pack(const WqSource& s, const std::string& 
     LOWBIT_CUDA_CHECK(
         cudaMemcpyAsync(im.perm.get(), perm.data(), size_t(k) * 4, cudaMemcpyHostToDevice, stream));
   }
+  alloc_streamk_counts(im, n, stream);
   LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return w;
 }
@@ -185,6 +195,7 @@ std::unique_ptr<WqGpuWeight> wq_gemm_clone(const WqGpuWeight& w, cudaStream_t st
   const WqGpuWeight::Impl& a = *w.impl;
   WqGpuWeight::Impl& b = *c->impl;
   b.has_zeros = a.has_zeros;
+  b.fractional_zeros = a.fractional_zeros;
   b.code_bytes = a.code_bytes;
   b.param_bytes = a.param_bytes;
   auto copy = [&](const DeviceBuffer& from, DeviceBuffer& to) {
@@ -197,6 +208,7 @@ std::unique_ptr<WqGpuWeight> wq_gemm_clone(const WqGpuWeight& w, cudaStream_t st
   copy(a.params[0], b.params[0]);
   copy(a.params[1], b.params[1]);
   copy(a.perm, b.perm);
+  alloc_streamk_counts(b, w.n, stream);
   LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return c;
 }
