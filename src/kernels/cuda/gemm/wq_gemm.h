@@ -72,11 +72,14 @@ std::unique_ptr<WqGpuWeight> wq_gemm_clone(const WqGpuWeight& w, cudaStream_t st
 void wq_gemm(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
              void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream);
 
-// The decode GEMV on the same packed weight (wq_gemv.cu): the same contract as wq_gemm for
-// m = 1..kWqGemvMaxRows (lowbit::Error above), the same per-fragment decode and rounding; the
-// codes stream straight to registers (no shared-memory pipeline): H100 m = 1, int8 at 66–97% of
-// the copy rate on the 8B shapes, int4 44–75% (bench/gpu_wq_gemm_notes.md). The kernel choice
-// offers it up to m = 8 (kWqGemvRows). Act-order weights gather x as wq_gemm does.
+// The decode GEMV on the same packed weight: the same contract as wq_gemm for
+// m = 1..kWqGemvMaxRows (lowbit::Error above); the codes stream straight to registers (no
+// shared-memory pipeline). int8, and int4 above m = 2: one block per 32-column group
+// (wq_gemv.cu, the GEMM's per-fragment decode and rounding; H100 m = 1 int8 at 66–97% of the
+// copy rate on the 8B shapes). int4 at m <= 2: the stream-K kernel (wq_gemv_streamk.cu: equal
+// shares of the codes per warp, scales applied to each group's fp32 sum, deterministic;
+// 4096 × 28672 at 84%); see use_streamk_gemv in wq_gemm.cu and bench/gpu_wq_gemm_notes.md. The
+// kernel choice offers it up to m = 8 (kWqGemvRows). Act-order weights gather x as wq_gemm does.
 inline constexpr int64_t kWqGemvMaxRows = 16;
 void wq_gemv(const WqGpuWeight& w, ActType act, const void* x, int64_t ldx, const float* bias,
              void* y, int64_t ldy, OutType out_type, int64_t m, cudaStream_t stream);
