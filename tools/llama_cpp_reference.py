@@ -15,6 +15,13 @@ What it records (all with llama.cpp's own tools, threads=2):
                 - stories260K F32 on TinyStories first100 at -c 256 and -c 128
                 - SmolLM2-135M-Instruct Q4_1 on wikitext-2 test at -c 512 --chunks 20, and on
                   TinyStories at -c 256
+                - SmolLM2-135M-Instruct F16 (llama-quantize --allow-requantize of the Q4_1 file
+                  to F16: the same weights without activation quantization) on wikitext-2 test
+                  at -c 512 --chunks 20. The Q4_1 file's value is chaotic at the 0.01 level
+                  (Q8 activation roundings; tools/perplexity_chunk_stats.py), the F16 one is not,
+                  so it holds SmolLM2 to 0.01. Its entry has derived_type "F16": the test makes
+                  the file itself (lowbit's F16 export of the Q4_1 file, tensor bytes identical
+                  to llama-quantize's).
   quantized   llama-quantize --pure stories260K F32 -> Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (every 2-D
               tensor in the named type; 1-D norms stay F32). Files < 400 KB are stored next to
               reference.json (tests/fixtures/llama_cpp/stories260K-<TYPE>.gguf) with their sha256;
@@ -238,6 +245,17 @@ def main():
             r["model_name"] = "SmolLM2-135M-Instruct.Q4_1.gguf"
             r["model_sha256"] = smol_sha
             ref["perplexity"].append(r)
+        # The same weights in F16 (entry last: tests index the earlier ones).
+        smol_f16 = os.path.join(cache_q, "SmolLM2-135M-Instruct.F16.gguf")
+        run([os.path.join(bin_dir, "llama-quantize"), "--allow-requantize", smol, smol_f16, "F16",
+             str(t)])
+        r = perplexity(bin_dir, smol_f16, WIKITEXT, 512, t, 20)
+        r["model_name"] = "SmolLM2-135M-Instruct.F16.gguf"
+        r["derived_from_sha256"] = smol_sha
+        r["derived_type"] = "F16"
+        r["derive_command"] = f"llama-quantize --allow-requantize DEFAULT_MODEL OUT F16 {t}"
+        r["tensor_types"] = gguf_tensor_types(smol_f16)
+        ref["perplexity"].append(r)
         g = greedy(exe, smol, 32, t)
         g["model_name"] = "SmolLM2-135M-Instruct.Q4_1.gguf"
         g["model_sha256"] = smol_sha

@@ -2,12 +2,15 @@
 // chunk included) and greedy tokens. Fixture: tests/fixtures/llama_cpp/reference.json, made by
 // tools/llama_cpp_reference.py (see its header; llama.cpp built by tools/build-llama-cpp.sh).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "engine/generate.h"
+#include "io/gguf.h"
+#include "io/gguf_export.h"
 #include "model_test_util.h"
 #include "test_paths.h"
 
@@ -34,23 +37,35 @@ std::string read_file(const std::string& path) {
 }
 
 // Tolerance on the final perplexity. Both engines quantize activations to Q8 blocks for
-// quantized weights; llama.cpp also keeps its KV cache in F16 and rounds activations to F16 for
-// F16 weights, which this path does not (measured: stories260K Q4_0..Q8_0 within 0.004, SmolLM2
-// Q4_1 on WikiText-2 within 0.009).
-// SmolLM2-135M's Q4_1 file is chaotic at the 0.01 level: last-bit changes that are equally
-// faithful to ggml (its x86 Q8_1 activation rounding, the attention variant) move its wikitext
-// perplexity by 0.02-0.04. Measured 27.9374 with lowbit's f32 KV cache and 27.9542 with
-// --kv-cache-dtype f16 (llama.cpp's default cache) against llama-perplexity's 27.9819; the
-// stories260K files hold 0.005 here and 0.01 per type in llama_cpp_gguf_types_test.cpp.
-double tolerance_for(const std::string& model) {
+// quantized weights and round them to F16 for F16 weights; llama.cpp also keeps its KV cache in
+// F16, which this path (f32 cache) does not. stories260K holds 0.005 here and 0.01 per type in
+// llama_cpp_gguf_types_test.cpp.
+// SmolLM2-135M's Q4_1 file is chaotic at the 0.01 level, and 0.05 is about one standard
+// deviation of arithmetic noise, not a bound on a systematic error. Every operation agrees with
+// llama.cpp's up to fp32 rounding (layer 0 on WikiText chunk 1: RMSNorm within 1 ulp, the Q4_1
+// product on the same input within 1e-7 of a float64 Q8_1 reference in both engines; the F16
+// file of the same weights agrees within 0.001, below), but a 1-ulp difference that crosses a
+// Q8 rounding boundary changes that activation by a quantization step, the change spreads, and
+// after a few layers the two engines' per-token NLLs differ by ~0.08 nats rms, uncorrelated.
+// Over 20 chunks the per-chunk mean NLL differences have sd ~0.007-0.009, so the final values
+// land ~0.045 apart at one sigma (tools/perplexity_chunk_stats.py): llama.cpp itself gives
+// 27.9819 (default: F16 cache, flash attention), 27.9593 (-fa off), 27.9864 (f32 cache, -fa
+// off); lowbit 27.9374 (f32 cache), 27.9542 (--kv-cache-dtype f16), 27.9778 (LOWBIT_CPU_ISA=
+// avx2), 27.9221 (LOWBIT_PROMPT_GEMM=all); llama.cpp with --rope-freq-base 100001 instead of
+// 100000: 27.9298 (its F16 file: 27.8412 for 27.8433). Only bit-identical arithmetic (ggml's
+// fp32 sum orders, RoPE angles, expf / SiLU approximations) would hold 0.01 on this file.
+double tolerance_for(const nlohmann::json& entry) {
+  const std::string model = entry["model"];
+  if (entry.contains("derived_type")) return 0.01;  // SmolLM2 F16: measured 0.0006
   if (model.find("SmolLM2") != std::string::npos) return 0.05;
   return 0.005;
 }
 
-// Runs the same protocol as the reference entry (its --chunks, if any) and compares.
-void check_perplexity(const nlohmann::json& entry) {
+// Runs the same protocol as the reference entry (its --chunks, if any) and compares; `path`
+// overrides the entry's model file.
+void check_perplexity(const nlohmann::json& entry, std::string path = "") {
   int64_t max_chunks = -1;
-  std::string path = model_path(entry["model"]);
+  if (path.empty()) path = model_path(entry["model"]);
   std::string text_path = model_path(entry["text"]);
   if (path.empty() || !fs::exists(path) || text_path.empty()) GTEST_SKIP() << entry["model"];
   SCOPED_TRACE(entry["command"].get<std::string>());
@@ -64,7 +79,7 @@ void check_perplexity(const nlohmann::json& entry) {
   const auto& per_chunk = entry["per_chunk"];
   EXPECT_EQ(r.chunks, entry["n_chunks"].get<int64_t>());
   ASSERT_LE(size_t(r.chunks), per_chunk.size());
-  const double tol = tolerance_for(path);
+  const double tol = tolerance_for(entry);
   // F32 weights compute alike in both engines, so every running estimate after each chunk
   // agrees too (relative: early ones rest on few tokens).
   const bool same_compute = path.find("F32") != std::string::npos;
@@ -98,8 +113,38 @@ TEST(LlamaCppParity, SmolLM2Perplexity) {
   for (const auto& e : ref)
     // The WikiText-2 entry (20 chunks of 512); the full TinyStories run takes too long for CI.
     if (e["model"].get<std::string>().find("SmolLM2") != std::string::npos &&
-        e["chunks_arg"].is_number_integer())
+        e["chunks_arg"].is_number_integer() && !e.contains("derived_type"))
       check_perplexity(e);
+}
+
+// The default model's weights in F16 (llama-quantize --allow-requantize to F16; lowbit's F16
+// export of the Q4_1 file writes the same tensor bytes): no Q8 activation rounding, hence none
+// of the Q4_1 file's chaos, and lowbit matches llama-perplexity within 0.001 (27.8427 vs
+// 27.8433) — SmolLM2 held to 0.01.
+TEST(LlamaCppParity, SmolLM2F16Perplexity) {
+  if (smollm_gguf().empty()) GTEST_SKIP() << "set LOWBIT_SMOLLM_GGUF";
+  bool ran = false;
+  const auto ref = llama_cpp_reference();
+  for (const auto& e : ref["perplexity"]) {
+    if (!e.contains("derived_type")) continue;
+    const std::string type = e["derived_type"];
+    SCOPED_TRACE(type + " of " + smollm_gguf());
+    // Removed however the check ends.
+    struct TempFile {
+      fs::path path;
+      ~TempFile() {
+        std::error_code ec;
+        fs::remove(path, ec);
+      }
+    } file{fs::temp_directory_path() /
+           ("lowbit-parity-SmolLM2-" + type + "-" + std::to_string(::getpid()) + ".gguf")};
+    io::GgufExportOptions options;
+    options.file_type = type;
+    io::export_gguf(*io::GgufFile::open(smollm_gguf()), file.path.string(), options);
+    check_perplexity(e, file.path.string());
+    ran = true;
+  }
+  EXPECT_TRUE(ran) << "reference.json has no derived SmolLM2 entry";
 }
 
 TEST(LlamaCppParity, GreedyTokensFromBos) {
