@@ -197,8 +197,10 @@ __device__ __forceinline__ void read_params(GroupParams& p, const uint8_t* src, 
 
 // The mma B fragments of one k16 half `ks` (int4: 0 or 1; int8: 0) of a lane's 16-byte code
 // word: bfrag[nt] = the (k 2t, 2t+1) and (k 2t+8, 2t+9) pairs of column nt·8 + g, decoded as
-// (q − z)·s with one rounding.
-template <bool kInt8, bool kF16>
+// (q − z)·s with one rounding. kScaled = false leaves out the scale: (q − round z) exactly
+// (small integers are exact in bf16 / f16), for kernels that multiply the scale into the fp32
+// sum of a group instead (integer zeros only: c = 0).
+template <bool kInt8, bool kF16, bool kScaled = true>
 __device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const GroupParams& gp,
                                                  uint32_t (&bfrag)[4][2]) {
   if constexpr (kInt8) {
@@ -209,54 +211,24 @@ __device__ __forceinline__ void decode_fragments(const uint4& q, int ks, const G
       const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
       const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
       const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
-      bfrag[nt][0] = fma2<kF16>(pack2<kF16>(f0, f1), gp.scale2[nt], gp.c2[nt]);
-      bfrag[nt][1] = fma2<kF16>(pack2<kF16>(f2, f3), gp.scale2[nt], gp.c2[nt]);
+      const uint32_t lo = pack2<kF16>(f0, f1), hi = pack2<kF16>(f2, f3);
+      bfrag[nt][0] = kScaled ? fma2<kF16>(lo, gp.scale2[nt], gp.c2[nt]) : lo;
+      bfrag[nt][1] = kScaled ? fma2<kF16>(hi, gp.scale2[nt], gp.c2[nt]) : hi;
     }
   } else {
     constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
+    auto finish = [&](uint32_t h, int nt) {
+      return kScaled ? sub_fma2<kF16>(h, gp.zoff2[nt], gp.scale2[nt], gp.c2[nt])
+                     : sub2<kF16>(h, gp.zoff2[nt]);
+    };
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
       const uint32_t w = word_of(q, ks * 2 + jj);
       const int na = 2 * jj, nb = 2 * jj + 1;
-      const uint32_t h0 = and_or(w, 0x000F000Fu, kBias);
-      const uint32_t h1 = and_or(w >> 4, 0x000F000Fu, kBias);
-      const uint32_t h2 = and_or(w >> 8, 0x000F000Fu, kBias);
-      const uint32_t h3 = and_or(w >> 12, 0x000F000Fu, kBias);
-      bfrag[na][0] = sub_fma2<kF16>(h0, gp.zoff2[na], gp.scale2[na], gp.c2[na]);
-      bfrag[na][1] = sub_fma2<kF16>(h1, gp.zoff2[na], gp.scale2[na], gp.c2[na]);
-      bfrag[nb][0] = sub_fma2<kF16>(h2, gp.zoff2[nb], gp.scale2[nb], gp.c2[nb]);
-      bfrag[nb][1] = sub_fma2<kF16>(h3, gp.zoff2[nb], gp.scale2[nb], gp.c2[nb]);
-    }
-  }
-}
-
-// As decode_fragments without the scale: (q − round z) exactly (small integers are exact in
-// bf16 / f16), for kernels that multiply the scale into the fp32 sum of a group instead
-// (integer zeros only: c = 0).
-template <bool kInt8, bool kF16>
-__device__ __forceinline__ void decode_unscaled(const uint4& q, int ks, const GroupParams& gp,
-                                                uint32_t (&frag)[4][2]) {
-  if constexpr (kInt8) {
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      const uint32_t w = word_of(q, nt);
-      const float f0 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7440)) - gp.zf[nt];
-      const float f1 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7441)) - gp.zf[nt];
-      const float f2 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7442)) - gp.zf[nt];
-      const float f3 = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7443)) - gp.zf[nt];
-      frag[nt][0] = pack2<kF16>(f0, f1);
-      frag[nt][1] = pack2<kF16>(f2, f3);
-    }
-  } else {
-    constexpr uint32_t kBias = kF16 ? 0x64006400u : 0x43004300u;
-#pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      const uint32_t w = word_of(q, ks * 2 + jj);
-      const int na = 2 * jj, nb = 2 * jj + 1;
-      frag[na][0] = sub2<kF16>(and_or(w, 0x000F000Fu, kBias), gp.zoff2[na]);
-      frag[na][1] = sub2<kF16>(and_or(w >> 4, 0x000F000Fu, kBias), gp.zoff2[na]);
-      frag[nb][0] = sub2<kF16>(and_or(w >> 8, 0x000F000Fu, kBias), gp.zoff2[nb]);
-      frag[nb][1] = sub2<kF16>(and_or(w >> 12, 0x000F000Fu, kBias), gp.zoff2[nb]);
+      bfrag[na][0] = finish(and_or(w, 0x000F000Fu, kBias), na);
+      bfrag[na][1] = finish(and_or(w >> 4, 0x000F000Fu, kBias), na);
+      bfrag[nb][0] = finish(and_or(w >> 8, 0x000F000Fu, kBias), nb);
+      bfrag[nb][1] = finish(and_or(w >> 12, 0x000F000Fu, kBias), nb);
     }
   }
 }

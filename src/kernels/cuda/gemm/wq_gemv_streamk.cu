@@ -157,10 +157,7 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
 #pragma unroll
         for (int ks = 0; ks < kHalves; ++ks) {
           uint32_t f[4][2];
-          if constexpr (kScaleAfter)
-            decode_unscaled<kInt8, kF16>(q[j], ks, gp, f);
-          else
-            decode_fragments<kInt8, kF16>(q[j], ks, gp, f);
+          decode_fragments<kInt8, kF16, !kScaleAfter>(q[j], ks, gp, f);
 #pragma unroll
           for (int p = 0; p < 2; ++p) {
             // A rows g / g + 8 = columns 16p + g / 16p + 8 + g: fragments nt = 2p and 2p + 1.
