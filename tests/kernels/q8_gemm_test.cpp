@@ -5,6 +5,7 @@
 #include "kernels/cpu/q8_gemm.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -74,6 +75,34 @@ TEST(Q8Gemm, MatchesScalarReferenceBitForBit) {
       linear_gemm_isa(Isa::kAvx512, p, x.data(), s.m, got.data());
       expect_same_bits(got, want, fmt::format("{} m={} n={} k={}", name(t), s.m, s.n, s.k));
     }
+}
+
+// One activation row (generation) takes its own path: each thread's tiles walked as two parts side
+// by side, a leftover tile alone. Tile counts odd and even per thread, a partial last tile, the
+// serial case (n·k ≤ 2^16), on 1, 2 and 3 threads.
+TEST(Q8Gemm, OneRowMatchesScalarReferenceOnAnyThreadCount) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 VNNI";
+  const Shape shapes[] = {{1, 117, 576},  {1, 600, 1536}, {1, 40, 96}, {1, 83, 256},
+                          {1, 300, 1024}, {1, 16, 2048},  {1, 49, 512}};
+  std::mt19937_64 rng(20261125);
+  const int threads_before = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    for (DType t : kFormats)
+      for (const Shape& s : shapes) {
+        if (s.k % block_elems(t) != 0) continue;
+        const auto bytes = random_weights(t, s.n, s.k, rng);
+        const WeightMatrix w{t, bytes.data(), s.n, s.k};
+        auto x = random_floats(size_t(s.k), rng);
+        for (size_t i = 0; i < x.size(); i += 37) x[i] *= 20.0f;
+        std::vector<float> want(size_t(s.n)), got(size_t(s.n), -1.0f);
+        reference(w, x.data(), 1, want.data());
+        linear_gemm_isa(Isa::kAvx512, pack_gemm_weights(w), x.data(), 1, got.data());
+        expect_same_bits(got, want,
+                         fmt::format("{} n={} k={} threads={}", name(t), s.n, s.k, threads));
+      }
+  }
+  omp_set_num_threads(threads_before);
 }
 
 TEST(Q8Gemm, ActivationBytesAgreeAcrossIsas) {

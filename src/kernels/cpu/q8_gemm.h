@@ -34,8 +34,10 @@
 // that complete the last tile.
 //
 // Shapes: W [n, k] (k % 32 == 0, K-quants k % 256 == 0), x [m, k] fp32, y [m, n] fp32. Tiles of
-// 16 columns are split across threads (OpenMP, static). Only an AVX-512 VNNI kernel exists; lower
-// levels keep the row-wise kernels of q8_activation.h / kquant_dot.h (see linear_ggml_prepared).
+// 16 columns are split across threads (OpenMP, static); for one activation row each thread walks
+// its tiles as two streams side by side (x86/q8_gemm_avx512.cpp, kStreams: DRAM bandwidth).
+// Only an AVX-512 VNNI kernel exists; lower levels keep the row-wise kernels of q8_activation.h /
+// kquant_dot.h (see linear_ggml_prepared).
 #pragma once
 
 #include <cstdint>
