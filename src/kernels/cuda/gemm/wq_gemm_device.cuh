@@ -76,6 +76,29 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
   }
 }
 
+// 16 bytes read once (weight codes), not kept in L1.
+__device__ __forceinline__ uint4 ld_stream16(const uint4* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+// A lane's raw group-parameter entry at p in global memory (unpack_params' input): with zeros
+// the 32 bytes v0, v1; symmetric, the 8 bytes v0.x, v0.y (v1 = v0).
+template <bool kZeros>
+__device__ __forceinline__ void load_param_entry(const uint8_t* p, uint4& v0, uint4& v1) {
+  if constexpr (kZeros) {
+    v0 = __ldg(reinterpret_cast<const uint4*>(p));
+    v1 = __ldg(reinterpret_cast<const uint4*>(p + 16));
+  } else {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    v0 = make_uint4(v.x, v.y, 0, 0);
+    v1 = v0;
+  }
+}
+
 // (h − zoff)·scale + c on two 16-bit lanes at once: h − zoff = q − round(z) is exact and
 // c = −(z − round(z))·scale (0 for integer zeros), so one rounding for integer zeros.
 template <bool kF16>

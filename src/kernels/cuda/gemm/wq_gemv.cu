@@ -42,14 +42,6 @@ constexpr int kGemvThreads = kWarps * 32;
 constexpr int kBlocksPerSm = 2;
 constexpr int kMaxSplits = 8;  // portable cluster size
 
-__device__ __forceinline__ uint4 ld_stream16(const uint4* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
 // x pair (2 16-bit values) at p, or 0 for a row past m (those rows of the mma are ignored).
 __device__ __forceinline__ uint32_t ld_x2(const uint16_t* p, bool valid) {
   return valid ? __ldg(reinterpret_cast<const unsigned int*>(p)) : 0u;
@@ -105,14 +97,7 @@ __global__ void __launch_bounds__(kGemvThreads, kBlocksPerSm)
     for (int j = 0; j < U; ++j) {
       const int s = min(base + j * kWarps, nsteps - 1);
       const uint8_t* p = params + int64_t(s >> a.group_shift) * p_gstride;
-      if constexpr (kZeros) {
-        p0[j] = __ldg(reinterpret_cast<const uint4*>(p));
-        p1[j] = __ldg(reinterpret_cast<const uint4*>(p + 16));
-      } else {
-        const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
-        p0[j] = make_uint4(v.x, v.y, 0, 0);
-        p1[j] = p0[j];
-      }
+      load_param_entry<kZeros>(p, p0[j], p1[j]);
 #pragma unroll
       for (int ks = 0; ks < kHalves; ++ks) {
         const int64_t kk = int64_t(s) * kStep + ks * 16;

@@ -60,14 +60,6 @@ __device__ __forceinline__ int slot_of(const StreamK& sk, int w, int cg) {
   return 2 * w + (range_start(sk, w) / sk.steps == cg ? 0 : 1);
 }
 
-__device__ __forceinline__ uint4 ld_stream16(const uint4* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
 // kScaleAfter (no zeros or integer zeros): the mma takes (q − z) exactly and each group's fp32
 // sum is multiplied by its column's scale (a third fewer instructions per code word than a
 // scaled decode, and no bf16 rounding of (q − z)·s); fractional zeros keep the scaled decode.
@@ -125,14 +117,7 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
       for (int j = 0; j < U; ++j) {
         const int s = min(s0 + j, s_hi - 1);
         const uint8_t* p = params + int64_t(s >> a.group_shift) * p_gstride;
-        if constexpr (kZeros) {
-          p0[j] = __ldg(reinterpret_cast<const uint4*>(p));
-          p1[j] = __ldg(reinterpret_cast<const uint4*>(p + 16));
-        } else {
-          const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
-          p0[j] = make_uint4(v.x, v.y, 0, 0);
-          p1[j] = p0[j];
-        }
+        load_param_entry<kZeros>(p, p0[j], p1[j]);
 #pragma unroll
         for (int ks = 0; ks < kHalves; ++ks) {
           const int64_t kk = int64_t(s) * kStep + ks * 16;
