@@ -130,14 +130,12 @@ void validate(const PackedGemmWeights& w, int64_t m, int64_t k) {
          name(w.dtype), w.n, w.k, w.k);
 }
 
-// IQ4_XS, Q4_K, Q5_K: per super-block 8 sub-block records of the 32-element layout, then the
-// scale record [d fp16 ×16 | dmin fp16 ×16 | sc int8 [8][16] | (Q4_K, Q5_K) mins int16 pairs
-// [4][16]: lane r = (mn_2p, mn_2p+1) of row r].
-void pack_k32(const WeightMatrix& w, PackedGemmWeights& p) {
+// Calls fn(q, sr, r, blk) for every tile, block b and row r of the tile: q = the tile's quant
+// records of block b, sr = its scale record, blk = row r's source block b (tiles in parallel).
+template <class Fn>
+void for_each_row_block(const WeightMatrix& w, PackedGemmWeights& p, Fn&& fn) {
   const size_t block_bytes = traits(w.dtype).block_bytes;
   const size_t row_bytes = size_t(p.nb) * block_bytes;
-  const size_t sub_bytes = p.quant_bytes / 8;
-  const bool min = w.dtype != DType::IQ4_XS, five = w.dtype == DType::Q5_K;
   const auto* base = static_cast<const uint8_t*>(w.data);
 #pragma omp parallel for schedule(static) if (w.n * w.k > (int64_t(1) << 18))
   for (int64_t t = 0; t < p.tiles; ++t) {
@@ -146,22 +144,31 @@ void pack_k32(const WeightMatrix& w, PackedGemmWeights& p) {
     for (int64_t b = 0; b < p.nb; ++b) {
       uint8_t* q = tile + size_t(b) * p.quant_bytes;
       uint8_t* sr = tile + size_t(p.nb) * p.quant_bytes + size_t(b) * p.scale_bytes;
-      auto* d = reinterpret_cast<uint16_t*>(sr);
-      auto* sc = reinterpret_cast<int8_t*>(sr + 64);
-      auto* mn = reinterpret_cast<int16_t*>(sr + 192);
-      for (int r = 0; r < rows; ++r) {
-        const uint8_t* blk = base + size_t(t * kTileRows + r) * row_bytes + size_t(b) * block_bytes;
-        d[r] = u16_at(blk);  // d first in all three
-        if (min) d[kTileRows + r] = u16_at(blk + 2);
-        for (int s = 0; s < 8; ++s) {
-          const SubBlock sub = k32_sub_block(w.dtype, blk, s);
-          put_nibbles(q + s * sub_bytes, r, sub.v, sub.h, five);
-          sc[16 * s + r] = int8_t(sub.sc);
-          if (min) mn[32 * (s / 2) + 2 * r + s % 2] = int16_t(sub.mn);
-        }
-      }
+      for (int r = 0; r < rows; ++r)
+        fn(q, sr, r, base + size_t(t * kTileRows + r) * row_bytes + size_t(b) * block_bytes);
     }
   }
+}
+
+// IQ4_XS, Q4_K, Q5_K: per super-block 8 sub-block records of the 32-element layout, then the
+// scale record [d fp16 ×16 | dmin fp16 ×16 | sc int8 [8][16] | (Q4_K, Q5_K) mins int16 pairs
+// [4][16]: lane r = (mn_2p, mn_2p+1) of row r].
+void pack_k32(const WeightMatrix& w, PackedGemmWeights& p) {
+  const size_t sub_bytes = p.quant_bytes / 8;
+  const bool min = w.dtype != DType::IQ4_XS, five = w.dtype == DType::Q5_K;
+  for_each_row_block(w, p, [&](uint8_t* q, uint8_t* sr, int r, const uint8_t* blk) {
+    auto* d = reinterpret_cast<uint16_t*>(sr);
+    auto* sc = reinterpret_cast<int8_t*>(sr + 64);
+    auto* mn = reinterpret_cast<int16_t*>(sr + 192);
+    d[r] = u16_at(blk);  // d first in all three
+    if (min) d[kTileRows + r] = u16_at(blk + 2);
+    for (int s = 0; s < 8; ++s) {
+      const SubBlock sub = k32_sub_block(w.dtype, blk, s);
+      put_nibbles(q + s * sub_bytes, r, sub.v, sub.h, five);
+      sc[16 * s + r] = int8_t(sub.sc);
+      if (min) mn[32 * (s / 2) + 2 * r + s % 2] = int16_t(sub.mn);
+    }
+  });
 }
 
 // Q8_K activations for IQ4_XS / Q4_K / Q5_K / Q6_K: kquant_dot's quantizer, then per 32 elements
@@ -219,44 +226,31 @@ void quantize_q8k(Isa isa, DType weight, const float* x, int64_t m, int64_t k,
 // Q6_K: per super-block 16 group records [A | B | H] (x86/q8_gemm_avx512.cpp, Six) of the
 // 6-bit u = q + 32, then the scale record [d fp16 ×16 | unused ×32 B | sc int8 [16][16]].
 void pack_q6k(const WeightMatrix& w, PackedGemmWeights& p) {
-  const size_t block_bytes = traits(w.dtype).block_bytes;
-  const size_t row_bytes = size_t(p.nb) * block_bytes;
-  const auto* base = static_cast<const uint8_t*>(w.data);
-#pragma omp parallel for schedule(static) if (w.n * w.k > (int64_t(1) << 18))
-  for (int64_t t = 0; t < p.tiles; ++t) {
-    uint8_t* tile = const_cast<uint8_t*>(p.tile(t));
-    const int rows = int(std::min<int64_t>(kTileRows, w.n - t * kTileRows));
-    for (int64_t b = 0; b < p.nb; ++b) {
-      uint8_t* q = tile + size_t(b) * p.quant_bytes;
-      uint8_t* sr = tile + size_t(p.nb) * p.quant_bytes + size_t(b) * p.scale_bytes;
-      for (int r = 0; r < rows; ++r) {
-        const auto& blk = *reinterpret_cast<const BlockQ6_K*>(
-            base + size_t(t * kTileRows + r) * row_bytes + size_t(b) * block_bytes);
-        reinterpret_cast<uint16_t*>(sr)[r] = blk.d;
-        uint8_t u[256];  // q + 32, the dequantizer's element order
-        for (int h = 0; h < 2; ++h)
-          for (int l = 0; l < 32; ++l) {
-            const uint8_t* ql = blk.ql + 64 * h;
-            const int qh = blk.qh[32 * h + l];
-            u[128 * h + l] = uint8_t((ql[l] & 15) | (qh & 3) << 4);
-            u[128 * h + l + 32] = uint8_t((ql[l + 32] & 15) | (qh >> 2 & 3) << 4);
-            u[128 * h + l + 64] = uint8_t((ql[l] >> 4) | (qh >> 4 & 3) << 4);
-            u[128 * h + l + 96] = uint8_t((ql[l + 32] >> 4) | (qh >> 6 & 3) << 4);
-          }
-        for (int g = 0; g < 16; ++g) {
-          uint8_t* rec = q + 192 * g;
-          sr[64 + 16 * g + r] = uint8_t(blk.scales[g]);
-          for (int e = 0; e < 4; ++e) {
-            const uint8_t* v = u + 16 * g + e;  // slot k element e: v[4k]
-            rec[4 * r + e] = uint8_t((v[0] & 15) | (v[8] & 15) << 4);
-            rec[64 + 4 * r + e] = uint8_t((v[4] & 15) | (v[12] & 15) << 4);
-            rec[128 + 4 * r + e] =
-                uint8_t((v[0] >> 4) | (v[4] >> 4) << 2 | (v[8] >> 4) << 4 | (v[12] >> 4) << 6);
-          }
-        }
+  for_each_row_block(w, p, [&](uint8_t* q, uint8_t* sr, int r, const uint8_t* src) {
+    const auto& blk = *reinterpret_cast<const BlockQ6_K*>(src);
+    reinterpret_cast<uint16_t*>(sr)[r] = blk.d;
+    uint8_t u[256];  // q + 32, the dequantizer's element order
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t* ql = blk.ql + 64 * h;
+        const int qh = blk.qh[32 * h + l];
+        u[128 * h + l] = uint8_t((ql[l] & 15) | (qh & 3) << 4);
+        u[128 * h + l + 32] = uint8_t((ql[l + 32] & 15) | (qh >> 2 & 3) << 4);
+        u[128 * h + l + 64] = uint8_t((ql[l] >> 4) | (qh >> 4 & 3) << 4);
+        u[128 * h + l + 96] = uint8_t((ql[l + 32] >> 4) | (qh >> 6 & 3) << 4);
+      }
+    for (int g = 0; g < 16; ++g) {
+      uint8_t* rec = q + 192 * g;
+      sr[64 + 16 * g + r] = uint8_t(blk.scales[g]);
+      for (int e = 0; e < 4; ++e) {
+        const uint8_t* v = u + 16 * g + e;  // slot k element e: v[4k]
+        rec[4 * r + e] = uint8_t((v[0] & 15) | (v[8] & 15) << 4);
+        rec[64 + 4 * r + e] = uint8_t((v[4] & 15) | (v[12] & 15) << 4);
+        rec[128 + 4 * r + e] =
+            uint8_t((v[0] >> 4) | (v[4] >> 4) << 2 | (v[8] >> 4) << 4 | (v[12] >> 4) << 6);
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -302,36 +296,23 @@ PackedGemmWeights pack_gemm_weights(const WeightMatrix& w) {
       pack_k32(w, p);
     return p;
   }
-  const size_t block_bytes = traits(w.dtype).block_bytes;
-  const size_t row_bytes = size_t(p.nb) * block_bytes;
-  const auto* base = static_cast<const uint8_t*>(w.data);
-#pragma omp parallel for schedule(static) if (w.n * w.k > (int64_t(1) << 18))
-  for (int64_t t = 0; t < p.tiles; ++t) {
-    uint8_t* tile = const_cast<uint8_t*>(p.tile(t));
-    uint8_t* scales = tile + size_t(p.nb) * p.quant_bytes;
-    const int rows = int(std::min<int64_t>(kTileRows, w.n - t * kTileRows));
-    for (int64_t b = 0; b < p.nb; ++b) {
-      uint8_t* q = tile + size_t(b) * p.quant_bytes;
-      auto* sc = reinterpret_cast<uint16_t*>(scales + size_t(b) * p.scale_bytes);
-      for (int r = 0; r < rows; ++r) {
-        const uint8_t* blk = base + size_t(t * kTileRows + r) * row_bytes + size_t(b) * block_bytes;
-        sc[r] = u16_at(blk);
-        if (f.m >= 0) sc[kTileRows + r] = u16_at(blk + f.m);
-        if (!f.nibbles) {
-          for (int g = 0; g < 8; ++g)
-            for (int e = 0; e < 4; ++e)
-              q[64 * g + 4 * r + e] = unsigned_weight(w.dtype, f, blk, 4 * g + e);
-          continue;
-        }
-        for (int j = 0; j < 4; ++j)
-          for (int e = 0; e < 4; ++e) q[64 * j + 4 * r + e] = blk[f.qs + 4 * j + e];
-        if (f.qh < 0) continue;
-        uint32_t qh;
-        std::memcpy(&qh, blk + f.qh, 4);
-        put_high_bit_masks(q, r, qh);
-      }
+  for_each_row_block(w, p, [&](uint8_t* q, uint8_t* sr, int r, const uint8_t* blk) {
+    auto* sc = reinterpret_cast<uint16_t*>(sr);
+    sc[r] = u16_at(blk);
+    if (f.m >= 0) sc[kTileRows + r] = u16_at(blk + f.m);
+    if (!f.nibbles) {
+      for (int g = 0; g < 8; ++g)
+        for (int e = 0; e < 4; ++e)
+          q[64 * g + 4 * r + e] = unsigned_weight(w.dtype, f, blk, 4 * g + e);
+      return;
     }
-  }
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 4; ++e) q[64 * j + 4 * r + e] = blk[f.qs + 4 * j + e];
+    if (f.qh < 0) return;
+    uint32_t qh;
+    std::memcpy(&qh, blk + f.qh, 4);
+    put_high_bit_masks(q, r, qh);
+  });
   return p;
 }
 
