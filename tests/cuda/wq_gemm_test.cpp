@@ -217,11 +217,7 @@ TEST(CudaWqGemm, RealShapes) {
   }
 }
 
-// The m > 16 wide-tile kernel (256 columns × 32/64/128 rows, k split over a cluster): n not a
-// multiple of 256 (partial last column block), k-step counts that split unevenly, m at and
-// around each tile height and past one 128-row pass, every group size and layout option.
-TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
-  LOWBIT_REQUIRE_GPU();
+void check_wide_tiles() {
   std::mt19937 rng(16);
   struct Case {
     WqKind kind;
@@ -250,6 +246,20 @@ TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
                                 c.act_order, m, act_name(o.act)));
     }
   }
+}
+
+// The m > 16 wide-tile kernel (256 columns × 32/64/128 rows, k split over a cluster): n not a
+// multiple of 256 (partial last column block, half-used warpgroups), k-step counts that split
+// unevenly, m at and around each tile height and past one 128-row pass, every group size and
+// layout option; on Hopper both product paths (wgmma, and mma.sync with LOWBIT_WQ_WGMMA=0).
+TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  for (const char* wgmma : {"1", "0"}) {
+    SCOPED_TRACE(fmt::format("LOWBIT_WQ_WGMMA={}", wgmma));
+    setenv("LOWBIT_WQ_WGMMA", wgmma, 1);
+    check_wide_tiles();
+  }
+  unsetenv("LOWBIT_WQ_WGMMA");
 }
 
 // The decode kernel's two-blocks-per-SM pipeline (m 9..16 with more column groups than SMs).

@@ -509,6 +509,16 @@ void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t 
 // 4096 at m = 128: 100 µs against 105; 8192 × 57344: 438 against 760) but only up to m = 64
 // on smaller ones (4096 × 4096 at m = 128: 34 against 26; 4096 × 6144: 56 against 40); at
 // m = 256 the dense path wins or ties on every shape.
-int64_t wq_gemm_max_fast_rows(const WqGpuWeight& w) { return w.n * w.k >= (48 << 20) ? 128 : 64; }
+//
+// With the wgmma wide tiles (2026-11-24, same bench): the direct kernel wins at m = 256 on
+// every shape with n >= 6144 (4096 × 28672: 130 µs against 207; 4096 × 6144: 40.5 against
+// 45.1), at m = 128 on 14336 × 4096 (67 against 105) but not at 256 (123 against 111), and
+// on 4096 × 4096 only up to m = 64 (m = 128: 29.7 against 26.1); at m = 1024 dequantize +
+// cuBLASLt wins everywhere (4096 × 28672: 405 against 469).
+int64_t wq_gemm_max_fast_rows(const WqGpuWeight& w) {
+  const bool big = w.n * w.k >= (48 << 20);
+  if (wide_wgmma_available()) return w.n >= 6144 ? 256 : big ? 128 : 64;
+  return big ? 128 : 64;
+}
 
 }  // namespace lowbit::kernels::cuda

@@ -44,6 +44,13 @@ __device__ __forceinline__ void cp_async16_zfill(void* dst, const void* src, boo
                "r"(valid ? 16 : 0)
                : "memory");
 }
+// As cp_async16_zfill with the destination as a shared-window address (smem_addr): keeps the
+// address math in 32 bits where a kernel computes many destinations per stage.
+__device__ __forceinline__ void cp_async16_zfill_s(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
@@ -303,6 +310,8 @@ __device__ __forceinline__ void store_y(const KernelArgs& a, int64_t o, float v)
 // m > 16 (wq_gemm_wide.cu): launches the wide-tile kernel; false if the GPU's shared memory
 // cannot hold its tiles (nothing launched).
 bool launch_wide(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
+// Whether launch_wide runs its wgmma variant above m = 32 on this device (wq_gemm_wide.cu).
+bool wide_wgmma_available();
 
 // m <= kWqGemvMaxRows (wq_gemv.cu): the decode GEMV, codes straight to registers.
 void launch_gemv(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);

@@ -21,9 +21,12 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "kernels/cuda/common/pdl.h"
+#include "kernels/cuda/common/wgmma.cuh"
 #include "kernels/cuda/gemm/wq_gemm_device.cuh"
 
 namespace lowbit::kernels::cuda::wq_device {
@@ -53,21 +56,38 @@ struct WideTile {
   static constexpr int smem(int a_rows) { return std::max(S * stage_bytes(a_rows), kRedBytes); }
 };
 
-template <bool kInt8, bool kF16, int MT, int S>
+// kWgmma (sm_90a): the same tiles, pipeline and k-split, with the products on warpgroup MMAs
+// (wgmma.m64nNk16, N = 16·MT rows of x) instead of mma.sync: each warp decodes its code word
+// into the register A operand (its 32 columns as two m16 × k16 fragments per k16 half, so
+// warpgroup h of the block multiplies columns cg0 + 4h .. + 3 as two m64 tiles: the first 16
+// and the last 16 columns of each warp's group), and B is the x tile read by the tensor cores
+// straight from shared memory (its 128-byte XOR swizzle is wgmma's), so no ldmatrix and half
+// the issue slots per product of mma.sync. The accumulators hold y transposed (columns × rows
+// of x); the epilogue writes them into the same partial tile.
+template <bool kInt8, bool kF16, int MT, int S, bool kWgmma>
 __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 2)
     wq_wide_kernel(KernelArgs a, int split_steps) {
   using T = WideTile<kInt8, MT, S>;
   constexpr int SPW = T::SPW;
+#if !LOWBIT_WGMMA_ENABLED
+  if constexpr (kWgmma) __trap();  // launched only where use_wgmma() found sm_90a code
+#endif
   pdl_wait();  // x comes from the kernel before
-  extern __shared__ __align__(16) uint8_t smem[];
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  // wgmma's swizzle atoms need 1024-byte aligned x tiles (stage sizes are multiples of 1024);
+  // an offset from smem_raw keeps the pointer in the shared window (LDS, 32-bit addresses).
+  uint8_t* smem = kWgmma ? smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u) : smem_raw;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int cgs = a.n / 32;
   const int cg0 = blockIdx.y * T::kWarps;
   const int ncg = min(T::kWarps, cgs - cg0);  // column groups of this block (n % 256 != 0)
-  const bool active = warp < ncg;
+  // wgmma is issued by whole warpgroups: a warp past ncg in a working warpgroup decodes
+  // whatever its code slot holds into rows of A whose outputs are never stored.
+  const bool active = kWgmma ? (warp & ~3) < ncg : warp < ncg;
   const int m0 = blockIdx.x * T::kRows;
   const int rows = min(T::kRows, a.m - m0);
-  const int a_rows = min(T::kRows, a.m);  // rows allocated per stage (same in every block)
+  // x rows allocated per stage (same in every block); wgmma reads all 16·MT.
+  const int a_rows = kWgmma ? T::kRows : min(T::kRows, a.m);
   const int stage_bytes = T::stage_bytes(a_rows);
   const int step0 = blockIdx.z * split_steps;
   const int step_end = min(a.k / T::kStep, step0 + split_steps);
@@ -126,41 +146,59 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
     x_src[it] = x + int64_t(m0 + min(r, rows - 1)) * a.ldx + int64_t(step0) * T::kStep + c * 8;
   }
 
+  // Destinations as shared-window addresses: 32-bit math, no generic-to-shared conversions.
+  const uint32_t smem_s = smem_addr(smem);
   auto load_stage = [&](int s, int b) {
     const int sbase = step0 + s * SPW;
+    const uint32_t dst_b = smem_s + b * stage_bytes, dst_p = dst_b + T::kBBytes;
+    const uint32_t dst_a = dst_p + T::kPBytes;
 #pragma unroll
     for (int it = 0; it < kCodeIters; ++it) {
       const bool in = sbase + b_ls[it] < step_end;
       if (b_on[it])
-        cp_async16_zfill(stage_b(b) + (it * kThreads + tid) * 16,
-                         b_src[it] + (in ? s * b_stage : 0), in);
+        cp_async16_zfill_s(dst_b + (it * kThreads + tid) * 16, b_src[it] + (in ? s * b_stage : 0),
+                           in);
     }
 #pragma unroll
     for (int it = 0; it < kParamIters; ++it) {
       const int step = sbase + p_ls[it];
       const bool in = step < step_end;
       if (p_on[it])
-        cp_async16_zfill(stage_p(b) + (it * kThreads + tid) * 16,
-                         p_src[it] + (in ? int64_t(step >> a.group_shift) * p_group : 0), in);
+        cp_async16_zfill_s(dst_p + (it * kThreads + tid) * 16,
+                           p_src[it] + (in ? int64_t(step >> a.group_shift) * p_group : 0), in);
     }
     const int koff = s * T::kStageK;
 #pragma unroll
     for (int it = 0; it < kXIters; ++it) {
       const bool in = sbase * T::kStep + x_c[it] < k_end;
-      if (x_on[it]) cp_async16_zfill(stage_a(b) + x_dst[it], x_src[it] + (in ? koff : 0), in);
+      if (x_on[it]) cp_async16_zfill_s(dst_a + x_dst[it], x_src[it] + (in ? koff : 0), in);
     }
   };
 
-  float acc[MT][4][4];
+  // mma.sync: acc[mt][nt] = rows mt·16.., columns warp·32 + nt·8..; wgmma: wacc[h] = the
+  // m64 × N tile of columns 16h.. of each warp's group (wgmma.cuh gives the layout).
+  constexpr int kAccRegs = kWgmma ? 1 : MT;
+  float acc[kAccRegs][4][4];
+  constexpr int kN = T::kRows;
+  float wacc[2][kWgmma ? kN / 2 : 1];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
+  for (int mt = 0; mt < kAccRegs; ++mt)
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.0f;
-
 #pragma unroll
-  for (int s = 0; s < S - 1; ++s) {
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int i = 0; i < (kWgmma ? kN / 2 : 1); ++i) wacc[h][i] = 0.0f;
+
+  // Stages loaded ahead of the one computed: wgmma keeps the previous stage's products in
+  // flight across the barrier (kLag), so its buffer is refilled one iteration later.
+  constexpr int kLag = kWgmma ? 1 : 0;
+  constexpr int kAhead = S - 1 - kLag;
+  static_assert(kAhead >= 1, "at least one stage loaded ahead");
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s) {
     if (s < nstages) load_stage(s, s);
     cp_async_commit();
   }
@@ -177,18 +215,48 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
     a_sw[mt] = (lane >> 4) ^ (r & 7);
   }
   const int p_lane = g * (a.has_zeros ? 32 : 8);
-  // Stage buffers in rotation: b is read this iteration, wb (= b − 1 mod S) refilled.
-  for (int s = 0, b = 0, wb = S - 1; s < nstages; ++s) {
-    cp_async_wait<S - 2>();
+  // Stage buffers in rotation: b (= s mod S) is read this iteration, wb (= s + kAhead mod S,
+  // the buffer of stage s − 1 − kLag, whose readers are done) refilled.
+  for (int s = 0, b = 0, wb = kAhead; s < nstages; ++s) {
+    cp_async_wait<kAhead - 1>();
+    if constexpr (kWgmma) wgmma::fence_proxy_async_shared();  // x tile → wgmma's reads
     __syncthreads();
-    if (s + S - 1 < nstages) load_stage(s + S - 1, wb);
+    if (s + kAhead < nstages) load_stage(s + kAhead, wb);
     cp_async_commit();
-    wb = b;
+    wb = wb + 1 == S ? 0 : wb + 1;
     const uint8_t* A = stage_a(b);
     const uint8_t* B = stage_b(b);
     const uint8_t* P = stage_p(b);
     b = b + 1 == S ? 0 : b + 1;
-    if (active) {
+    if constexpr (kWgmma) {
+      if (active) {
+#pragma unroll
+        for (int j = 0; j < SPW; ++j) {
+          const int slot = warp * SPW + j;
+          const uint4 q = reinterpret_cast<const uint4*>(B)[slot * 32 + lane];
+          GroupParams gp;
+          read_params<kInt8, kF16>(gp, P + slot * 256 + p_lane, a.has_zeros);
+          constexpr int kHalves = kInt8 ? 1 : 2;
+#pragma unroll
+          for (int ks = 0; ks < kHalves; ++ks) {
+            uint32_t bfrag[4][2];
+            decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
+            // Column nt·8 + g is row g (+8 for odd nt) of m64 tile h = nt / 2.
+            const uint32_t a0[4] = {bfrag[0][0], bfrag[1][0], bfrag[0][1], bfrag[1][1]};
+            const uint32_t a1[4] = {bfrag[2][0], bfrag[3][0], bfrag[2][1], bfrag[3][1]};
+            const uint64_t desc = wgmma::smem_desc_k_sw128(A + (j * T::kStep + ks * 16) * 2);
+            wgmma::fence();
+            wgmma::mma_rs<kN, kF16>(wacc[0], a0, desc);
+            wgmma::mma_rs<kN, kF16>(wacc[1], a1, desc);
+            wgmma::commit_group();
+          }
+        }
+        // This stage's products may run on; the previous stage's (one commit group per k16
+        // slice) are done before the barrier after which their buffers are refilled.
+        constexpr int kSlices = SPW * (kInt8 ? 1 : 2);
+        wgmma::wait_group<kSlices>();
+      }
+    } else if (active) {
 #pragma unroll
       for (int j = 0; j < SPW; ++j) {
         const int slot = warp * SPW + j;
@@ -215,6 +283,7 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
     }
   }
   cp_async_wait<0>();
+  if constexpr (kWgmma) wgmma::wait_group<0>();
   __syncthreads();
   // The main loop is done: the next kernel may be scheduled now (its blocks then spread over
   // SMs this kernel is leaving instead of crowding the few free ones early).
@@ -222,10 +291,22 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
 
   // This block's partial tile red[row][col] (col in [0, 256), padded rows).
   float* red = reinterpret_cast<float*>(smem);
-  if (active) {
+  if (kWgmma && warp < ncg) {
     const int t = lane & 3;
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = 8 * j + 2 * t + (e & 1);
+          if (r < rows)
+            red[r * T::kRedLd + warp * 32 + 16 * h + g + 8 * (e >> 1)] = wacc[h][4 * j + e];
+        }
+  } else if (!kWgmma && active) {
+    const int t = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < kAccRegs; ++mt) {
       if (mt * 16 >= rows) break;
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt) {
@@ -291,17 +372,18 @@ int choose_splits(int tiles, int blocks_per_sm, int k, int max_cluster) {
   return std::max(1, std::min(splits, k / kMinSplitK));
 }
 
-template <bool kInt8, bool kF16, int MT, int S>
+template <bool kInt8, bool kF16, int MT, int S, bool kWgmma>
 bool launch_config(const KernelArgs& a, cudaStream_t stream) {
   using T = WideTile<kInt8, MT, S>;
-  const int smem = T::smem(std::min(T::kRows, a.m));
+  // wgmma: every x row of the tile allocated, plus 1024 bytes to align the tiles.
+  const int smem = kWgmma ? T::smem(T::kRows) + 1024 : T::smem(std::min(T::kRows, a.m));
   if (smem > max_optin_smem()) return false;
-  auto kernel = wq_wide_kernel<kInt8, kF16, MT, S>;
+  auto kernel = wq_wide_kernel<kInt8, kF16, MT, S, kWgmma>;
   // Once per instantiation: the shared-memory opt-in and the largest cluster (k-splits) the
   // GPU can co-schedule at the largest tile (1 without clusters).
   static int max_cluster = 0;
   if (max_cluster == 0) {
-    const int smem_max = std::min(T::smem(T::kRows), max_optin_smem());
+    const int smem_max = std::min(T::smem(T::kRows) + (kWgmma ? 1024 : 0), max_optin_smem());
     LOWBIT_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max));
     int best = 1;
@@ -357,24 +439,65 @@ bool launch_config(const KernelArgs& a, cudaStream_t stream) {
 
 // m-tile by m: 32 rows up to m = 32, else 64 or 128 (in passes). Pipeline
 // depth by shared memory: int4 stages are 12 KB + 4 KB per 32 rows, int8 24 KB + 4 KB.
-template <bool kInt8, bool kF16>
+template <bool kInt8, bool kF16, bool kWgmma>
 bool launch_rows(const KernelArgs& a, cudaStream_t stream) {
   constexpr bool k8 = kInt8;
-  if (a.m <= 32) return launch_config < kInt8, kF16, 2, k8 ? 4 : 6 > (a, stream);
+  // wgmma computes one stage behind the loads (kLag): one more stage for the same lead where
+  // shared memory allows it.
+  constexpr int kW = kWgmma ? 1 : 0;
+  if constexpr (!kWgmma)  // launch_wide: wgmma only above m = 32
+    if (a.m <= 32) return launch_config < kInt8, kF16, 2, k8 ? 4 : 6, false > (a, stream);
   // 128-row tiles halve the decode work per mma but give a quarter of the blocks of 64-row
   // ones: worth it from m = 256, or at m = 128 when n alone fills the GPU (H100, 8192 × 57344:
   // 438 µs against 540; 4096 × 4096: 39 against 34).
   const int col_blocks = (a.n / 32 + 7) / 8;
-  if (a.m >= 256 || (a.m > 64 && col_blocks >= 64))
-    return launch_config<kInt8, kF16, 8, 4>(a, stream);
-  return launch_config < kInt8, kF16, 4, k8 ? 4 : 5 > (a, stream);
+  // LOWBIT_WQ_WIDE_ROWS=64|128 forces the tile height above m = 32 (A/B measurements).
+  if (const char* v = std::getenv("LOWBIT_WQ_WIDE_ROWS")) {
+    if (std::strcmp(v, "128") == 0) return launch_config<kInt8, kF16, 8, 4 + kW, kWgmma>(a, stream);
+    if (std::strcmp(v, "64") == 0)
+      return launch_config < kInt8, kF16, 4, k8 ? 4 : 5, kWgmma > (a, stream);
+  }
+  // wgmma (H100, same call): 128-row tiles win at every m > 64 (4096 × 6144, m = 128: 38.5 µs
+  // against 44.3; 28672 × 8192: 229 against 297) and at m = 64 on wide weights (4096 × 28672:
+  // 62.9 against 72.6), 64-row tiles at m = 64 elsewhere (4096 × 6144: 24.0 against 35.9).
+  const bool tall =
+      kWgmma ? a.m > 64 || col_blocks >= 64 : a.m >= 256 || (a.m > 64 && col_blocks >= 64);
+  if (tall) return launch_config<kInt8, kF16, 8, 4 + kW, kWgmma>(a, stream);
+  return launch_config < kInt8, kF16, 4, k8 ? 4 : 5, kWgmma > (a, stream);
 }
 
 }  // namespace
 
+// Hopper (compute capability 9.0) with this build's sm_90a code for the wgmma variant (a JIT
+// from older PTX has no wgmma), unless LOWBIT_WQ_WGMMA=0 (read per call: A/B runs, tests).
+bool wide_wgmma_available() {
+  static const bool capable = [] {
+    if (device_facts().cc_major != 9) return false;
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, wq_wide_kernel<false, false, 8, 5, true>) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return attr.ptxVersion >= 90;
+  }();
+  const char* v = std::getenv("LOWBIT_WQ_WGMMA");
+  return capable && !(v && std::strcmp(v, "0") == 0);
+}
+
 bool launch_wide(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream) {
-  if (int8) return f16 ? launch_rows<true, true>(a, stream) : launch_rows<true, false>(a, stream);
-  return f16 ? launch_rows<false, true>(a, stream) : launch_rows<false, false>(a, stream);
+  // m <= 32 stays on mma.sync: the 32-row wgmma tiles measured ~5% slower there.
+  if (a.m > 32 && wide_wgmma_available()) {
+    if (int8)
+      return f16 ? launch_rows<true, true, true>(a, stream)
+                 : launch_rows<true, false, true>(a, stream);
+    return f16 ? launch_rows<false, true, true>(a, stream)
+               : launch_rows<false, false, true>(a, stream);
+  }
+  if (int8)
+    return f16 ? launch_rows<true, true, false>(a, stream)
+               : launch_rows<true, false, false>(a, stream);
+  return f16 ? launch_rows<false, true, false>(a, stream)
+             : launch_rows<false, false, false>(a, stream);
 }
 
 }  // namespace lowbit::kernels::cuda::wq_device
