@@ -11,7 +11,8 @@
 //
 // Configurations: m ≤ 16, 32 columns × 16 rows per block (the decode path); m > 16, 256 columns
 // × 32/64/128 rows per block with k split over a thread-block cluster on sm_90 when the tiles
-// alone cannot fill the GPU (wq_gemm_wide.cu; correct for any m, in passes). Above
+// alone cannot fill the GPU (wq_gemm_wide.cu; correct for any m, in passes; on sm_90a above
+// m = 32 the products run on warpgroup MMAs, LOWBIT_WQ_WGMMA=0 keeps mma.sync). Above
 // wq_gemm_max_fast_rows() callers should dequantize with wq_dequantize into a bf16/f16 [n, k]
 // matrix and use cuBLASLt (GemmRunner). Shared memory: the m ≤ 16 configuration needs up to
 // 168 KB, the wide one up to 132 KB; where the GPU offers less (A100 163 KB: m = 16; Ada 99 KB)
