@@ -61,8 +61,9 @@ struct WideTile {
 // into the register A operand (its 32 columns as two m16 × k16 fragments per k16 half, so
 // warpgroup h of the block multiplies columns cg0 + 4h .. + 3 as two m64 tiles: the first 16
 // and the last 16 columns of each warp's group), and B is the x tile read by the tensor cores
-// straight from shared memory (its 128-byte XOR swizzle is wgmma's), so no ldmatrix and half
-// the issue slots per product of mma.sync. The accumulators hold y transposed (columns × rows
+// straight from shared memory (its 128-byte XOR swizzle is wgmma's), so no ldmatrix. Rows of x
+// past m in the last m-tile and the code slots of warps past ncg hold stale shared memory: they
+// only reach outputs that are never stored. The accumulators hold y transposed (columns × rows
 // of x); the epilogue writes them into the same partial tile.
 template <bool kInt8, bool kF16, int MT, int S, bool kWgmma>
 __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 2)
@@ -70,7 +71,7 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
   using T = WideTile<kInt8, MT, S>;
   constexpr int SPW = T::SPW;
 #if !LOWBIT_WGMMA_ENABLED
-  if constexpr (kWgmma) __trap();  // launched only where use_wgmma() found sm_90a code
+  if constexpr (kWgmma) __trap();  // launched only where wide_wgmma_available()
 #endif
   pdl_wait();  // x comes from the kernel before
   extern __shared__ __align__(1024) uint8_t smem_raw[];
