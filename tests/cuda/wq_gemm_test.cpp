@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <utility>
 
 #include "core/error.h"
 #include "cuda_test_util.h"
@@ -252,14 +253,42 @@ void check_wide_tiles() {
 // multiple of 256 (partial last column block, half-used warpgroups), k-step counts that split
 // unevenly, m at and around each tile height and past one 128-row pass, every group size and
 // layout option; on Hopper both product paths (wgmma, and mma.sync with LOWBIT_WQ_WGMMA=0).
+// On Hopper three product paths: the wgmma wide tiles (TMA kernel off), the TMA kernel of
+// wq_gemm_tma.cu for every m > 16, and mma.sync (LOWBIT_WQ_WGMMA=0, which also turns the TMA
+// kernel off); elsewhere the same path three times.
 TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
   LOWBIT_REQUIRE_GPU();
-  for (const char* wgmma : {"1", "0"}) {
-    SCOPED_TRACE(fmt::format("LOWBIT_WQ_WGMMA={}", wgmma));
+  const std::pair<const char*, const char*> paths[] = {{"1", "0"}, {"1", "17"}, {"0", "17"}};
+  for (const auto& [wgmma, tma_min] : paths) {
+    SCOPED_TRACE(fmt::format("LOWBIT_WQ_WGMMA={} LOWBIT_WQ_TMA_MIN_M={}", wgmma, tma_min));
     setenv("LOWBIT_WQ_WGMMA", wgmma, 1);
+    setenv("LOWBIT_WQ_TMA_MIN_M", tma_min, 1);
     check_wide_tiles();
   }
   unsetenv("LOWBIT_WQ_WGMMA");
+  unsetenv("LOWBIT_WQ_TMA_MIN_M");
+}
+
+// Large m through the default routing (TMA kernel on Hopper from m = 256): several 256-row
+// passes with a short last one, n with a half-used last column block, odd k-step counts.
+TEST(CudaWqGemm, LargeRowsMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(18);
+  int variant = 0;
+  for (WqKind kind : {WqKind::kInt4, WqKind::kInt8}) {
+    RandomWeight rw(kind, 320, 1056, 32, kind == WqKind::kInt4, false, rng);
+    auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+    for (int64_t m : {256, 700, 1100}) {
+      RunOptions o;
+      o.act = variant % 2 ? kc::ActType::kF16 : kc::ActType::kBf16;
+      o.out = variant % 3 == 0 ? kc::OutType::kF32 : kc::OutType::kBf16;
+      o.bias = variant % 2 == 0;
+      o.pad_y = variant % 3 == 1 ? 3 : 0;
+      ++variant;
+      run_and_check(rw, *w, m, o, rng,
+                    fmt::format("{} [320, 1056] m {}", kernels::cpu::wq_kind_name(kind), m));
+    }
+  }
 }
 
 // The decode kernel's two-blocks-per-SM pipeline (m 9..16 with more column groups than SMs).
