@@ -233,7 +233,7 @@ int main(int argc, char** argv) try {
                          double* deq_us, double* gemv_us) {
         const double wbytes = double(kc::wq_gpu_bytes(*ws[0]));
         *direct_us = 0;
-        if (m <= 1024)
+        if (m <= 4096)
           *direct_us = graph_us(st, calls_for(ws.size(), wbytes), reps, [&](int i) {
             kc::wq_gemm(*ws[size_t(i) % ws.size()], kc::ActType::kBf16, x, k, nullptr, y, n,
                         kc::OutType::kBf16, m, st);

@@ -15,7 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
-#include <utility>
 
 #include "core/error.h"
 #include "cuda_test_util.h"
@@ -253,24 +252,19 @@ void check_wide_tiles() {
 // multiple of 256 (partial last column block, half-used warpgroups), k-step counts that split
 // unevenly, m at and around each tile height and past one 128-row pass, every group size and
 // layout option; on Hopper both product paths (wgmma, and mma.sync with LOWBIT_WQ_WGMMA=0).
-// On Hopper three product paths: the wgmma wide tiles (TMA kernel off), the TMA kernel of
-// wq_gemm_tma.cu for every m > 16, and mma.sync (LOWBIT_WQ_WGMMA=0, which also turns the TMA
-// kernel off); elsewhere the same path three times.
+// On Hopper both product paths: wgmma, and mma.sync with LOWBIT_WQ_WGMMA=0.
 TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
   LOWBIT_REQUIRE_GPU();
-  const std::pair<const char*, const char*> paths[] = {{"1", "0"}, {"1", "17"}, {"0", "17"}};
-  for (const auto& [wgmma, tma_min] : paths) {
-    SCOPED_TRACE(fmt::format("LOWBIT_WQ_WGMMA={} LOWBIT_WQ_TMA_MIN_M={}", wgmma, tma_min));
+  for (const char* wgmma : {"1", "0"}) {
+    SCOPED_TRACE(fmt::format("LOWBIT_WQ_WGMMA={}", wgmma));
     setenv("LOWBIT_WQ_WGMMA", wgmma, 1);
-    setenv("LOWBIT_WQ_TMA_MIN_M", tma_min, 1);
     check_wide_tiles();
   }
   unsetenv("LOWBIT_WQ_WGMMA");
-  unsetenv("LOWBIT_WQ_TMA_MIN_M");
 }
 
-// Large m through the default routing (TMA kernel on Hopper from m = 256): several 256-row
-// passes with a short last one, n with a half-used last column block, odd k-step counts.
+// Large m through wq_gemm (several 128-row passes with a short last one), n with a half-used
+// last column block, odd k-step counts.
 TEST(CudaWqGemm, LargeRowsMatchReference) {
   LOWBIT_REQUIRE_GPU();
   std::mt19937 rng(18);

@@ -355,8 +355,6 @@ void dispatch_rows(const KernelArgs& a, cudaStream_t stream) {
       launch<kInt8, kF16, 1, 1, 4, 2>(a, stream))
     return;
   if (a.m <= 16 && launch<kInt8, kF16, 1, 1, 6, 2>(a, stream)) return;
-  const int64_t tma_min = tma_min_rows();
-  if (tma_min > 0 && a.m >= tma_min && launch_tma(a, kInt8, kF16, stream)) return;
   if (a.m > 16 && launch_wide(a, kInt8, kF16, stream)) return;
   if (!launch<kInt8, kF16, 4, 2, 4, 1>(a, stream))
     fail("wq_gemm: the GPU's {} bytes of shared memory per block are too few", max_optin_smem());

@@ -313,12 +313,6 @@ bool launch_wide(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
 // Whether launch_wide runs its wgmma variant above m = 32 on this device (wq_gemm_wide.cu).
 bool wide_wgmma_available();
 
-// Large m on Hopper (wq_gemm_tma.cu): 128-column × 128/256-row tiles, TMA and bulk copies,
-// one wgmma per decoded half word; false (nothing launched) where unavailable.
-bool launch_tma(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
-// Smallest m launch_tma is used for (LOWBIT_WQ_TMA_MIN_M overrides it; 0 turns it off).
-int64_t tma_min_rows();
-
 // m <= kWqGemvMaxRows (wq_gemv.cu): the decode GEMV, codes straight to registers.
 void launch_gemv(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream);
 
