@@ -510,15 +510,13 @@ void wq_dequantize(const WqGpuWeight& w, ActType act, void* w_out, cudaStream_t 
 // on smaller ones (4096 × 4096 at m = 128: 34 against 26; 4096 × 6144: 56 against 40); at
 // m = 256 the dense path wins or ties on every shape.
 //
-// With the wgmma wide tiles (2026-11-24, same bench): the direct kernel wins at m = 256 on
-// every shape with n >= 6144 (4096 × 28672: 130 µs against 207; 4096 × 6144: 40.5 against
-// 45.1), at m = 128 on 14336 × 4096 (67 against 105) but not at 256 (123 against 111), and
-// on 4096 × 4096 only up to m = 64 (m = 128: 29.7 against 26.1); at m = 1024 dequantize +
-// cuBLASLt wins everywhere (4096 × 28672: 405 against 469).
+// With the wgmma wide tiles and ~96-block k splits (2026-11-24, same bench): the direct kernel
+// wins up to m = 256 on every 8B / 70B shape but 4096 × 4096, where m = 256 ties (30.9 µs
+// against 30.0; m = 128: 18.5 against 26.1; 14336 × 4096 at 256: 87 against 112); at m = 1024
+// dequantize + cuBLASLt wins everywhere (4096 × 28672: 408 against 506).
 int64_t wq_gemm_max_fast_rows(const WqGpuWeight& w) {
-  const bool big = w.n * w.k >= (48 << 20);
-  if (wide_wgmma_available()) return w.n >= 6144 ? 256 : big ? 128 : 64;
-  return big ? 128 : 64;
+  if (wide_wgmma_available()) return 256;
+  return w.n * w.k >= (48 << 20) ? 128 : 64;
 }
 
 }  // namespace lowbit::kernels::cuda

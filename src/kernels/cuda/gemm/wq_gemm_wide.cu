@@ -364,12 +364,20 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
 #endif
 }
 
-// Splits of k for `tiles` output tiles: enough blocks to fill the SMs (blocks_per_sm each),
-// at most the cluster limit, each split at least kMinSplitK input columns (H100: k = 4096 ran
-// faster in 8 splits than in 16 at m = 32 and 64, k = 14336 faster in 16 than in 8).
+// Splits of k for `tiles` output tiles, at most the cluster limit, each split at least
+// kMinSplitK input columns. Filling every block slot was not the fastest: a split sweep on
+// H100 (2026-11-24, m = 32 / 64 / 128, gpu_wq_gemm_notes.md) was fastest, on every 8B / 70B
+// shape with up to 40 tiles, at about 96 blocks (8/11 of the SMs, one block each), or twice
+// that for two-blocks-per-SM tiles when there are more than 24 tiles: 4096 × 4096 at m = 64
+// 15.0 µs in 6 splits against 22.3 in 8 (the former rule), 4096 × 6144 at m = 128 23.6 in 4
+// against 38.5 in 5, 8192 × 10240 at m = 32 37.4 in 5 against 47.0 in 6. LOWBIT_WQ_SPLITS
+// forces the count (A/B measurements).
 int choose_splits(int tiles, int blocks_per_sm, int k, int max_cluster) {
-  const int slots = device_facts().sms * std::max(blocks_per_sm, 1);
-  const int splits = std::clamp(slots / std::max(tiles, 1), 1, max_cluster);
+  tiles = std::max(tiles, 1);
+  const int per_wave = device_facts().sms * 8 / 11 * (blocks_per_sm >= 2 && tiles > 24 ? 2 : 1);
+  int splits = std::clamp((per_wave + tiles / 2) / tiles, 1, max_cluster);
+  if (const char* v = std::getenv("LOWBIT_WQ_SPLITS"))
+    splits = std::clamp(std::atoi(v), 1, max_cluster);
   return std::max(1, std::min(splits, k / kMinSplitK));
 }
 
