@@ -229,35 +229,7 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
     const uint8_t* B = stage_b(b);
     const uint8_t* P = stage_p(b);
     b = b + 1 == S ? 0 : b + 1;
-    if constexpr (kWgmma) {
-      if (active) {
-#pragma unroll
-        for (int j = 0; j < SPW; ++j) {
-          const int slot = warp * SPW + j;
-          const uint4 q = reinterpret_cast<const uint4*>(B)[slot * 32 + lane];
-          GroupParams gp;
-          read_params<kInt8, kF16>(gp, P + slot * 256 + p_lane, a.has_zeros);
-          constexpr int kHalves = kInt8 ? 1 : 2;
-#pragma unroll
-          for (int ks = 0; ks < kHalves; ++ks) {
-            uint32_t bfrag[4][2];
-            decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
-            // Column nt·8 + g is row g (+8 for odd nt) of m64 tile h = nt / 2.
-            const uint32_t a0[4] = {bfrag[0][0], bfrag[1][0], bfrag[0][1], bfrag[1][1]};
-            const uint32_t a1[4] = {bfrag[2][0], bfrag[3][0], bfrag[2][1], bfrag[3][1]};
-            const uint64_t desc = wgmma::smem_desc_k_sw128(A + (j * T::kStep + ks * 16) * 2);
-            wgmma::fence();
-            wgmma::mma_rs<kN, kF16>(wacc[0], a0, desc);
-            wgmma::mma_rs<kN, kF16>(wacc[1], a1, desc);
-            wgmma::commit_group();
-          }
-        }
-        // This stage's products may run on; the previous stage's (one commit group per k16
-        // slice) are done before the barrier after which their buffers are refilled.
-        constexpr int kSlices = SPW * (kInt8 ? 1 : 2);
-        wgmma::wait_group<kSlices>();
-      }
-    } else if (active) {
+    if (active) {
 #pragma unroll
       for (int j = 0; j < SPW; ++j) {
         const int slot = warp * SPW + j;
@@ -267,20 +239,35 @@ __global__ void __launch_bounds__(kThreads, MT == 8 || (kInt8 && MT == 4) ? 1 : 
         constexpr int kHalves = kInt8 ? 1 : 2;  // k16 halves per step
 #pragma unroll
         for (int ks = 0; ks < kHalves; ++ks) {
-          const int c = (j * T::kStep + ks * 16) / 8;
-          uint32_t afrag[MT][4];
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-            ldmatrix_x4(afrag[mt], A + a_row[mt] + ((c ^ a_sw[mt]) << 4));
           uint32_t bfrag[4][2];
-          decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
+          if constexpr (kWgmma) {
+            decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
+            // Column nt·8 + g is row g (+8 for odd nt) of m64 tile h = nt / 2.
+            const uint32_t a0[4] = {bfrag[0][0], bfrag[1][0], bfrag[0][1], bfrag[1][1]};
+            const uint32_t a1[4] = {bfrag[2][0], bfrag[3][0], bfrag[2][1], bfrag[3][1]};
+            const uint64_t desc = wgmma::smem_desc_k_sw128(A + (j * T::kStep + ks * 16) * 2);
+            wgmma::fence();
+            wgmma::mma_rs<kN, kF16>(wacc[0], a0, desc);
+            wgmma::mma_rs<kN, kF16>(wacc[1], a1, desc);
+            wgmma::commit_group();
+          } else {
+            const int c = (j * T::kStep + ks * 16) / 8;
+            uint32_t afrag[MT][4];
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
+            for (int mt = 0; mt < MT; ++mt)
+              ldmatrix_x4(afrag[mt], A + a_row[mt] + ((c ^ a_sw[mt]) << 4));
+            decode_fragments<kInt8, kF16>(q, ks, gp, bfrag);
 #pragma unroll
-            for (int nt = 0; nt < 4; ++nt)
-              mma16816<kF16>(acc[mt][nt], afrag[mt], bfrag[nt][0], bfrag[nt][1]);
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int nt = 0; nt < 4; ++nt)
+                mma16816<kF16>(acc[mt][nt], afrag[mt], bfrag[nt][0], bfrag[nt][1]);
+          }
         }
       }
+      // wgmma: this stage's products may run on; the previous stage's (one commit group per
+      // k16 slice) are done before the barrier after which their buffers are refilled.
+      if constexpr (kWgmma) wgmma::wait_group<SPW*(kInt8 ? 1 : 2)>();
     }
   }
   cp_async_wait<0>();
