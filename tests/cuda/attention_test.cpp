@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
+#include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "cuda_test_util.h"
@@ -197,6 +200,33 @@ TEST(CudaAttention, PerHeadFp8ScalesMatchReference) {
       {4, 4, 256, kc::KvDtype::kFp8E4M3, {40, 3}, 2, 16, true},
   };
   for (const auto& c : cases) run_case(c, rng);
+}
+
+// FP8 caches of head_dim 128 run the tensor-core kernel (paged_attention_mma.cu), on Hopper
+// with bulk copies; the same cases with its per-lane copies (LOWBIT_ATTENTION_BULK=0, the path
+// of sm_80 / sm_89) and on the CUDA-core kernel (LOWBIT_ATTENTION_MMA=0) keep all three
+// covered. GQA 4, 12 (three blocks of 4 heads) and 3 (a block with a padding head), contexts
+// that are no multiple of the 16 positions an mma step takes, one split and many, per-layer and
+// per-head scales.
+TEST(CudaAttention, Fp8TensorCoreAndCudaCoreKernelsMatchReference) {
+  LOWBIT_REQUIRE_GPU();
+  const AttnCase cases[] = {
+      {32, 8, 128, kc::KvDtype::kFp8E4M3, {1001, 77, 5}, 3, 1},
+      {32, 8, 128, kc::KvDtype::kFp8E5M2, {4099, 1, 16, 17}, 4, 11},
+      {24, 2, 128, kc::KvDtype::kFp8E4M3, {515, 33}, 2, 7, true},
+      {6, 2, 128, kc::KvDtype::kFp8E5M2, {300, 15}, 2, 3, true},
+      {32, 8, 128, kc::KvDtype::kFp8E4M3, {2048, 640}, 2, 64, true},
+  };
+  const std::pair<const char*, const char*> modes[] = {{"1", "1"}, {"1", "0"}, {"0", "1"}};
+  for (const auto& [mma, bulk] : modes) {
+    SCOPED_TRACE(std::string("LOWBIT_ATTENTION_MMA=") + mma + " LOWBIT_ATTENTION_BULK=" + bulk);
+    setenv("LOWBIT_ATTENTION_MMA", mma, 1);
+    setenv("LOWBIT_ATTENTION_BULK", bulk, 1);
+    std::mt19937 rng(29);
+    for (const auto& c : cases) run_case(c, rng);
+  }
+  unsetenv("LOWBIT_ATTENTION_MMA");
+  unsetenv("LOWBIT_ATTENTION_BULK");
 }
 
 TEST(CudaAttention, RejectsUnsupportedHeadDim) {

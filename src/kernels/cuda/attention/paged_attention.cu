@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "kernels/cuda/attention/attention_common.cuh"
 #include "kernels/cuda/attention/kv_convert.cuh"
 #include "kernels/cuda/attention/paged_attention.h"
 #include "kernels/cuda/common/cuda_check.h"
@@ -29,36 +30,12 @@
 namespace lowbit::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-constexpr int kMaxHeadDim = 256;
+using namespace attention_detail;
+
 // Positions per slot per iteration (one ring stage): 4 with 8 elements per lane, 2 with 16 (the
 // same 8 positions per warp at head_dim 128, and q/acc/scores fit 168 registers either way).
 template <int EPL>
 constexpr int kUnroll = EPL == 16 ? 2 : 4;
-constexpr int kStages = 4;        // ring stages per warp: kStages - 1 iterations in flight
-constexpr int kMinSplitLen = 32;  // positions: the kernel never splits finer than this
-constexpr int kSplitTarget = 64;  // positions: attention_splits aims at no less per split
-constexpr int kBlocksPerSm = 2;   // resident blocks per SM (registers, kSmemFloor)
-constexpr float kLog2e = 1.4426950408889634f;
-
-// cp.async of Bytes (16 or 8) from global to shared; src_bytes 0 zero-fills (out-of-range
-// positions and idle lanes must read as 0, never as stale data: 0 · NaN would poison acc).
-template <int Bytes>
-__device__ __forceinline__ void cp_async(void* dst, const void* src, int src_bytes) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  if constexpr (Bytes == 16)
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
-                 "r"(src_bytes));
-  else
-    asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 8, %2;" ::"r"(d), "l"(src),
-                 "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 
 // EPL cache elements of type D packed in Raw (16 or 8 bytes).
 template <KvDtype D, int EPL>
@@ -111,20 +88,6 @@ __device__ __forceinline__ void transpose_reduce(float (&v)[N], int sub) {
   if constexpr (W > 1) transpose_reduce<W / 2>(v, sub);
 }
 
-// Merges running softmax state (m, l, acc) with another one (log2 domain).
-__device__ __forceinline__ void merge_weights(float m, float m_o, float& w, float& w_o) {
-  const float M = fmaxf(m, m_o);
-  const float M_use = M == -INFINITY ? 0.0f : M;  // both empty: weights 0, state stays empty
-  w = exp2f(m - M_use);
-  w_o = exp2f(m_o - M_use);
-}
-
-// Dynamic shared memory: the cp.async ring, reused for the warps' partial outputs at the end;
-// at least kSmemFloor so that every variant holds exactly kBlocksPerSm blocks per SM (the bf16
-// kernel would fit 3 by registers and ring, and at batch 64 x 4k its 512 blocks then left a
-// 116-block tail wave: 437 us vs 380 us with 2 or 3 splits). attention_splits' one-wave rule
-// relies on the uniform count.
-constexpr size_t kSmemFloor = 80 * 1024;  // 2 · 80 KB fit the 228 KB of an H100 SM, 3 do not
 template <KvDtype D, int EPL, int GC>
 constexpr size_t smem_bytes() {
   const size_t ring = size_t(kWarps) * kStages * 2 * kUnroll<EPL> * 32 * sizeof(RawOf<D, EPL>);
@@ -160,10 +123,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int split = blockIdx.z, splits = gridDim.z;
   const int ctx = a.ctx_lens[t];
   const int seq = a.token_seq[t];
-  // Splits cover at least kMinSplitLen positions each; the trailing ones of a short context
-  // stay empty (a CUDA graph captures one split count for every context length).
-  const int per = max((ctx + splits - 1) / splits, kMinSplitLen);
-  const int begin = min(ctx, split * per), end = min(ctx, begin + per);
+  int begin, end;
+  split_range(ctx, split, splits, 1, begin, end);
 
   const int hd = c.head_dim, bs = c.block_size;
   const int lpp = 1 << lpp_log2;
@@ -391,33 +352,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   }
   __syncthreads();
-  const int64_t out_width = int64_t(a.num_heads) * hd;
-  for (int e = threadIdx.x; e < G * hd; e += kThreads) {
-    const int g = e / hd, d = e % hd;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w][g]);
-    const float M_use = M == -INFINITY ? 0.0f : M;
-    float num = 0.0f, den = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float wt = exp2f(s_m[w][g] - M_use);
-      num = fmaf(wt, s_acc[w][g][d], num);
-      den = fmaf(wt, s_l[w][g], den);
-    }
-    const int h = h0 + g;
-    if (splits == 1) {
-      a.out[int64_t(t) * out_width + int64_t(h) * hd + d] = __float2bfloat16(num / den * v_scale);
-    } else {
-      const int64_t row = (int64_t(t) * a.num_heads + h) * splits + split;
-      a.workspace[row * hd + d] = num * v_scale;
-      if (d == 0) {
-        float* ml = a.workspace + a.n * a.num_heads * splits * int64_t(hd);
-        ml[2 * row] = M;
-        ml[2 * row + 1] = den;
-      }
-    }
-  }
+  write_block_result<GC>(a, s_acc, s_m, s_l, G, h0, t, split, splits, hd, v_scale);
 }
 
 // Merges the splits of one (token, head): out = Σ 2^(m_s − M)·acc_s / Σ 2^(m_s − M)·l_s.
@@ -560,16 +495,18 @@ void paged_attention(const AttentionArgs& a, const PagedKvLayer& c, cudaStream_t
     fail("paged attention: {} context splits (expected 1 to 128)", a.num_splits);
   LOWBIT_CHECK(a.num_splits == 1 || a.workspace, "attention with {} splits needs a workspace",
                a.num_splits);
-  switch (c.dtype) {
-    case KvDtype::kBf16:
-      dispatch<KvDtype::kBf16>(a, c, stream);
-      break;
-    case KvDtype::kFp8E4M3:
-      dispatch<KvDtype::kFp8E4M3>(a, c, stream);
-      break;
-    case KvDtype::kFp8E5M2:
-      dispatch<KvDtype::kFp8E5M2>(a, c, stream);
-      break;
+  if (!attention_detail::launch_attention_mma(a, c, stream)) {
+    switch (c.dtype) {
+      case KvDtype::kBf16:
+        dispatch<KvDtype::kBf16>(a, c, stream);
+        break;
+      case KvDtype::kFp8E4M3:
+        dispatch<KvDtype::kFp8E4M3>(a, c, stream);
+        break;
+      case KvDtype::kFp8E5M2:
+        dispatch<KvDtype::kFp8E5M2>(a, c, stream);
+        break;
+    }
   }
   if (a.num_splits > 1)
     launch_pdl(merge_kernel, dim3(unsigned(a.n), unsigned(a.num_heads)), 128, 0, stream, a,

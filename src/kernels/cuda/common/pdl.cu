@@ -19,6 +19,10 @@ bool pdl_enabled() {
   // Read at every launch (graph replays launch nothing), so one process can compare both modes.
   const char* env = std::getenv("LOWBIT_PDL");
   if (env && std::strcmp(env, "0") == 0) return false;
+  return device_runs_sm90_code();
+}
+
+bool device_runs_sm90_code() {
   // Per device: 0 not yet checked, 1 no, 2 yes.
   static std::atomic<int> known[64];
   int dev = 0;

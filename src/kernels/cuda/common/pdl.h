@@ -24,6 +24,8 @@ namespace lowbit::kernels::cuda {
 
 // True when the current device runs this build's sm_90+ code (which waits) unless LOWBIT_PDL=0.
 bool pdl_enabled();
+// True when the current device runs this build's sm_90+ code (not the compute_80 PTX).
+bool device_runs_sm90_code();
 
 // Appends the PDL attribute to attrs[num] (when enabled) and bumps num.
 inline void add_pdl_attribute(cudaLaunchAttribute* attrs, unsigned& num) {
