@@ -202,13 +202,13 @@ TEST(CudaAttention, PerHeadFp8ScalesMatchReference) {
   for (const auto& c : cases) run_case(c, rng);
 }
 
-// FP8 caches of head_dim 128 run the tensor-core kernel (paged_attention_mma.cu), on Hopper
-// with bulk copies; the same cases with its per-lane copies (LOWBIT_ATTENTION_BULK=0, the path
+// Caches of head_dim 128 run the tensor-core kernel (paged_attention_mma.cu), on Hopper with
+// bulk copies; the same cases with its per-lane copies (LOWBIT_ATTENTION_BULK=0, the path
 // of sm_80 / sm_89) and on the CUDA-core kernel (LOWBIT_ATTENTION_MMA=0) keep all three
-// covered. GQA 4, 12 (three blocks of 4 heads) and 3 (a block with a padding head), contexts
-// that are no multiple of the 16 positions an mma step takes, one split and many, per-layer and
-// per-head scales.
-TEST(CudaAttention, Fp8TensorCoreAndCudaCoreKernelsMatchReference) {
+// covered. bf16 and FP8, GQA 4, 12 (three blocks of 4 heads) and 3 (a block with a padding
+// head), contexts that are no multiple of the 16 positions an mma step takes, one split and
+// many, per-layer and per-head scales.
+TEST(CudaAttention, TensorCoreAndCudaCoreKernelsMatchReference) {
   LOWBIT_REQUIRE_GPU();
   const AttnCase cases[] = {
       {32, 8, 128, kc::KvDtype::kFp8E4M3, {1001, 77, 5}, 3, 1},
@@ -216,6 +216,9 @@ TEST(CudaAttention, Fp8TensorCoreAndCudaCoreKernelsMatchReference) {
       {24, 2, 128, kc::KvDtype::kFp8E4M3, {515, 33}, 2, 7, true},
       {6, 2, 128, kc::KvDtype::kFp8E5M2, {300, 15}, 2, 3, true},
       {32, 8, 128, kc::KvDtype::kFp8E4M3, {2048, 640}, 2, 64, true},
+      {32, 8, 128, kc::KvDtype::kBf16, {4099, 1, 16, 17}, 4, 11},
+      {24, 2, 128, kc::KvDtype::kBf16, {515, 33}, 2, 7},
+      {6, 2, 128, kc::KvDtype::kBf16, {300, 15}, 2, 1},
   };
   const std::pair<const char*, const char*> modes[] = {{"1", "1"}, {"1", "0"}, {"0", "1"}};
   for (const auto& [mma, bulk] : modes) {

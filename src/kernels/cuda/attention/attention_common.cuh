@@ -1,5 +1,5 @@
 // What both paged decode-attention kernels share (paged_attention.cu: CUDA cores, any head
-// size; paged_attention_mma.cu: tensor cores, FP8 caches of head_dim 128): the block shape,
+// size; paged_attention_mma.cu: tensor cores, head_dim 128): the block shape,
 // the split rule's constants, the cp.async ring helpers and the merge of a block's warps.
 #pragma once
 
@@ -104,8 +104,8 @@ __device__ __forceinline__ void write_block_result(const AttentionArgs& a,
   }
 }
 
-// The tensor-core kernel for this call, launched, or false when it cannot take it (not FP8,
-// head_dim != 128, LOWBIT_ATTENTION_MMA=0): paged_attention_mma.cu.
+// The tensor-core kernel for this call, launched, or false when it cannot take it (head_dim
+// != 128, block size < 16, LOWBIT_ATTENTION_MMA=0): paged_attention_mma.cu.
 bool launch_attention_mma(const AttentionArgs& a, const PagedKvLayer& c, cudaStream_t stream);
 
 }  // namespace lowbit::kernels::cuda::attention_detail

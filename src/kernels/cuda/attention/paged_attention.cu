@@ -12,6 +12,8 @@
 // it copied itself, so no barrier is needed. The K/V bytes serve all GC query heads of the kv
 // head (GQA reuse).
 // Scores live in the log2 domain (q is pre-multiplied by log2 e) so exp2 is one instruction.
+// Head size 128 (Llama, Qwen, Mistral) runs the tensor-core kernel of paged_attention_mma.cu
+// instead; this one serves every other head size (and A/B runs with LOWBIT_ATTENTION_MMA=0).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>

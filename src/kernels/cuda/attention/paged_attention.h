@@ -7,9 +7,9 @@
 // (up to 8 for bf16, 4 for FP8), split of the context); each warp streams its share of the
 // split through a cp.async ring with its own running softmax; with more than one split,
 // partial results go to a workspace and a second kernel merges them. The KV block size must
-// be a power of two. FP8 caches of head_dim 128 (block size >= 16) run a tensor-core kernel
-// that fills its ring with bulk copies on Hopper (paged_attention_mma.cu;
-// LOWBIT_ATTENTION_MMA=0 / LOWBIT_ATTENTION_BULK=0 turn either off for A/B runs).
+// be a power of two. Caches of head_dim 128 (block size >= 16) run a tensor-core kernel that
+// fills its ring with bulk copies on Hopper (paged_attention_mma.cu; LOWBIT_ATTENTION_MMA=0 /
+// LOWBIT_ATTENTION_BULK=0 turn either off for A/B runs).
 #pragma once
 
 #include <cuda_bf16.h>
