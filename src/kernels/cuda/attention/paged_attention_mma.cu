@@ -122,7 +122,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   __shared__ float s_m[kWarps][kGc], s_l[kWarps][kGc];
   __shared__ __align__(8) uint64_t bars[kWarps][kMmaStages];  // kBulk: one per ring stage
   (void)bars;
-  pdl_wait();  // q and the cache entries of this step come from the kernels before
+  // No pdl_wait yet: the block table and context lengths come from host copies before the
+  // step's first kernel; the first cache copies are issued before waiting (below).
 
   const int t = blockIdx.x;
   const int group = a.num_heads / c.num_kv_heads;
@@ -140,47 +141,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int bs = c.block_size;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tq = lane & 3;
-  const float k_scale = L::kFp8 ? c.k_scale[kvh * c.scale_stride] : 1.0f;
-  const float v_scale = L::kFp8 ? c.v_scale[kvh * c.scale_stride] : 1.0f;
-  const float score_scale = a.scale * k_scale * kLog2e;
-
-  // q of head h0 + g in the permuted dim order of the A fragments: qa[j] = {dims φ(j, 2tq),
-  // φ(j, 2tq + 1)}, qa2[j] = {φ(j, 2tq + 8), φ(j, 2tq + 9)}; rows g >= G stay 0. FP8: f16
-  // (rounded), lane dims [16tq, 16tq + 16) ∪ [64 + 16tq, 80 + 16tq); bf16: q's own bits, lane
-  // dims [32tq, 32tq + 32).
-  uint32_t qa[8], qa2[8];
-  {
-    const __nv_bfloat16* qp = a.q + int64_t(t) * a.q_stride + int64_t(h0 + g) * kHd;
-    if constexpr (L::kFp8) {
-      float qf[32];
-#pragma unroll
-      for (int i = 0; i < 32; ++i) qf[i] = 0.0f;
-      if (g < G) {
-        load8<KvDtype::kBf16>(qp + 16 * tq, qf);
-        load8<KvDtype::kBf16>(qp + 16 * tq + 8, qf + 8);
-        load8<KvDtype::kBf16>(qp + 64 + 16 * tq, qf + 16);
-        load8<KvDtype::kBf16>(qp + 64 + 16 * tq + 8, qf + 24);
-      }
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float* f = qf + 16 * (j / 4) + 4 * (j % 4);
-        qa[j] = pack16x2<true>(f[0], f[1]);
-        qa2[j] = pack16x2<true>(f[2], f[3]);
-      }
-    } else {
-      uint4 qw[4] = {};
-      if (g < G)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) qw[i] = reinterpret_cast<const uint4*>(qp + 32 * tq)[i];
-      const uint32_t* w = reinterpret_cast<const uint32_t*>(qw);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        qa[j] = w[2 * j];
-        qa2[j] = w[2 * j + 1];
-      }
-    }
-  }
-
   float m_run = -INFINITY, l_run = 0.0f;  // head g's running max (log2) and this lane's sum
   float o[16][4];                         // O[head g][dim 16·(2tq) + i], [16·(2tq + 1) + i]
 #pragma unroll
@@ -279,8 +239,57 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     if constexpr (!kBulk) cp_async_commit();  // empty groups too: the wait counts groups
   };
+  // Positions below ctx − n were written by earlier steps (a sequence has at most n new tokens
+  // in this one), so the ring's first stages may be copied while the kernel before (RoPE + KV
+  // write) still runs; q, the scales and the newest positions wait for it.
+  const int stable = a.n < ctx ? ctx - int(a.n) : 0;
+  int prologue = 0;
+  while (prologue < kMmaStages - 1 && first + prologue * stride + kPositions <= stable)
+    issue(prologue++);
+  pdl_wait();
+  while (prologue < kMmaStages - 1) issue(prologue++);
+
+  const float k_scale = L::kFp8 ? c.k_scale[kvh * c.scale_stride] : 1.0f;
+  const float v_scale = L::kFp8 ? c.v_scale[kvh * c.scale_stride] : 1.0f;
+  const float score_scale = a.scale * k_scale * kLog2e;
+
+  // q of head h0 + g in the permuted dim order of the A fragments: qa[j] = {dims φ(j, 2tq),
+  // φ(j, 2tq + 1)}, qa2[j] = {φ(j, 2tq + 8), φ(j, 2tq + 9)}; rows g >= G stay 0. FP8: f16
+  // (rounded), lane dims [16tq, 16tq + 16) ∪ [64 + 16tq, 80 + 16tq); bf16: q's own bits, lane
+  // dims [32tq, 32tq + 32).
+  uint32_t qa[8], qa2[8];
+  {
+    const __nv_bfloat16* qp = a.q + int64_t(t) * a.q_stride + int64_t(h0 + g) * kHd;
+    if constexpr (L::kFp8) {
+      float qf[32];
 #pragma unroll
-  for (int it = 0; it < kMmaStages - 1; ++it) issue(it);
+      for (int i = 0; i < 32; ++i) qf[i] = 0.0f;
+      if (g < G) {
+        load8<KvDtype::kBf16>(qp + 16 * tq, qf);
+        load8<KvDtype::kBf16>(qp + 16 * tq + 8, qf + 8);
+        load8<KvDtype::kBf16>(qp + 64 + 16 * tq, qf + 16);
+        load8<KvDtype::kBf16>(qp + 64 + 16 * tq + 8, qf + 24);
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float* f = qf + 16 * (j / 4) + 4 * (j % 4);
+        qa[j] = pack16x2<true>(f[0], f[1]);
+        qa2[j] = pack16x2<true>(f[2], f[3]);
+      }
+    } else {
+      uint4 qw[4] = {};
+      if (g < G)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) qw[i] = reinterpret_cast<const uint4*>(qp + 32 * tq)[i];
+      const uint32_t* w = reinterpret_cast<const uint32_t*>(qw);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        qa[j] = w[2 * j];
+        qa2[j] = w[2 * j + 1];
+      }
+    }
+  }
+
   for (int it = 0; it < iters; ++it) {
     issue(it + kMmaStages - 1);
     const int p0 = first + it * stride;
