@@ -491,6 +491,31 @@ TEST(CudaWqGemv, StreamKAndPerGroupKernelsMatchReferenceAndRepeat) {
   }
 }
 
+// The stream-K GEMV's process-wide scratch can be released (so that leak checks of this binary
+// see every allocation returned: the environment below releases it after the last test) and is
+// allocated again by the next call, which still matches the reference.
+class ReleaseDeviceScratch : public testing::Environment {
+ public:
+  void TearDown() override {
+    if (!::lowbit::engine::cuda_devices().empty()) kc::wq_release_device_scratch();
+  }
+};
+testing::Environment* const release_device_scratch =
+    testing::AddGlobalTestEnvironment(new ReleaseDeviceScratch);
+
+TEST(CudaWqGemv, StreamKScratchIsAllocatedAgainAfterRelease) {
+  LOWBIT_REQUIRE_GPU();
+  std::mt19937 rng(25);
+  RandomWeight rw(WqKind::kInt4, 4096, 1024, 128, false, false, rng);
+  auto w = kc::wq_gemm_pack(rw.src, "layer", nullptr);
+  RunOptions o;
+  o.gemv = true;
+  o.out = kc::OutType::kF32;
+  run_and_check(rw, *w, 1, o, rng, "stream-K before release");
+  kc::wq_release_device_scratch();
+  run_and_check(rw, *w, 1, o, rng, "stream-K after release");
+}
+
 // Rows past the GEMV's limit are refused with the limit in the message; graph capture works.
 TEST(CudaWqGemv, RowLimitAndGraphCapture) {
   LOWBIT_REQUIRE_GPU();

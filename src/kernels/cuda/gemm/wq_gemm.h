@@ -98,4 +98,10 @@ inline int64_t wq_cols(const WqGpuWeight& w) { return w.k; }  // input features
 // Bytes one wq_gemm call reads from the weight (codes + the parameters of one act type).
 uint64_t wq_gpu_bytes(const WqGpuWeight& w);
 
+// Frees the per-device scratch the stream-K GEMV keeps for the whole process (its partial
+// sums, allocated with the first weight on a device); the next weight upload or GEMV call
+// allocates it again. For the end of a process that wants every allocation returned (leak
+// checks); no CUDA graph that ran the GEMV may be replayed afterwards.
+void wq_release_device_scratch();
+
 }  // namespace lowbit::kernels::cuda

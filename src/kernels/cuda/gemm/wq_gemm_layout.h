@@ -46,6 +46,7 @@ namespace wq_device {
 // Allocates the current device's stream-K partial-sum slots (wq_gemv_streamk.cu) if it has
 // none yet: called at weight upload, never during a graph capture.
 void reserve_streamk_workspace();
+void release_streamk_workspace();  // wq_release_device_scratch
 }  // namespace wq_device
 
 }  // namespace lowbit::kernels::cuda

@@ -274,6 +274,12 @@ void launch_zeros(const KernelArgs& a, int* counts, cudaStream_t stream) {
 
 void reserve_streamk_workspace() { partials_for_current_device(); }
 
+void release_streamk_workspace() {
+  Workspace& ws = workspace();
+  std::lock_guard<std::mutex> lock(ws.mu);
+  ws.partials.clear();
+}
+
 void launch_gemv_streamk(const KernelArgs& a, bool int8, bool f16, int* counts,
                          cudaStream_t stream) {
   if (a.m < 1 || a.m > kStreamKMaxRows)
@@ -287,3 +293,7 @@ void launch_gemv_streamk(const KernelArgs& a, bool int8, bool f16, int* counts,
 }
 
 }  // namespace lowbit::kernels::cuda::wq_device
+
+namespace lowbit::kernels::cuda {
+void wq_release_device_scratch() { wq_device::release_streamk_workspace(); }
+}  // namespace lowbit::kernels::cuda
