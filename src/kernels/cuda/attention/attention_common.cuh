@@ -54,15 +54,34 @@ __device__ __forceinline__ void merge_weights(float m, float m_o, float& w, floa
 // relies on the uniform count.
 constexpr size_t kSmemFloor = 80 * 1024;  // 2 · 80 KB fit the 228 KB of an H100 SM, 3 do not
 
-// Positions [begin, end) of split `split` of `splits` over ctx positions: at least kMinSplitLen
-// each (multiples of `align`), so the trailing splits of a short context stay empty (a CUDA
-// graph captures one split count for every context length).
-__device__ __forceinline__ void split_range(int ctx, int split, int splits, int align, int& begin,
-                                            int& end) {
-  int per = max((ctx + splits - 1) / splits, kMinSplitLen);
+// What one block of the grid (tokens, kv heads × chunks of GC query heads, splits) attends:
+// token t of sequence seq, kv head kvh, query heads h0 .. h0 + G − 1, positions [begin, end) of
+// its ctx. Splits cover at least kMinSplitLen positions each (multiples of `align`), so the
+// trailing splits of a short context stay empty (a CUDA graph captures one split count for
+// every context length).
+struct BlockWork {
+  int t, seq, ctx, kvh, h0, G, split, splits, begin, end;
+};
+template <int GC>
+__device__ __forceinline__ BlockWork block_work(const AttentionArgs& a, const PagedKvLayer& c,
+                                                int align) {
+  BlockWork w;
+  w.t = blockIdx.x;
+  const int group = a.num_heads / c.num_kv_heads;
+  const int q_chunks = (group + GC - 1) / GC;
+  w.kvh = blockIdx.y / q_chunks;
+  const int qc = blockIdx.y % q_chunks;
+  w.h0 = w.kvh * group + qc * GC;
+  w.G = min(GC, group - qc * GC);
+  w.split = blockIdx.z;
+  w.splits = gridDim.z;
+  w.ctx = a.ctx_lens[w.t];
+  w.seq = a.token_seq[w.t];
+  int per = max((w.ctx + w.splits - 1) / w.splits, kMinSplitLen);
   per = (per + align - 1) / align * align;
-  begin = min(ctx, split * per);
-  end = min(ctx, begin + per);
+  w.begin = min(w.ctx, w.split * per);
+  w.end = min(w.ctx, w.begin + per);
+  return w;
 }
 
 // The end of a block: merges its warps' running softmax states (s_m, s_l: max and sum per warp

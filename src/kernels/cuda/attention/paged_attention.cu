@@ -115,18 +115,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   // waves (it triggers when its blocks exit).
   pdl_wait();  // q and the cache entries of this step come from the kernels before
 
-  const int t = blockIdx.x;
-  const int group = a.num_heads / c.num_kv_heads;
-  const int q_chunks = (group + GC - 1) / GC;
-  const int kvh = blockIdx.y / q_chunks;
-  const int qc = blockIdx.y % q_chunks;
-  const int h0 = kvh * group + qc * GC;
-  const int G = min(GC, group - qc * GC);
-  const int split = blockIdx.z, splits = gridDim.z;
-  const int ctx = a.ctx_lens[t];
-  const int seq = a.token_seq[t];
-  int begin, end;
-  split_range(ctx, split, splits, 1, begin, end);
+  const BlockWork bw = block_work<GC>(a, c, 1);
+  const int t = bw.t, seq = bw.seq, kvh = bw.kvh, h0 = bw.h0, G = bw.G;
+  const int split = bw.split, splits = bw.splits, begin = bw.begin, end = bw.end;
 
   const int hd = c.head_dim, bs = c.block_size;
   const int lpp = 1 << lpp_log2;

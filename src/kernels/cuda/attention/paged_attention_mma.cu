@@ -125,18 +125,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   // No pdl_wait yet: the block table and context lengths come from host copies before the
   // step's first kernel; the first cache copies are issued before waiting (below).
 
-  const int t = blockIdx.x;
-  const int group = a.num_heads / c.num_kv_heads;
-  const int q_chunks = (group + kGc - 1) / kGc;
-  const int kvh = blockIdx.y / q_chunks;
-  const int qc = blockIdx.y % q_chunks;
-  const int h0 = kvh * group + qc * kGc;
-  const int G = min(kGc, group - qc * kGc);
-  const int split = blockIdx.z, splits = gridDim.z;
-  const int ctx = a.ctx_lens[t];
-  const int seq = a.token_seq[t];
-  int begin, end;
-  split_range(ctx, split, splits, kPositions, begin, end);
+  const BlockWork bw = block_work<kGc>(a, c, kPositions);
+  const int t = bw.t, seq = bw.seq, ctx = bw.ctx, kvh = bw.kvh, h0 = bw.h0, G = bw.G;
+  const int split = bw.split, splits = bw.splits, begin = bw.begin, end = bw.end;
 
   const int bs = c.block_size;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
