@@ -252,7 +252,6 @@ void check_wide_tiles() {
 // multiple of 256 (partial last column block, half-used warpgroups), k-step counts that split
 // unevenly, m at and around each tile height and past one 128-row pass, every group size and
 // layout option; on Hopper both product paths (wgmma, and mma.sync with LOWBIT_WQ_WGMMA=0).
-// On Hopper both product paths: wgmma, and mma.sync with LOWBIT_WQ_WGMMA=0.
 TEST(CudaWqGemm, WideTilesSplitKMatchReference) {
   LOWBIT_REQUIRE_GPU();
   for (const char* wgmma : {"1", "0"}) {

@@ -464,20 +464,12 @@ bool launch_rows(const KernelArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-// Hopper (compute capability 9.0) with this build's sm_90a code for the wgmma variant (a JIT
-// from older PTX has no wgmma), unless LOWBIT_WQ_WGMMA=0 (read per call: A/B runs, tests).
+// Hopper (compute capability 9.0) running this build's sm_90a code (a JIT from older PTX has
+// no wgmma), unless LOWBIT_WQ_WGMMA=0 (read per call: A/B runs, tests).
 bool wide_wgmma_available() {
-  static const bool capable = [] {
-    if (device_facts().cc_major != 9) return false;
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, wq_wide_kernel<false, false, 8, 5, true>) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return false;
-    }
-    return attr.ptxVersion >= 90;
-  }();
+  if (device_facts().cc_major != 9 || !device_runs_sm90_code()) return false;
   const char* v = std::getenv("LOWBIT_WQ_WGMMA");
-  return capable && !(v && std::strcmp(v, "0") == 0);
+  return !(v && std::strcmp(v, "0") == 0);
 }
 
 bool launch_wide(const KernelArgs& a, bool int8, bool f16, cudaStream_t stream) {
